@@ -1,0 +1,89 @@
+"""The ASGI application: routers, middleware, shared state and the operator endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from sqlalchemy import text
+from starlette.responses import Response
+
+from circlet.contexts.endpoints import router as contexts_router
+from circlet.contexts.service import ContextService
+from circlet.db.engine import Database, create_database
+from circlet.db.migrate import upgrade_to_head
+from circlet.http.auth import Authenticator
+from circlet.http.errors import install_error_handlers
+from circlet.http.middleware import RequestMiddleware
+from circlet.http.pagination import PageTokens
+from circlet.http.responses import json_response
+from circlet.openapi.spec import API_PREFIX, served_spec
+from circlet.secrets import Keyring, load_keyring
+from circlet.settings import Settings
+from circlet.users.endpoints import router as users_router
+
+ROUTERS = (contexts_router, users_router)
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        if migrate:
+            upgrade_to_head(settings.resolved_database_url)
+        keyring = load_keyring(settings.home, settings.secret_key, settings.previous_secret_keys)
+        database = create_database(settings.resolved_database_url)
+        attach_state(app, settings, database, keyring)
+        try:
+            yield
+        finally:
+            await database.dispose()
+
+    app = FastAPI(
+        title="circlet",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router, prefix=API_PREFIX)
+    add_operator_routes(app)
+    app.add_middleware(RequestMiddleware, max_body_bytes=settings.limits.request_body_bytes)
+    return app
+
+
+def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: Keyring) -> None:
+    app.state.settings = settings
+    app.state.database = database
+    app.state.keyring = keyring
+    app.state.authenticator = Authenticator(
+        database, cache_seconds=settings.auth_cache_seconds, rate_per_minute=settings.rate_limit_per_minute
+    )
+    page_tokens = PageTokens(keyring.derive("page-tokens"))
+    app.state.context_service = ContextService(keyring, settings.limits, page_tokens)
+
+
+def add_operator_routes(app: FastAPI) -> None:
+    @app.get(API_PREFIX + "/openapi.json", include_in_schema=False)
+    async def openapi(request: Request) -> Response:
+        server = str(request.base_url).rstrip("/") + API_PREFIX
+        return json_response(served_spec(app, server))
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> Response:
+        database: Database = request.app.state.database
+        try:
+            async with database.reading() as session:
+                await session.execute(text("SELECT 1"))
+        except Exception:
+            return json_response({"message": "database unavailable"}, 503)
+        return json_response({"status": "ready"})

@@ -1,0 +1,236 @@
+"""The ``circlet`` command: serve, admin, config and orb."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from circlet.audit import repository as audit
+from circlet.contexts.service import reseal_env_vars
+from circlet.db.engine import create_database
+from circlet.db.migrate import upgrade_to_head
+from circlet.secrets.keyring import KEY_FILE_NAME, drop_previous_keys, load_keyring, rotate_key_file
+from circlet.settings import Settings
+from circlet.users import service as accounts
+
+T = TypeVar("T")
+
+app = typer.Typer(help="circlet: a self-hosted CircleCI.", no_args_is_help=True, add_completion=False)
+admin_app = typer.Typer(help="Operator commands; they work on the database whether or not the server runs.")
+token_app = typer.Typer(help="Personal API tokens.")
+admin_app.add_typer(token_app, name="token")
+app.add_typer(admin_app, name="admin")
+
+DatabaseUrl = Annotated[
+    str | None, typer.Option("--database-url", help="Defaults to $CIRCLET_DATABASE_URL, else SQLite in $CIRCLET_HOME.")
+]
+
+
+def settings_with(database_url: str | None) -> Settings:
+    settings = Settings()
+    if database_url:
+        settings = settings.model_copy(update={"database_url": database_url})
+    return settings
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(value))
+
+
+def fail(message: str) -> None:
+    typer.echo(json.dumps({"error": message}), err=True)
+    raise typer.Exit(1)
+
+
+def in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run ``work`` in one committed transaction on a migrated database; operator errors exit 1."""
+
+    async def run() -> T:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        upgrade_to_head(settings.resolved_database_url)
+        database = create_database(settings.resolved_database_url)
+        try:
+            async with database.writing() as session:
+                return await work(session)
+        finally:
+            await database.dispose()
+
+    try:
+        return asyncio.run(run())
+    except accounts.AccountError as exc:
+        fail(str(exc))
+        raise  # unreachable: fail() exits
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [default: 8080].")] = None,
+    database_url: DatabaseUrl = None,
+    workers: Annotated[int, typer.Option(help="API processes (use more only with PostgreSQL).")] = 1,
+    access_log: Annotated[bool, typer.Option(help="One JSON line per request.")] = True,
+) -> None:
+    """Start the API server (embedded SQLite in $CIRCLET_HOME unless told otherwise)."""
+    import os
+
+    import uvicorn
+
+    from circlet.logs import configure_logging
+
+    settings = settings_with(database_url)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    upgrade_to_head(settings.resolved_database_url)
+    load_keyring(settings.home, settings.secret_key, settings.previous_secret_keys)
+    if database_url:
+        os.environ["CIRCLET_DATABASE_URL"] = database_url
+    configure_logging(access_log=access_log)
+    uvicorn.run(
+        "circlet.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )
+
+
+@admin_app.command()
+def bootstrap(
+    org: Annotated[str, typer.Option(help="Organization name (gh/NAME) or slug.")],
+    user: Annotated[str, typer.Option(help="User login.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create (or reuse) an organization and a user, make the user its admin, and mint a token."""
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        organization = await accounts.ensure_org(session, org)
+        person = await accounts.ensure_user(session, user)
+        await accounts.add_member(session, organization, person, "admin")
+        minted = await accounts.mint_token(session, person, "bootstrap")
+        return {"org": accounts.org_json(organization), "user": accounts.user_json(person), "token": minted.token}
+
+    print_json(in_transaction(settings_with(database_url), work))
+
+
+@token_app.command("create")
+def token_create(
+    user: Annotated[str, typer.Option(help="Login of the token's owner.")],
+    label: Annotated[str, typer.Option(help="A note on what the token is for.")] = "",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Mint a new personal API token and print it (it is shown only this once)."""
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        minted = await accounts.mint_token(session, await accounts.find_user(session, user), label)
+        return {"id": str(minted.id), "token": minted.token}
+
+    print_json(in_transaction(settings_with(database_url), work))
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: str, database_url: DatabaseUrl = None) -> None:
+    """Revoke a token by its id."""
+    try:
+        parsed = uuid.UUID(token_id)
+    except ValueError:
+        fail(f"not a token id: {token_id!r}")
+        return
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        await accounts.revoke_token(session, parsed)
+        return {"id": str(parsed), "revoked": True}
+
+    print_json(in_transaction(settings_with(database_url), work))
+
+
+@admin_app.command("audit")
+def audit_log(database_url: DatabaseUrl = None) -> None:
+    """Print the audit log as JSON lines, oldest first."""
+
+    async def work(session: AsyncSession) -> None:
+        async for event in audit.events(session):
+            typer.echo(
+                json.dumps(
+                    {
+                        "at": event.at.isoformat(),
+                        "actor": event.actor,
+                        "actor_id": str(event.actor_id) if event.actor_id else None,
+                        "action": event.action,
+                        "target_type": event.target_type,
+                        "target_id": event.target_id,
+                        "org_id": str(event.org_id) if event.org_id else None,
+                        "details": event.details,
+                    }
+                )
+            )
+
+    in_transaction(settings_with(database_url), work)
+
+
+@admin_app.command("rotate-key")
+def rotate_key(database_url: DatabaseUrl = None) -> None:
+    """Re-encrypt every secret under a new key while the server keeps serving.
+
+    With a key file in $CIRCLET_HOME, a new key is made and the old one dropped once nothing uses it.
+    With CIRCLET_SECRET_KEY, set the new key there and the old one in CIRCLET_PREVIOUS_SECRET_KEYS first.
+    """
+    settings = settings_with(database_url)
+    uses_key_file = not settings.secret_key
+    if uses_key_file and not (settings.home / KEY_FILE_NAME).exists():
+        fail(f"no key file at {settings.home / KEY_FILE_NAME}; nothing to rotate")
+    if uses_key_file:
+        rotate_key_file(settings.home)
+        time.sleep(1.0)  # a seal that began before the switch commits before the last sweep
+    keyring = load_keyring(settings.home, settings.secret_key, settings.previous_secret_keys)
+
+    async def sweep() -> int:
+        upgrade_to_head(settings.resolved_database_url)
+        database = create_database(settings.resolved_database_url)
+        total = 0
+        try:
+            while True:
+                async with database.writing() as session:
+                    count = await reseal_env_vars(session, keyring)
+                if count == 0:
+                    return total
+                total += count
+        finally:
+            await database.dispose()
+
+    resealed = asyncio.run(sweep())
+    if uses_key_file:
+        drop_previous_keys(settings.home)
+    print_json({"key_id": keyring.current_id, "resealed": resealed})
+
+
+def mount_config_commands() -> None:
+    try:
+        from circlet.config.cli import config_app, orb_app
+    except ImportError:
+        return
+    app.add_typer(config_app, name="config")
+    app.add_typer(orb_app, name="orb")
+
+
+mount_config_commands()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Contexts: named sets of secret environment variables shared across projects (the Context tag)."""

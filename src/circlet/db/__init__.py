@@ -1,0 +1,1 @@
+"""Database: engine setup, the SQLite/PostgreSQL seam, tables and Alembic migrations."""

@@ -1,0 +1,1 @@
+"""Shared HTTP machinery: errors, auth, pagination, rate limits, the request middleware."""

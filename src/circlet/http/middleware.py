@@ -1,0 +1,112 @@
+"""The one request middleware (pure ASGI, no per-request task hop): request id, body size limit,
+and one JSON access-log line per request with no header value and no body."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+access_log = logging.getLogger("circlet.access")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def _plain_response(status: int, message: str) -> tuple[Message, Message]:
+    body = orjson.dumps({"message": message})
+    start: Message = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+    }
+    return start, {"type": "http.response.body", "body": body}
+
+
+class RequestMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int):
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        scope.setdefault("state", {})["rid"] = request_id
+        status = 500
+        rid_header = (b"x-request-id", request_id.encode())
+
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body_bytes:
+            start, body = _plain_response(413, f"Request body exceeds {self.max_body_bytes} bytes.")
+            start["headers"].append(rid_header)
+            await send(start)
+            await send(body)
+            self._log(scope, 413, started, request_id)
+            return
+
+        received = 0
+        limit = self.max_body_bytes
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge
+            return message
+
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                message["headers"] = [*message.get("headers", []), rid_header]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        except BodyTooLarge:
+            if not response_started:
+                start, body = _plain_response(413, f"Request body exceeds {limit} bytes.")
+                await send_with_id(start)
+                await send(body)
+            status = 413
+        finally:
+            self._log(scope, status, started, request_id)
+
+    @staticmethod
+    def _log(scope: Scope, status: int, started: float, request_id: str) -> None:
+        if not access_log.isEnabledFor(logging.INFO):
+            return
+        route: Any = scope.get("route")
+        access_log.info(
+            "request",
+            extra={
+                "method": scope.get("method"),
+                "path": getattr(route, "path", None) or "(unmatched)",
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "request_id": request_id,
+            },
+        )
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

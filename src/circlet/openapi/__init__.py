@@ -1,0 +1,1 @@
+"""The official CircleCI API v2 spec (our contract) and the subset circlet serves."""

@@ -1,0 +1,1 @@
+"""Organizations, their slugs and their members' roles."""

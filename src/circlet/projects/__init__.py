@@ -1,0 +1,1 @@
+"""Projects: where code lives and how it is built (the Project tag)."""

@@ -1,0 +1,66 @@
+"""Settings: every knob an operator can turn, read from ``CIRCLET_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_home() -> Path:
+    return Path.home() / ".circlet"
+
+
+class Limits(BaseSettings):
+    """CircleCI's documented limits; an operator may raise them (``CIRCLET_LIMITS__CONTEXTS_PER_ORG=...``)."""
+
+    model_config = SettingsConfigDict(env_prefix="CIRCLET_LIMITS__", extra="ignore")
+
+    context_name_length: int = Field(200, description="Longest context name, in characters.")
+    env_var_name_length: int = Field(300, description="Longest environment variable name.")
+    env_var_value_length: int = Field(32 * 1024, description="Longest environment variable value.")
+    env_vars_per_context: int = Field(100, description="Environment variables one context may hold.")
+    contexts_per_org: int = Field(500, description="Contexts one organization may own.")
+    request_body_bytes: int = Field(1024 * 1024, description="Largest accepted request body; larger is 413.")
+
+
+class Settings(BaseSettings):
+    """Server and admin settings. Environment names follow the nesting: ``CIRCLET_LIMITS__...``."""
+
+    model_config = SettingsConfigDict(env_prefix="CIRCLET_", env_nested_delimiter="__", extra="ignore")
+
+    home: Path = Field(default_factory=default_home, description="Where circlet keeps its data.")
+    database_url: str = Field(
+        "", description="SQLAlchemy URL; empty means SQLite at $CIRCLET_HOME/circlet.db."
+    )
+    secret_key: str = Field(
+        "",
+        description="Base64 (or any) secret for encryption at rest; empty means a key file in $CIRCLET_HOME.",
+    )
+    previous_secret_keys: str = Field(
+        "", description="Comma-separated older secret keys, kept readable during `admin rotate-key`."
+    )
+    host: str = Field("127.0.0.1", description="Address `circlet serve` listens on.")
+    port: int = Field(8080, description="Port `circlet serve` listens on.")
+    rate_limit_per_minute: int = Field(
+        6000, description="Requests one token may make per minute before 429; 0 disables the limit."
+    )
+    auth_cache_seconds: float = Field(
+        2.0, description="How long a verified token is trusted before it is looked up again."
+    )
+    limits: Limits = Field(default_factory=Limits)
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        return normalize_database_url(self.database_url) or f"sqlite+aiosqlite:///{self.home / 'circlet.db'}"
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the URLs people write (``postgresql://``, ``sqlite:///``) and pick our async drivers."""
+    if url.startswith(("postgres://", "postgresql://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url.split("://", 1)[1]
+    return url

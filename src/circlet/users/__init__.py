@@ -1,0 +1,1 @@
+"""Users and their personal API tokens (the spec's User tag)."""

@@ -1,0 +1,109 @@
+"""Accounts as an operator manages them: users, organizations, memberships and tokens."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from circlet.audit import repository as audit
+from circlet.db.models import Organization, User
+from circlet.http.auth import ROLES
+from circlet.orgs import repository as orgs
+from circlet.orgs.slugs import org_slug, parse_org_slug
+from circlet.users import repository as users
+from circlet.users.tokens import new_token, token_hash
+
+OPERATOR = "circlet-admin"
+
+
+class AccountError(Exception):
+    """An operator's request that cannot be carried out; the message says why."""
+
+
+@dataclass(frozen=True)
+class MintedToken:
+    id: uuid.UUID
+    token: str
+
+
+def org_json(org: Organization) -> dict[str, Any]:
+    return {"id": str(org.id), "slug": org_slug(org.vcs_type, org.name, org.id), "name": org.name}
+
+
+def user_json(user: User) -> dict[str, Any]:
+    return {"id": str(user.id), "login": user.login, "name": user.name}
+
+
+async def ensure_org(session: AsyncSession, slug_or_name: str) -> Organization:
+    """``acme`` means ``gh/acme``; any slug form is accepted."""
+    text = slug_or_name if "/" in slug_or_name else f"gh/{slug_or_name}"
+    slug = parse_org_slug(text)
+    if slug is None or (slug.name is not None and not slug.name.strip()):
+        raise AccountError(f"not an organization name or slug: {slug_or_name!r}")
+    org = await orgs.find_org_by_slug(session, slug)
+    if org is not None:
+        return org
+    if slug.org_id is not None:
+        raise AccountError(f"no organization with id {slug.org_id}")
+    assert slug.name is not None
+    org = await orgs.add_org(session, slug.name, slug.vcs_type)
+    await audit.record(
+        session, actor_id=None, actor=OPERATOR, action="org.create", target_type="org", target_id=org.id,
+        org_id=org.id, details={"name": org.name, "vcs_type": org.vcs_type},
+    )
+    return org
+
+
+async def ensure_user(session: AsyncSession, login: str, name: str | None = None) -> User:
+    if not login.strip():
+        raise AccountError("a user login may not be empty")
+    user = await users.find_user_by_login(session, login)
+    if user is None:
+        user = await users.add_user(session, login, name or login)
+        await audit.record(
+            session, actor_id=None, actor=OPERATOR, action="user.create", target_type="user",
+            target_id=user.id, org_id=None, details={"login": login},
+        )
+    return user
+
+
+async def add_member(session: AsyncSession, org: Organization, user: User, role: str) -> None:
+    if role not in ROLES:
+        raise AccountError(f"role must be one of {', '.join(ROLES)}")
+    await orgs.set_membership(session, org.id, user.id, role)
+    await audit.record(
+        session, actor_id=None, actor=OPERATOR, action="org.member.set", target_type="user", target_id=user.id,
+        org_id=org.id, details={"login": user.login, "role": role},
+    )
+
+
+async def mint_token(session: AsyncSession, user: User, label: str = "") -> MintedToken:
+    token = new_token()
+    stored = await users.add_token(session, user.id, token_hash(token), label)
+    await audit.record(
+        session, actor_id=None, actor=OPERATOR, action="token.create", target_type="token", target_id=stored.id,
+        org_id=None, details={"user": user.login, "label": label},
+    )
+    return MintedToken(stored.id, token)
+
+
+async def revoke_token(session: AsyncSession, token_id: uuid.UUID) -> None:
+    revoked = await users.revoke_token(session, token_id)
+    if revoked is None:
+        raise AccountError(f"no active token with id {token_id}")
+    await audit.record(
+        session, actor_id=None, actor=OPERATOR, action="token.revoke", target_type="token", target_id=token_id,
+        org_id=None, details={},
+    )
+
+
+async def find_user(session: AsyncSession, login: str) -> User:
+    user = await users.find_user_by_login(session, login)
+    if user is None:
+        raise AccountError(f"no user with login {login!r}")
+    return user
+
+
