@@ -26,64 +26,59 @@ POSTGRES_URL = os.environ.get("CIRCLET_TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
 
 
-def _create_postgres_database(base_url: str) -> str:
-    """A fresh database on the test server for this test session; returns its async URL."""
+def _postgres_admin(base_url: str, *statements: str) -> None:
+    """Run statements on the test server from any thread, even one with a running event loop."""
     import asyncio
+    import threading
 
     import asyncpg
 
-    plain = normalize_database_url(base_url).replace("postgresql+asyncpg://", "postgresql://")
-    name = f"circlet_test_{uuid.uuid4().hex[:12]}"
-
-    async def create() -> None:
-        connection = await asyncpg.connect(plain)
+    async def run() -> None:
+        connection = await asyncpg.connect(
+            normalize_database_url(base_url).replace("postgresql+asyncpg://", "postgresql://")
+        )
         try:
-            await connection.execute(f'CREATE DATABASE "{name}"')
+            for statement in statements:
+                await connection.execute(statement)
         finally:
             await connection.close()
 
-    asyncio.run(create())
-    head, _, _ = plain.rpartition("/")
-    return normalize_database_url(f"{head}/{name}")
+    worker = threading.Thread(target=asyncio.run, args=(run(),))
+    worker.start()
+    worker.join()
 
 
-def _drop_postgres_database(base_url: str, url: str) -> None:
-    import asyncio
-
-    import asyncpg
-
-    plain = normalize_database_url(base_url).replace("postgresql+asyncpg://", "postgresql://")
-    name = url.rpartition("/")[2]
-
-    async def drop() -> None:
-        connection = await asyncpg.connect(plain)
-        try:
-            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await connection.close()
-
-    asyncio.run(drop())
+def _database_url_named(base_url: str, name: str) -> str:
+    head = normalize_database_url(base_url).rpartition("/")[0]
+    return f"{head}/{name}"
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
+def postgres_template() -> Iterator[str]:
+    """A migrated database on the test server; every test gets its own copy of it."""
     if not POSTGRES_URL:
         pytest.skip("CIRCLET_TEST_DATABASE_URL is not set")
-    url = _create_postgres_database(POSTGRES_URL)
-    upgrade_to_head(url)
-    yield url
-    _drop_postgres_database(POSTGRES_URL, url)
+    name = f"circlet_template_{uuid.uuid4().hex[:10]}"
+    _postgres_admin(POSTGRES_URL, f'CREATE DATABASE "{name}"')
+    upgrade_to_head(_database_url_named(POSTGRES_URL, name))
+    yield name
+    _postgres_admin(POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A migrated database: a fresh SQLite file per test, or the session's PostgreSQL database."""
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh, migrated database for each test: a SQLite file, or a copy of the PostgreSQL template."""
     if request.param == "postgresql":
-        return str(request.getfixturevalue("postgres_url"))
+        template = request.getfixturevalue("postgres_template")
+        name = f"circlet_test_{uuid.uuid4().hex[:12]}"
+        _postgres_admin(POSTGRES_URL, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        yield _database_url_named(POSTGRES_URL, name)
+        _postgres_admin(POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        return
     path = tmp_path_factory.mktemp("db") / "circlet.db"
     url = f"sqlite+aiosqlite:///{path}"
     upgrade_to_head(url)
-    return url
+    yield url
 
 
 @pytest.fixture
@@ -249,3 +244,27 @@ async def postgres_dump(url: str) -> str:
         return "\n".join(parts)
     finally:
         await connection.close()
+
+
+@dataclass
+class Team:
+    """One organization with a member of each role, and an admin of another organization."""
+
+    admin: Account
+    member: Account
+    viewer: Account
+    outsider: Account
+
+    def by_role(self, role: str) -> Account:
+        return {"admin": self.admin, "member": self.member, "viewer": self.viewer, "outsider": self.outsider}[role]
+
+
+@pytest.fixture
+async def team(database: Database) -> Team:
+    org = f"team-{uuid.uuid4().hex[:8]}"
+    return Team(
+        admin=await make_account(database, org=org, role="admin"),
+        member=await make_account(database, org=org, role="member"),
+        viewer=await make_account(database, org=org, role="viewer"),
+        outsider=await make_account(database, role="admin"),
+    )

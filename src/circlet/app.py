@@ -13,17 +13,23 @@ from circlet.contexts.endpoints import router as contexts_router
 from circlet.contexts.service import ContextService
 from circlet.db.engine import Database, create_database
 from circlet.db.migrate import upgrade_to_head
+from circlet.groups.endpoints import router as groups_router
+from circlet.groups.service import GroupService
 from circlet.http.auth import Authenticator
 from circlet.http.errors import install_error_handlers
 from circlet.http.middleware import RequestMiddleware
 from circlet.http.pagination import PageTokens
 from circlet.http.responses import json_response
-from circlet.openapi.spec import API_PREFIX, served_spec
+from circlet.http.routing import API_PREFIX
+from circlet.openapi.spec import served_spec
+from circlet.orgs.endpoints import router as orgs_router
+from circlet.projects.endpoints import router as projects_router
+from circlet.projects.service import ProjectService
 from circlet.secrets import Keyring, load_keyring
 from circlet.settings import Settings
 from circlet.users.endpoints import router as users_router
 
-ROUTERS = (contexts_router, users_router)
+ROUTERS = (contexts_router, users_router, orgs_router, groups_router, projects_router)
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
@@ -51,7 +57,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     )
     install_error_handlers(app)
     for router in ROUTERS:
-        app.include_router(router, prefix=API_PREFIX)
+        app.include_router(router)
     add_operator_routes(app)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.limits.request_body_bytes)
     return app
@@ -66,6 +72,8 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
     )
     page_tokens = PageTokens(keyring.derive("page-tokens"))
     app.state.context_service = ContextService(keyring, settings.limits, page_tokens)
+    app.state.group_service = GroupService(page_tokens)
+    app.state.project_service = ProjectService(keyring, settings.limits)
 
 
 def add_operator_routes(app: FastAPI) -> None:

@@ -12,12 +12,16 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from fastapi.encoders import jsonable_encoder
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from circlet.audit import repository as audit
+from circlet.config.cli import config_app, orb_app
 from circlet.contexts.service import reseal_env_vars
 from circlet.db.engine import create_database
 from circlet.db.migrate import upgrade_to_head
+from circlet.groups import service as group_accounts
+from circlet.projects import service as project_accounts
 from circlet.secrets.keyring import KEY_FILE_NAME, drop_previous_keys, load_keyring, rotate_key_file
 from circlet.settings import Settings
 from circlet.users import service as accounts
@@ -28,6 +32,14 @@ app = typer.Typer(help="circlet: a self-hosted CircleCI.", no_args_is_help=True,
 admin_app = typer.Typer(help="Operator commands; they work on the database whether or not the server runs.")
 token_app = typer.Typer(help="Personal API tokens.")
 admin_app.add_typer(token_app, name="token")
+user_app = typer.Typer(help="Users.")
+admin_app.add_typer(user_app, name="user")
+org_app = typer.Typer(help="Organizations and their members.")
+admin_app.add_typer(org_app, name="org")
+group_app = typer.Typer(help="Groups inside an organization.")
+admin_app.add_typer(group_app, name="group")
+project_app = typer.Typer(help="Projects: where their code lives.")
+admin_app.add_typer(project_app, name="project")
 app.add_typer(admin_app, name="admin")
 
 DatabaseUrl = Annotated[
@@ -204,6 +216,8 @@ def rotate_key(database_url: DatabaseUrl = None) -> None:
             while True:
                 async with database.writing() as session:
                     count = await reseal_env_vars(session, keyring)
+                    count += await project_accounts.reseal_env_vars(session, keyring)
+                    count += await project_accounts.reseal_checkout_keys(session, keyring)
                 if count == 0:
                     return total
                 total += count
@@ -216,16 +230,89 @@ def rotate_key(database_url: DatabaseUrl = None) -> None:
     print_json({"key_id": keyring.current_id, "resealed": resealed})
 
 
-def mount_config_commands() -> None:
-    try:
-        from circlet.config.cli import config_app, orb_app
-    except ImportError:
+@user_app.command("create")
+def user_create(
+    login: str,
+    name: Annotated[str | None, typer.Option(help="Display name [default: the login].")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create a user (logins match case-insensitively); an existing login is an error."""
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        return accounts.user_json(await accounts.create_user(session, login, name))
+
+    print_json(in_transaction(settings_with(database_url), work))
+
+
+@org_app.command("add-member")
+def org_add_member(
+    org: Annotated[str, typer.Option(help="Organization slug (gh/NAME, bb/NAME, circleci/UUID) or NAME.")],
+    user: Annotated[str, typer.Option(help="User login.")],
+    role: Annotated[str, typer.Option(help="admin, member or viewer.")] = "member",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Give a user a role in an organization (or change the role they have)."""
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        organization = await accounts.find_org(session, org)
+        person = await accounts.find_user(session, user)
+        await accounts.add_member(session, organization, person, role)
+        return {"org": accounts.org_json(organization), "user": accounts.user_json(person), "role": role}
+
+    print_json(in_transaction(settings_with(database_url), work))
+
+
+@group_app.command("add-member")
+def group_add_member(
+    org: Annotated[str, typer.Option(help="Organization slug or NAME.")],
+    group: Annotated[str, typer.Option(help="Group name.")],
+    user: Annotated[str, typer.Option(help="Login of a member of the organization.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Put a member of an organization into one of its groups (the API has no member operations)."""
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        organization = await accounts.find_org(session, org)
+        person = await accounts.find_user(session, user)
+        joined = await group_accounts.add_group_member(session, organization, group, person)
+        return {"group": {"id": str(joined.id), "name": joined.name}, "user": accounts.user_json(person)}
+
+    print_json(in_transaction(settings_with(database_url), work))
+
+
+def code_location(repo: str) -> str:
+    """A URL (``https://...``, ``ssh://...``, ``git@host:path``) as given; a local path made absolute,
+    so that the engine finds it whatever its working directory."""
+    if "://" in repo or (":" in repo and "@" in repo.split(":", 1)[0]):
+        return repo
+    return str(Path(repo).expanduser().resolve())
+
+
+@project_app.command("create")
+def project_create(
+    slug: Annotated[str, typer.Argument(help="gh/ORG/NAME, bb/ORG/NAME or circleci/ORG-UUID/NAME.")],
+    repo: Annotated[str, typer.Option(help="Git URL or local repository path of the project's code.")],
+    default_branch: Annotated[str, typer.Option(help="The branch pipelines build by default.")] = "main",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create a project in an existing organization and record where its code lives."""
+    parts = slug.strip("/").split("/")
+    if len(parts) != 3 or not all(parts):
+        fail(f"not a project slug: {slug!r} (expected gh/ORG/NAME)")
         return
-    app.add_typer(config_app, name="config")
-    app.add_typer(orb_app, name="orb")
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        organization = await accounts.find_org(session, f"{parts[0]}/{parts[1]}")
+        created = await project_accounts.add_project_for_operator(
+            session, organization, parts[2], code_location(repo), default_branch
+        )
+        return dict(jsonable_encoder(created))
+
+    print_json(in_transaction(settings_with(database_url), work))
 
 
-mount_config_commands()
+app.add_typer(config_app, name="config")
+app.add_typer(orb_app, name="orb")
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from starlette.responses import Response
 
 from circlet.contexts.schemas import CreateContext, CreateRestriction, PutEnvironmentVariable
@@ -13,8 +13,9 @@ from circlet.contexts.service import ContextService, context_body
 from circlet.db.engine import Database
 from circlet.http.auth import Principal, authenticate
 from circlet.http.responses import json_response, message
+from circlet.http.routing import api_router
 
-router = APIRouter(tags=["Context"])
+router = api_router("Context")
 Caller = Annotated[Principal, Depends(authenticate)]
 
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Row, delete, func, select, tuple_
+from sqlalchemy import Row, Uuid, bindparam, delete, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from circlet.db.dialect import insert_for
 from circlet.db.models import Context, ContextEnvVar, ContextRestriction
-from circlet.db.types import utcnow
+from circlet.db.types import UTCDateTime, utcnow
 
 
 class DuplicateName(Exception):
@@ -26,14 +27,32 @@ class EnvVarStamp:
     updated_at: datetime
 
 
+# The context list is the hottest query there is; its two statements are built once, with bound
+# parameters, and run as Core on the session's connection: building a select and running it through
+# the ORM cost several times what SQLite takes to answer it.
+_contexts = Context.__table__.c
+_CONTEXT_PAGE = (
+    select(_contexts.id, _contexts.name, _contexts.created_at)
+    .where(_contexts.org_id == bindparam("org_id"))
+    .order_by(_contexts.created_at, _contexts.id)
+    .limit(bindparam("limit"))
+)
+_CONTEXT_PAGE_AFTER = _CONTEXT_PAGE.where(
+    tuple_(_contexts.created_at, _contexts.id)
+    > tuple_(bindparam("after_created", type_=UTCDateTime), bindparam("after_id", type_=Uuid))
+)
+
+
 async def list_contexts(
     session: AsyncSession, org_id: uuid.UUID, after: tuple[datetime, uuid.UUID] | None, limit: int
 ) -> list[Row[tuple[uuid.UUID, str, datetime]]]:
-    query = select(Context.id, Context.name, Context.created_at).where(Context.org_id == org_id)
-    if after is not None:
-        query = query.where(tuple_(Context.created_at, Context.id) > tuple_(*after))
-    query = query.order_by(Context.created_at, Context.id).limit(limit)
-    return list((await session.execute(query)).all())
+    connection = await session.connection()
+    if after is None:
+        result = await connection.execute(_CONTEXT_PAGE, {"org_id": org_id, "limit": limit})
+    else:
+        params = {"org_id": org_id, "limit": limit, "after_created": after[0], "after_id": after[1]}
+        result = await connection.execute(_CONTEXT_PAGE_AFTER, params)
+    return list(result.all())
 
 
 async def get_context(session: AsyncSession, context_id: uuid.UUID) -> Context | None:
@@ -84,9 +103,35 @@ async def count_env_vars(session: AsyncSession, context_id: uuid.UUID) -> int:
     return (await session.execute(query)).scalar_one()
 
 
+# Writing a variable is the other hot path: its statements too are built once (the upsert once
+# per dialect) and run as Core on the session's connection.
+_env_vars = ContextEnvVar.__table__
+_ENV_VAR_EXISTS = select(_env_vars.c.name).where(
+    _env_vars.c.context_id == bindparam("context_id"), _env_vars.c.name == bindparam("name")
+)
+_env_var_upserts: dict[str, Any] = {}
+
+
 async def env_var_exists(session: AsyncSession, context_id: uuid.UUID, name: str) -> bool:
-    query = select(ContextEnvVar.name).where(ContextEnvVar.context_id == context_id, ContextEnvVar.name == name)
-    return (await session.execute(query)).first() is not None
+    connection = await session.connection()
+    result = await connection.execute(_ENV_VAR_EXISTS, {"context_id": context_id, "name": name})
+    return result.first() is not None
+
+
+def _env_var_upsert(session: AsyncSession) -> Any:
+    dialect = session.bind.dialect.name
+    if dialect not in _env_var_upserts:
+        params = {column.name: bindparam(column.name, type_=column.type) for column in _env_vars.c}
+        _env_var_upserts[dialect] = (
+            insert_for(session, _env_vars)
+            .values(params)
+            .on_conflict_do_update(
+                index_elements=[_env_vars.c.context_id, _env_vars.c.name],
+                set_={name: params[name] for name in ("key_id", "ciphertext", "updated_at")},
+            )
+            .returning(_env_vars.c.created_at, _env_vars.c.updated_at)
+        )
+    return _env_var_upserts[dialect]
 
 
 async def upsert_env_var(
@@ -95,15 +140,16 @@ async def upsert_env_var(
     """Create or replace in one statement: concurrent PUTs leave one consistent value, and
     ``created_at`` survives updates while ``updated_at`` moves."""
     now = utcnow()
-    table = ContextEnvVar.__table__
-    statement = insert_for(session, table).values(
-        context_id=context_id, name=name, key_id=key_id, ciphertext=ciphertext, created_at=now, updated_at=now
-    )
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c.context_id, table.c.name],
-        set_={"key_id": key_id, "ciphertext": ciphertext, "updated_at": now},
-    ).returning(table.c.created_at, table.c.updated_at)
-    created_at, updated_at = (await session.execute(statement)).one()
+    params = {
+        "context_id": context_id,
+        "name": name,
+        "key_id": key_id,
+        "ciphertext": ciphertext,
+        "created_at": now,
+        "updated_at": now,
+    }
+    connection = await session.connection()
+    created_at, updated_at = (await connection.execute(_env_var_upsert(session), params)).one()
     return EnvVarStamp(name, created_at, updated_at)
 
 

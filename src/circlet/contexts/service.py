@@ -20,11 +20,11 @@ from circlet.contexts import repository as contexts
 from circlet.contexts.expressions import ExpressionError, parse_restriction_expression
 from circlet.contexts.schemas import ContextOwner, CreateRestriction
 from circlet.db.models import Context
+from circlet.groups import repository as groups
 from circlet.http.auth import ROLE_ADMIN, Principal
 from circlet.http.errors import BadRequest, Conflict, Forbidden, NotFound
 from circlet.http.pagination import PageTokens
 from circlet.http.responses import timestamp
-from circlet.groups import repository as groups
 from circlet.orgs import repository as orgs
 from circlet.orgs.slugs import parse_org_slug
 from circlet.projects import repository as projects
@@ -254,7 +254,9 @@ class ContextService:
             try:
                 parse_restriction_expression(value)
             except ExpressionError as exc:
-                raise BadRequest(f"restriction_value: invalid expression: {exc}") from None
+                raise BadRequest(
+                    f"restriction_value: invalid expression at column {exc.column}: {exc}"
+                ) from None
             return value, ""
         try:
             target_id = uuid.UUID(value)

@@ -45,6 +45,7 @@ class Organization(Base):
     name_key: Mapped[str] = mapped_column(String(255))
     vcs_type: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    avatar_url: Mapped[str] = mapped_column(String(1024), default="", server_default="")
 
 
 class User(Base):
@@ -93,6 +94,9 @@ class Group(Base):
     name: Mapped[str] = mapped_column(String(255))
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+Index("ix_groups_org_created", Group.org_id, Group.created_at, Group.id)
 
 
 class GroupMember(Base):
@@ -169,3 +173,72 @@ class AuditEvent(Base):
     target_id: Mapped[str] = mapped_column(String(64))
     org_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True, index=True)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ProjectSettings(Base):
+    """A project's advanced settings; a project without a row has CircleCI's defaults."""
+
+    __tablename__ = "project_settings"
+
+    project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    autocancel_builds: Mapped[bool] = mapped_column(default=False)
+    build_fork_prs: Mapped[bool] = mapped_column(default=False)
+    build_prs_only: Mapped[bool] = mapped_column(default=False)
+    disable_ssh: Mapped[bool] = mapped_column(default=False)
+    forks_receive_secret_env_vars: Mapped[bool] = mapped_column(default=False)
+    oss: Mapped[bool] = mapped_column(default=False)
+    set_github_status: Mapped[bool] = mapped_column(default=True)
+    setup_workflows: Mapped[bool] = mapped_column(default=False)
+    write_settings_requires_admin: Mapped[bool] = mapped_column(default=False)
+    pr_only_branch_overrides: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class ProjectEnvVar(Base):
+    __tablename__ = "project_env_vars"
+
+    project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(512), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CheckoutKey(Base):
+    """An SSH key pair a job checks code out with; the private half is sealed, never returned."""
+
+    __tablename__ = "checkout_keys"
+    __table_args__ = (
+        UniqueConstraint("project_id", "fingerprint_md5", name="uq_checkout_keys_project_md5"),
+        UniqueConstraint("project_id", "fingerprint_sha256", name="uq_checkout_keys_project_sha256"),
+        Index("ix_checkout_keys_project_created", "project_id", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    key_type: Mapped[str] = mapped_column(String(32))
+    public_key: Mapped[str] = mapped_column(Text)
+    fingerprint_md5: Mapped[str] = mapped_column(String(64))
+    fingerprint_sha256: Mapped[str] = mapped_column(String(64))
+    preferred: Mapped[bool] = mapped_column(default=False)
+    key_id: Mapped[str] = mapped_column(String(32))
+    private_key_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OrbAllowListEntry(Base):
+    """A URL prefix from which an organization's configs may import URL orbs."""
+
+    __tablename__ = "orb_allow_list_entries"
+    __table_args__ = (Index("ix_orb_allow_list_entries_org_created", "org_id", "created_at", "id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    prefix: Mapped[str] = mapped_column(String(2048))
+    auth: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

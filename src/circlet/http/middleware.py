@@ -14,10 +14,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 access_log = logging.getLogger("circlet.access")
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 def _plain_response(status: int, message: str) -> tuple[Message, Message]:
     body = orjson.dumps({"message": message})
     start: Message = {
@@ -54,34 +50,40 @@ class RequestMiddleware:
 
         received = 0
         limit = self.max_body_bytes
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise BodyTooLarge
-            return message
-
         response_started = False
+        refused = False
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
+            if refused:
+                return  # we already answered 413; whatever the app says after that goes nowhere
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
                 message["headers"] = [*message.get("headers", []), rid_header]
             await send(message)
 
+        async def limited_receive() -> Message:
+            """Counts a streamed body; past the limit, answers 413 and tells the app the client left,
+            so the app stops reading instead of turning the overflow into an error of its own."""
+            nonlocal received, refused, status
+            message = await receive()
+            if message["type"] == "http.request" and not refused:
+                received += len(message.get("body", b""))
+                if received > limit:
+                    if not response_started:
+                        start, body = _plain_response(413, f"Request body exceeds {limit} bytes.")
+                        start["headers"].append(rid_header)
+                        await send(start)
+                        await send(body)
+                        status = 413
+                    refused = True
+            if refused:
+                return {"type": "http.disconnect"}
+            return message
+
         try:
             await self.app(scope, limited_receive, send_with_id)
-        except BodyTooLarge:
-            if not response_started:
-                start, body = _plain_response(413, f"Request body exceeds {limit} bytes.")
-                await send_with_id(start)
-                await send(body)
-            status = 413
         finally:
             self._log(scope, status, started, request_id)
 

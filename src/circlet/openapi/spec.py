@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
+
+from circlet.http.routing import API_PREFIX
 
 OFFICIAL_SPEC = Path(__file__).with_name("circleci-api-v2.openapi.json")
-API_PREFIX = "/api/v2"
 
 
 @cache
@@ -22,12 +22,12 @@ def official_spec() -> dict[str, Any]:
 
 
 def implemented_operations(app: FastAPI) -> set[tuple[str, str]]:
-    """(method, path under /api/v2) of every route the app serves."""
+    """(method, path under /api/v2) of every operation the app serves, read from the app's own
+    generated schema (included routers are not flattened into ``app.routes``)."""
     operations = set()
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route.path.startswith(API_PREFIX + "/"):
-            for method in route.methods:
-                operations.add((method.lower(), route.path[len(API_PREFIX) :]))
+    for path, item in app.openapi()["paths"].items():
+        if path.startswith(API_PREFIX + "/"):
+            operations.update((method, path[len(API_PREFIX) :]) for method in item)
     return operations
 
 

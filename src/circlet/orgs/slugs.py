@@ -7,7 +7,13 @@ import uuid
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-VCS_BY_PREFIX = {"gh": "github", "github": "github", "bb": "bitbucket", "bitbucket": "bitbucket", "circleci": "circleci"}
+VCS_BY_PREFIX = {
+    "gh": "github",
+    "github": "github",
+    "bb": "bitbucket",
+    "bitbucket": "bitbucket",
+    "circleci": "circleci",
+}
 SHORT_PREFIX = {"github": "gh", "bitbucket": "bb", "circleci": "circleci"}
 
 
@@ -38,3 +44,35 @@ def org_slug(vcs_type: str, name: str, org_id: uuid.UUID) -> str:
     if vcs_type == "circleci":
         return f"circleci/{org_id}"
     return f"{SHORT_PREFIX[vcs_type]}/{name}"
+
+
+PROVIDER_NAMES = {"github": "GitHub", "bitbucket": "Bitbucket", "circleci": "CircleCI"}
+
+
+@dataclass(frozen=True)
+class ProjectSlug:
+    """``gh/<org>/<repo>`` (or ``github/``, ``bb/``, ``bitbucket/``) by names, or
+    ``circleci/<org-uuid>/<project-uuid>`` by ids."""
+
+    org: OrgSlug
+    name: str | None = None
+    project_id: uuid.UUID | None = None
+
+
+def parse_project_slug(provider: str, organization: str, project: str) -> ProjectSlug | None:
+    """``None`` when the three parts name no project at all."""
+    org = parse_org_slug(f"{provider}/{organization}")
+    if org is None or not project or "/" in project:
+        return None
+    if org.vcs_type != "circleci":
+        return ProjectSlug(org, name=project)
+    try:
+        return ProjectSlug(org, project_id=uuid.UUID(project))
+    except ValueError:
+        return None
+
+
+def project_slug(vcs_type: str, org_name: str, org_id: uuid.UUID, name: str, project_id: uuid.UUID) -> str:
+    if vcs_type == "circleci":
+        return f"circleci/{org_id}/{project_id}"
+    return f"{SHORT_PREFIX[vcs_type]}/{org_name}/{name}"

@@ -1,13 +1,219 @@
-"""Queries on projects."""
+"""Queries on projects, their settings, environment variables and checkout keys."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
+from sqlalchemy import Row, Select, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from circlet.db.models import Project
+from circlet.db.dialect import insert_for
+from circlet.db.models import (
+    CheckoutKey,
+    ContextRestriction,
+    Organization,
+    Project,
+    ProjectEnvVar,
+    ProjectSettings,
+)
+from circlet.db.types import utcnow
+from circlet.orgs.slugs import ProjectSlug
+
+
+class DuplicateProject(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ProjectInOrg:
+    """A project with the organization fields every project response carries."""
+
+    project: Project
+    org: Organization
 
 
 async def get_project(session: AsyncSession, project_id: uuid.UUID) -> Project | None:
     return await session.get(Project, project_id)
+
+
+def project_by_slug(slug: ProjectSlug) -> Select[Project, Organization]:
+    """One indexed lookup: (vcs_type, org name) and (org, project name) are both unique keys."""
+    query = select(Project, Organization).join(Organization, Organization.id == Project.org_id)
+    if slug.project_id is not None:
+        return query.where(Project.id == slug.project_id, Organization.id == slug.org.org_id)
+    assert slug.org.name is not None and slug.name is not None
+    return query.where(
+        Organization.vcs_type == slug.org.vcs_type,
+        Organization.name_key == slug.org.name.lower(),
+        Project.name_key == slug.name.lower(),
+    )
+
+
+async def find_project(session: AsyncSession, slug: ProjectSlug) -> ProjectInOrg | None:
+    row = (await session.execute(project_by_slug(slug))).first()
+    return ProjectInOrg(row[0], row[1]) if row else None
+
+
+async def find_project_by_name(session: AsyncSession, org_id: uuid.UUID, name: str) -> Project | None:
+    query = select(Project).where(Project.org_id == org_id, Project.name_key == name.lower())
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def add_project(
+    session: AsyncSession, org_id: uuid.UUID, name: str, vcs_url: str, default_branch: str
+) -> Project:
+    project = Project(
+        id=uuid.uuid4(),
+        org_id=org_id,
+        name=name,
+        name_key=name.lower(),
+        vcs_url=vcs_url,
+        default_branch=default_branch,
+        created_at=utcnow(),
+    )
+    session.add(project)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise DuplicateProject(name) from exc
+    return project
+
+
+async def set_code_location(session: AsyncSession, project_id: uuid.UUID, vcs_url: str, default_branch: str) -> None:
+    await session.execute(
+        update(Project).where(Project.id == project_id).values(vcs_url=vcs_url, default_branch=default_branch)
+    )
+
+
+async def delete_project(session: AsyncSession, project_id: uuid.UUID) -> None:
+    """The project, everything under it, and the context restrictions that name it, children first."""
+    for statement in (
+        delete(ProjectEnvVar).where(ProjectEnvVar.project_id == project_id),
+        delete(CheckoutKey).where(CheckoutKey.project_id == project_id),
+        delete(ProjectSettings).where(ProjectSettings.project_id == project_id),
+        delete(ContextRestriction).where(
+            ContextRestriction.restriction_type == "project",
+            ContextRestriction.restriction_value == str(project_id),
+        ),
+        delete(Project).where(Project.id == project_id),
+    ):
+        await session.execute(statement)
+
+
+# -- settings -------------------------------------------------------------------------------------
+
+
+async def get_settings(session: AsyncSession, project_id: uuid.UUID) -> ProjectSettings | None:
+    return await session.get(ProjectSettings, project_id)
+
+
+async def save_settings(session: AsyncSession, project_id: uuid.UUID, values: dict[str, Any]) -> None:
+    """Insert the settings row or update the given columns of it."""
+    statement = insert_for(session, ProjectSettings.metadata.tables[ProjectSettings.__tablename__]).values(
+        project_id=project_id, **values
+    )
+    statement = statement.on_conflict_do_update(index_elements=["project_id"], set_=values)
+    await session.execute(statement)
+
+
+# -- environment variables ------------------------------------------------------------------------
+
+
+async def list_env_vars(session: AsyncSession, project_id: uuid.UUID) -> Sequence[Row[str, str, bytes, datetime]]:
+    query = (
+        select(ProjectEnvVar.name, ProjectEnvVar.key_id, ProjectEnvVar.ciphertext, ProjectEnvVar.created_at)
+        .where(ProjectEnvVar.project_id == project_id)
+        .order_by(ProjectEnvVar.name)
+    )
+    return (await session.execute(query)).all()
+
+
+async def get_env_var(session: AsyncSession, project_id: uuid.UUID, name: str) -> ProjectEnvVar | None:
+    return await session.get(ProjectEnvVar, (project_id, name))
+
+
+async def count_env_vars(session: AsyncSession, project_id: uuid.UUID) -> int:
+    query = select(func.count()).where(ProjectEnvVar.project_id == project_id)
+    return (await session.execute(query)).scalar_one()
+
+
+async def upsert_env_var(
+    session: AsyncSession, project_id: uuid.UUID, name: str, key_id: str, ciphertext: bytes
+) -> datetime:
+    """Create or replace the variable; returns its creation time."""
+    now = utcnow()
+    statement = insert_for(session, ProjectEnvVar.metadata.tables[ProjectEnvVar.__tablename__]).values(
+        project_id=project_id, name=name, key_id=key_id, ciphertext=ciphertext, created_at=now, updated_at=now
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["project_id", "name"],
+        set_={"key_id": key_id, "ciphertext": ciphertext, "updated_at": now},
+    ).returning(ProjectEnvVar.created_at)
+    created: datetime = (await session.execute(statement)).scalar_one()
+    return created
+
+
+async def delete_env_var(session: AsyncSession, project_id: uuid.UUID, name: str) -> bool:
+    result = await session.execute(
+        delete(ProjectEnvVar).where(ProjectEnvVar.project_id == project_id, ProjectEnvVar.name == name)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def env_vars_not_sealed_with(session: AsyncSession, key_id: str, limit: int) -> list[ProjectEnvVar]:
+    query = select(ProjectEnvVar).where(ProjectEnvVar.key_id != key_id).limit(limit)
+    return list((await session.execute(query)).scalars())
+
+
+# -- checkout keys --------------------------------------------------------------------------------
+
+
+async def list_checkout_keys(session: AsyncSession, project_id: uuid.UUID) -> list[CheckoutKey]:
+    query = (
+        select(CheckoutKey).where(CheckoutKey.project_id == project_id).order_by(CheckoutKey.created_at, CheckoutKey.id)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def find_checkout_key(session: AsyncSession, project_id: uuid.UUID, fingerprint: str) -> CheckoutKey | None:
+    column = CheckoutKey.fingerprint_sha256 if fingerprint.startswith("SHA256:") else CheckoutKey.fingerprint_md5
+    query = select(CheckoutKey).where(CheckoutKey.project_id == project_id, column == fingerprint)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def add_checkout_key(session: AsyncSession, key: CheckoutKey) -> None:
+    session.add(key)
+    await session.flush()
+
+
+async def delete_checkout_key(session: AsyncSession, key_id: uuid.UUID) -> None:
+    await session.execute(delete(CheckoutKey).where(CheckoutKey.id == key_id))
+
+
+async def prefer_newest_checkout_key(session: AsyncSession, project_id: uuid.UUID) -> None:
+    """Exactly one key of a project is preferred, the newest, whenever it has any."""
+    newest = (
+        await session.execute(
+            select(CheckoutKey.id)
+            .where(CheckoutKey.project_id == project_id)
+            .order_by(CheckoutKey.created_at.desc(), CheckoutKey.id.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    await session.execute(
+        update(CheckoutKey)
+        .where(CheckoutKey.project_id == project_id, CheckoutKey.id != newest, CheckoutKey.preferred.is_(True))
+        .values(preferred=False)
+    )
+    if newest is not None:
+        await session.execute(update(CheckoutKey).where(CheckoutKey.id == newest).values(preferred=True))
+
+
+async def checkout_keys_not_sealed_with(session: AsyncSession, key_id: str, limit: int) -> list[CheckoutKey]:
+    query = select(CheckoutKey).where(CheckoutKey.key_id != key_id).limit(limit)
+    return list((await session.execute(query)).scalars())

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from circlet.db.models import ApiToken, Membership, User
+from circlet.db.models import ApiToken, Membership, Organization, User
 from circlet.db.types import utcnow
 
 
@@ -67,3 +68,25 @@ async def revoke_token(session: AsyncSession, token_id: uuid.UUID) -> ApiToken |
         return None
     await session.execute(update(ApiToken).where(ApiToken.id == token_id).values(revoked_at=utcnow()))
     return token
+
+
+async def collaborations_of(
+    session: AsyncSession, user_id: uuid.UUID
+) -> Sequence[Row[uuid.UUID, str, str, str]]:
+    """(id, vcs_type, name, avatar_url) of every organization the user belongs to, by name: one
+    query over the memberships-by-user index."""
+    query = (
+        select(Organization.id, Organization.vcs_type, Organization.name, Organization.avatar_url)
+        .join(Membership, Membership.org_id == Organization.id)
+        .where(Membership.user_id == user_id)
+        .order_by(Organization.name_key, Organization.vcs_type)
+    )
+    return (await session.execute(query)).all()
+
+
+async def share_an_org(session: AsyncSession, user_id: uuid.UUID, other_id: uuid.UUID) -> bool:
+    mine = select(Membership.org_id).where(Membership.user_id == user_id)
+    query = (
+        select(Membership.org_id).where(Membership.user_id == other_id, Membership.org_id.in_(mine)).limit(1)
+    )
+    return (await session.execute(query)).first() is not None

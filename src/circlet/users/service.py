@@ -107,3 +107,32 @@ async def find_user(session: AsyncSession, login: str) -> User:
     return user
 
 
+async def create_user(session: AsyncSession, login: str, name: str | None = None) -> User:
+    """A new user; an existing login is an error, not a reuse (``ensure_user`` reuses)."""
+    if await users.find_user_by_login(session, login) is not None:
+        raise AccountError(f"a user with login {login!r} already exists")
+    return await ensure_user(session, login, name)
+
+
+async def collaborations(session: AsyncSession, user_id: uuid.UUID) -> list[dict[str, Any]]:
+    return [
+        {"id": org_id, "vcs-type": vcs_type, "name": name, "avatar_url": avatar_url,
+         "slug": org_slug(vcs_type, name, org_id)}
+        for org_id, vcs_type, name, avatar_url in await users.collaborations_of(session, user_id)
+    ]
+
+
+async def visible_user(session: AsyncSession, viewer_id: uuid.UUID, user_id: uuid.UUID) -> User | None:
+    """A user the viewer may see: themself, or someone who shares an organization with them."""
+    if user_id != viewer_id and not await users.share_an_org(session, viewer_id, user_id):
+        return None
+    return await users.get_user(session, user_id)
+
+
+async def find_org(session: AsyncSession, slug_or_name: str) -> Organization:
+    """An existing organization; ``acme`` means ``gh/acme``, as for ``ensure_org``."""
+    slug = parse_org_slug(slug_or_name if "/" in slug_or_name else f"gh/{slug_or_name}")
+    org = await orgs.find_org_by_slug(session, slug) if slug is not None else None
+    if org is None:
+        raise AccountError(f"no organization {slug_or_name!r}")
+    return org

@@ -1,0 +1,337 @@
+"""Expansion of jobs, executors and steps (SEMANTICS R-7): argument binding, substitution,
+executor merging, command splicing and conditional steps."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import Diagnostics, Location
+from .expressions import ExpressionError, evaluate_logic
+from .loader import YList, YMap, loc_of
+from .namespaces import Namespace, did_you_mean, report_broken_orb
+from .parameters import ParameterSpec, bind_arguments, parse_declarations
+from .templates import Scope, substitute
+
+BUILTIN_STEPS = frozenset({
+    "run", "checkout", "setup_remote_docker", "save_cache", "restore_cache", "store_artifacts",
+    "store_test_results", "persist_to_workspace", "attach_workspace", "add_ssh_keys",
+    "install_signing_bundle", "deploy",
+})
+SPECIAL_STEPS = frozenset({"when", "unless", "steps"})
+EXECUTOR_KINDS = ("docker", "machine", "macos")
+EXECUTOR_KEYS = frozenset({"docker", "machine", "macos", "resource_class", "shell",
+                           "working_directory", "environment"})
+JOB_KEYS = frozenset({
+    "type", "docker", "machine", "macos", "executor", "steps", "parameters",
+    "environment", "working_directory", "parallelism", "resource_class", "shell",
+    "circleci_ip_ranges", "retention", "description", "plan_name", "validation", "branches",
+    "key",
+})
+_DROPPED_JOB_KEYS = frozenset({"parameters", "executor", "description"})
+STEPLESS_JOB_TYPES = frozenset({"approval", "no-op", "release", "lock", "unlock"})
+MAX_COMMAND_DEPTH = 100
+
+
+class ExpandedSteps(YList):
+    """Steps already expanded in the caller's scope (a ``steps`` argument); spliced verbatim."""
+
+    __slots__ = ()
+
+
+class ResolvedExecutor(dict[str, Any]):
+    """An ``executor`` argument already resolved in the caller's scope."""
+
+    is_resolved_executor = True
+
+
+class JobExpander:
+    """Turns a job invocation into a fully expanded job body."""
+
+    def __init__(self, diag: Diagnostics, base_scope: Scope) -> None:
+        self.diag = diag
+        self.base_scope = base_scope
+        self._specs: dict[int, dict[str, ParameterSpec]] = {}
+
+    # --- parameters --------------------------------------------------------------------------
+
+    def specs_of(self, definition: Mapping[str, Any], path: str, *, job: bool = False
+                 ) -> dict[str, ParameterSpec]:
+        key = id(definition)
+        specs = self._specs.get(key)
+        if specs is None:
+            specs = parse_declarations(definition.get("parameters"), f"{path}.parameters",
+                                       self.diag, job=job)
+            self._specs[key] = specs
+        return specs
+
+    def prepare_arguments(self, specs: Mapping[str, ParameterSpec], args: Mapping[str, Any],
+                          caller_ns: Namespace, caller_scope: Scope, path: str) -> dict[str, Any]:
+        """Resolve ``steps`` and ``executor`` arguments in the caller's namespace (lexical
+        scoping), leaving other arguments as they are."""
+        prepared: dict[str, Any] = dict(args)
+        for name, value in args.items():
+            spec = specs.get(name)
+            if spec is None:
+                continue
+            if spec.type == "steps" and isinstance(value, list) and not isinstance(value, ExpandedSteps):
+                expanded = ExpandedSteps()
+                expanded.extend(self.expand_steps(value, caller_ns, caller_scope, f"{path}.{name}", ()))
+                prepared[name] = expanded
+            elif spec.type == "executor" and isinstance(value, str | dict) \
+                    and not isinstance(value, ResolvedExecutor):
+                resolved = self.resolve_executor(value, caller_ns, f"{path}.{name}", loc_of(args, name))
+                if resolved is not None:
+                    prepared[name] = resolved
+        if isinstance(args, YMap):
+            out = args.derive()
+            out.update(prepared)
+            return out
+        return prepared
+
+    # --- jobs --------------------------------------------------------------------------------
+
+    def expand_job(self, definition: YMap, home: Namespace, local_name: str, display: str,
+                   args: Mapping[str, Any], caller_ns: Namespace, caller_scope: Scope,
+                   extra_steps: tuple[list[Any], list[Any]], path: str, loc: Location | None,
+                   ) -> YMap | None:
+        """Bind ``args`` and expand the job; pre/post steps are already expanded."""
+        def_path = home.path_of("jobs", local_name)
+        self.check_job_keys(definition, def_path)
+        specs = self.specs_of(definition, def_path, job=True)
+        prepared = self.prepare_arguments(specs, args, caller_ns, caller_scope, path)
+        bound = bind_arguments(specs, prepared, f"job '{display}'", path, loc, self.diag)
+        if bound is None:
+            return None
+        scope = self.base_scope.with_params(bound, home.in_orb)
+        body: YMap = substitute(_without(definition, _DROPPED_JOB_KEYS - {"executor"}), scope,
+                                self.diag, def_path)
+        job = body.derive()
+        job_type = body.get("type", "build")
+        executor_value = body.get("executor")
+        executor_ok = True
+        if executor_value is not None:
+            executor = self.resolve_executor(executor_value, home, f"{def_path}.executor",
+                                             loc_of(body, "executor"))
+            executor_ok = executor is not None
+            if executor is not None:
+                job.update(_merge_executor(executor, body))
+        for key, value in body.items():
+            if key not in _DROPPED_JOB_KEYS and key not in job:
+                job[key] = value
+        pre, post = extra_steps
+        steps = body.get("steps")
+        if job_type in STEPLESS_JOB_TYPES and steps is None:
+            return job
+        if not isinstance(steps, list):
+            self.diag.error("a job needs a list of 'steps'", def_path, loc_of(definition) or loc)
+            return None
+        job["steps"] = pre + self.expand_steps(steps, home, scope, f"{def_path}.steps", ()) + post
+        if executor_ok:
+            self.check_executor_kind(job, job_type, def_path, loc_of(definition))
+        return job
+
+    def check_job_keys(self, definition: YMap, path: str) -> None:
+        for key in definition:
+            if key not in JOB_KEYS:
+                self.diag.error(f"unknown job key '{key}'{did_you_mean(key, sorted(JOB_KEYS))}",
+                                f"{path}.{key}", loc_of(definition, key))
+
+    def check_executor_kind(self, job: Mapping[str, Any], job_type: str, path: str,
+                            loc: Location | None) -> None:
+        if job_type in STEPLESS_JOB_TYPES:
+            return
+        kinds = [k for k in EXECUTOR_KINDS if k in job]
+        if not kinds:
+            self.diag.error("a job needs an executor: one of docker, machine, macos or executor",
+                            path, loc)
+        elif len(kinds) > 1:
+            self.diag.error(f"a job may use only one executor type, found: {', '.join(kinds)}",
+                            path, loc)
+
+    # --- executors ---------------------------------------------------------------------------
+
+    def resolve_executor(self, value: Any, ns: Namespace, path: str, loc: Location | None
+                         ) -> ResolvedExecutor | None:
+        if isinstance(value, ResolvedExecutor):
+            return value
+        args: Mapping[str, Any]
+        if isinstance(value, str):
+            name, args = value, {}
+        elif isinstance(value, dict) and isinstance(value.get("name"), str):
+            name = value["name"]
+            args = _without(value, frozenset({"name"})) if isinstance(value, YMap) else \
+                {k: v for k, v in value.items() if k != "name"}
+        else:
+            self.diag.error("executor must be a name or a map with 'name'", path, loc)
+            return None
+        found = ns.find("executors", name)
+        if found is None:
+            if report_broken_orb(ns, name, self.diag, path, loc):
+                return None
+            hint = did_you_mean(name, ns.candidates("executors"))
+            self.diag.error(f"executor '{name}' is not defined{hint}", path, loc)
+            return None
+        definition, home, local = found
+        if not isinstance(definition, dict):
+            self.diag.error(f"executor '{name}' must be a map", path, loc)
+            return None
+        def_path = home.path_of("executors", local)
+        for key in definition:
+            if key not in EXECUTOR_KEYS and key not in ("parameters", "description"):
+                self.diag.error(f"unknown executor key '{key}'", f"{def_path}.{key}",
+                                loc_of(definition, key))
+        specs = self.specs_of(definition, def_path)
+        bound = bind_arguments(specs, args, f"executor '{name}'", path, loc, self.diag)
+        if bound is None:
+            return None
+        scope = self.base_scope.with_params(bound, home.in_orb)
+        body = substitute(_without(definition, frozenset({"parameters", "description"})), scope,
+                          self.diag, def_path)
+        resolved = ResolvedExecutor(body)
+        kinds = [k for k in EXECUTOR_KINDS if k in resolved]
+        if len(kinds) > 1:
+            self.diag.error(f"an executor may use only one executor type, found: {', '.join(kinds)}",
+                            def_path, loc_of(definition))
+        return resolved
+
+    # --- steps -------------------------------------------------------------------------------
+
+    def expand_steps(self, steps: list[Any], ns: Namespace, scope: Scope, path: str,
+                     stack: tuple[tuple[int, str], ...]) -> list[Any]:
+        if isinstance(steps, ExpandedSteps):
+            return list(steps)
+        out: list[Any] = []
+        for index, step in enumerate(steps):
+            self.expand_step(step, steps, index, ns, scope, f"{path}[{index}]", stack, out)
+        return out
+
+    def expand_step(self, step: Any, steps: list[Any], index: int, ns: Namespace, scope: Scope,
+                    path: str, stack: tuple[tuple[int, str], ...], out: list[Any]) -> None:
+        loc = loc_of(steps, index)
+        if isinstance(step, str):
+            name, args = step, None
+        elif isinstance(step, dict) and len(step) == 1:
+            (name, args), = step.items()
+        elif isinstance(step, dict):
+            keys = ", ".join(str(k) for k in step)
+            self.diag.error(f"a step must have exactly one key, found: {keys} (check the "
+                            "indentation of the step's arguments)", path, loc)
+            return
+        else:
+            self.diag.error("a step must be a name or a map with a single key", path, loc)
+            return
+        if name in ("when", "unless"):
+            self.expand_conditional(name, args, ns, scope, path, loc, stack, out)
+        elif name == "steps":
+            if isinstance(args, list):
+                out.extend(self.expand_steps(args, ns, scope, path, stack))
+            elif args is not None:
+                self.diag.error("'steps' must be a list of steps", path, loc)
+        elif ns.find("commands", name) is not None:
+            self.expand_command(name, args, ns, scope, path, loc, stack, out)
+        elif name in BUILTIN_STEPS:
+            built = self.builtin_step(name, args, step, path, loc)
+            if built is not None:
+                out.append(built)
+        elif not report_broken_orb(ns, name, self.diag, path, loc):
+            candidates = sorted(BUILTIN_STEPS | SPECIAL_STEPS) + ns.candidates("commands")
+            self.diag.error(f"unknown step '{name}'{did_you_mean(name, candidates)}", path, loc)
+
+    def builtin_step(self, name: str, args: Any, step: Any, path: str, loc: Location | None
+                     ) -> Any:
+        if name in ("run", "deploy"):
+            if isinstance(args, str):
+                return {name: {"command": args}}
+            if not isinstance(args, dict) or not isinstance(args.get("command"), str):
+                self.diag.error(f"'{name}' needs a 'command' string", path, loc)
+                return None
+            return step
+        if args is None:
+            return name
+        if not isinstance(args, dict):
+            self.diag.error(f"the arguments of '{name}' must be a map", path, loc)
+            return None
+        return step
+
+    def expand_conditional(self, kind: str, args: Any, ns: Namespace, scope: Scope, path: str,
+                           loc: Location | None, stack: tuple[tuple[int, str], ...],
+                           out: list[Any]) -> None:
+        if not isinstance(args, dict) or "condition" not in args or \
+                not isinstance(args.get("steps"), list | dict):
+            self.diag.error(f"'{kind}' needs 'condition' and a list of 'steps'", path, loc)
+            return
+        steps = args["steps"]
+        if isinstance(steps, dict):
+            steps = _steps_from_map(steps)
+        try:
+            result = evaluate_logic(args["condition"])
+        except ExpressionError as exc:
+            self.diag.error(exc.message, f"{path}.condition", loc_of(args, "condition") or loc)
+            return
+        if result == (kind == "when"):
+            out.extend(self.expand_steps(steps, ns, scope, f"{path}.steps", stack))
+
+    def expand_command(self, name: str, args: Any, ns: Namespace, scope: Scope, path: str,
+                       loc: Location | None, stack: tuple[tuple[int, str], ...],
+                       out: list[Any]) -> None:
+        found = ns.find("commands", name)
+        assert found is not None
+        definition, home, local = found
+        def_path = home.path_of("commands", local)
+        frame = (id(definition), def_path)
+        if frame in stack or len(stack) >= MAX_COMMAND_DEPTH:
+            chain = " -> ".join([p for _, p in stack] + [def_path])
+            self.diag.error(f"command '{name}' calls itself: {chain}", path, loc)
+            return
+        if not isinstance(definition, dict) or not isinstance(definition.get("steps"), list):
+            self.diag.error(f"command '{name}' needs a list of 'steps'", def_path, loc_of(definition))
+            return
+        if args is None:
+            args = {}
+        if not isinstance(args, dict):
+            self.diag.error(f"the arguments of command '{name}' must be a map", path, loc)
+            return
+        specs = self.specs_of(definition, def_path)
+        prepared = self.prepare_arguments(specs, args, ns, scope, path)
+        bound = bind_arguments(specs, prepared, f"command '{name}'", path, loc, self.diag)
+        if bound is None:
+            return
+        inner_scope = self.base_scope.with_params(bound, home.in_orb)
+        body_steps = substitute(definition["steps"], inner_scope, self.diag, f"{def_path}.steps")
+        out.extend(self.expand_steps(body_steps, home, inner_scope, f"{def_path}.steps",
+                                     (*stack, frame)))
+
+
+def _steps_from_map(steps: dict[str, Any]) -> YList:
+    """Published orbs write a conditional's ``steps`` as a map of step name to arguments; read
+    each entry as one step, in order."""
+    out = YList(steps.file, steps.pos) if isinstance(steps, YMap) else YList()
+    for key, value in steps.items():
+        item = YMap(out.file, out.pos)
+        item[key] = value
+        out.append(item)
+        if isinstance(steps, YMap):
+            out.item_pos.append(steps.key_pos.get(key, steps.pos))
+    return out
+
+
+def _without(mapping: Mapping[str, Any], keys: frozenset[str]) -> YMap:
+    out = mapping.derive() if isinstance(mapping, YMap) else YMap()
+    for key, value in mapping.items():
+        if key not in keys:
+            out[key] = value
+    return out
+
+
+def _merge_executor(executor: Mapping[str, Any], job: Mapping[str, Any]) -> dict[str, Any]:
+    """Executor keys under the job's: job keys win wholesale, ``environment`` merges by key."""
+    merged: dict[str, Any] = {}
+    for key, value in executor.items():
+        if key == "environment" and isinstance(value, dict) and isinstance(job.get(key), dict):
+            env = dict(value)
+            env.update(job[key])
+            merged[key] = env
+        elif key not in job:
+            merged[key] = value
+    return merged

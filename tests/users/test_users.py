@@ -1,0 +1,54 @@
+"""The User tag: who am I, which organizations I collaborate in, and other users I may see."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+
+from circlet.db.engine import Database
+from tests.conftest import Account, Team, make_account
+
+API = "/api/v2"
+
+
+async def test_me(client: httpx.AsyncClient, admin: Account) -> None:
+    response = await client.get(f"{API}/me", headers=admin.headers)
+    assert response.json() == {"id": admin.user_id, "login": admin.login, "name": admin.login, "avatar_url": None}
+
+
+async def test_collaborations_list_every_org_of_the_user(client: httpx.AsyncClient, database: Database) -> None:
+    login = f"user-{uuid.uuid4().hex[:8]}"
+    first = await make_account(database, org="alpha-" + login, login=login, role="viewer")
+    second = await make_account(database, org="bb/beta-" + login, login=login, role="member")
+    await make_account(database, org="unrelated-" + login, role="admin")
+    response = await client.get(f"{API}/me/collaborations", headers=first.headers)
+    assert response.status_code == 200
+    assert response.json() == [
+        {"id": first.org_id, "vcs-type": "github", "name": "alpha-" + login, "avatar_url": "", "slug": first.org_slug},
+        {
+            "id": second.org_id,
+            "vcs-type": "bitbucket",
+            "name": "beta-" + login,
+            "avatar_url": "",
+            "slug": f"bb/beta-{login}",
+        },
+    ]
+
+
+async def test_users_see_themselves_and_people_they_share_an_org_with(client: httpx.AsyncClient, team: Team) -> None:
+    me = await client.get(f"{API}/user/{team.viewer.user_id}", headers=team.viewer.headers)
+    assert me.json()["login"] == team.viewer.login
+    colleague = await client.get(f"{API}/user/{team.admin.user_id}", headers=team.viewer.headers)
+    assert colleague.status_code == 200
+    assert set(colleague.json()) == {"id", "login", "name", "avatar_url"}
+    stranger = await client.get(f"{API}/user/{team.outsider.user_id}", headers=team.viewer.headers)
+    assert stranger.status_code == 404
+    for missing in [str(uuid.uuid4()), "not-a-uuid"]:
+        response = await client.get(f"{API}/user/{missing}", headers=team.viewer.headers)
+        assert response.status_code == 404 and set(response.json()) == {"message"}
+
+
+async def test_unauthenticated_calls_are_refused(client: httpx.AsyncClient) -> None:
+    for path in ["/me", "/me/collaborations", f"/user/{uuid.uuid4()}"]:
+        assert (await client.get(API + path)).status_code == 401
