@@ -62,6 +62,20 @@ class Result:
     requests: int
     bad_responses: int
     socket_errors: int
+    cpu_us: float = 0.0  # the server's CPU time per request: unlike req/s, not skewed by other load
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process, all threads, from /proc (0 where there is none)."""
+    total = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    except OSError:
+        return 0.0
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def fail(message: str, status: int = 2) -> None:
@@ -207,7 +221,11 @@ def write_lua(directory: Path, name: str, token: str, method: str = "GET", body:
     return path
 
 
-def load(wrk: str, taskset: str, url: str, script: Path, duration: int, warmup: int, pin: bool) -> Result:
+def load(
+    wrk: str, taskset: str, server: Server, path: str, script: Path, duration: int, warmup: int, pin: bool
+) -> Result:
+    url = server.url + path
+
     def run(seconds: int) -> str:
         command = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(script), url]
         if pin:
@@ -216,10 +234,14 @@ def load(wrk: str, taskset: str, url: str, script: Path, duration: int, warmup: 
 
     if warmup:
         run(warmup)
+    assert server.process is not None
+    cpu_before = cpu_seconds(server.process.pid)
     output = run(duration)
+    cpu_used = cpu_seconds(server.process.pid) - cpu_before
     result = parse_wrk(output)
     if result.requests == 0:
         fail(f"{url}: no request completed:\n{output}")
+    result.cpu_us = cpu_used * 1e6 / result.requests
     return result
 
 
@@ -286,8 +308,12 @@ def run_benchmark(args: argparse.Namespace, work: Path, wrk: str, taskset: str, 
     )
     with circlet:
         for i in range(ENV_VARS):
-            status, _ = http("PUT", f"{circlet.url}/api/v2/context/{env_context}/environment-variable/VAR_{i}",
-                             token, {"value": f"value-{i}"})
+            status, _ = http(
+                "PUT",
+                f"{circlet.url}/api/v2/context/{env_context}/environment-variable/VAR_{i}",
+                token,
+                {"value": f"value-{i}"},
+            )
             assert status == 200, status
         deep_token = walk(circlet.url + list_path, token, args.deep)
         deep_path = f"{list_path}&page-token={urllib.parse.quote(deep_token)}"
@@ -297,15 +323,33 @@ def run_benchmark(args: argparse.Namespace, work: Path, wrk: str, taskset: str, 
         for name, path, script in (("first", list_path, "get"), ("deep", deep_path, "get"), ("put", put_path, "put")):
             print(f"circlet  {name:5} ...", flush=True)
             results[f"circlet {name}"] = load(
-                wrk, taskset, circlet.url + path, scripts[script], args.duration, args.warmup, pin
+                wrk, taskset, circlet, path, scripts[script], args.duration, args.warmup, pin
             )
 
     baseline_port = free_port()
     baseline = Server(
         "baseline",
-        [*pinned, sys.executable, "-m", "uvicorn", "baseline_asgi:app", "--app-dir", str(BENCH_DIR),
-         "--port", str(baseline_port), "--loop", "uvloop", "--http", "httptools", "--workers", "1",
-         "--no-access-log", "--no-server-header", "--log-level", "warning"],
+        [
+            *pinned,
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "baseline_asgi:app",
+            "--app-dir",
+            str(BENCH_DIR),
+            "--port",
+            str(baseline_port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--workers",
+            "1",
+            "--no-access-log",
+            "--no-server-header",
+            "--log-level",
+            "warning",
+        ],
         env | {"BASELINE_DB": str(database)},
         baseline_port,
         work / "baseline.log",
@@ -320,7 +364,7 @@ def run_benchmark(args: argparse.Namespace, work: Path, wrk: str, taskset: str, 
         for name, path, script in (("first", list_path, "get"), ("deep", deep_path, "get"), ("put", put_path, "put")):
             print(f"baseline {name:5} ...", flush=True)
             results[f"baseline {name}"] = load(
-                wrk, taskset, baseline.url + path, scripts[script], args.duration, args.warmup, pin
+                wrk, taskset, baseline, path, scripts[script], args.duration, args.warmup, pin
             )
     return results
 
@@ -345,11 +389,15 @@ def walk(url: str, token: str, depth: int) -> str:
 def report(results: dict[str, Result], prism_rps: float | None) -> int:
     print()
     print(f"wrk -t1 -c{CONNECTIONS}, server on core 1, wrk on core 0; {CONTEXTS} contexts, SQLite")
-    print(f"{'case':16} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9} {'non-2xx':>8} {'sock err':>8}")
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f} (2 would mean only wrk and the server)")
+    print(
+        f"{'case':16} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'cpu us/req':>10} {'requests':>9}"
+        f" {'non-2xx':>8} {'sock err':>8}"
+    )
     for name, r in results.items():
         print(
-            f"{name:16} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.requests:9d} {r.bad_responses:8d}"
-            f" {r.socket_errors:8d}"
+            f"{name:16} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.cpu_us:10.0f} {r.requests:9d}"
+            f" {r.bad_responses:8d} {r.socket_errors:8d}"
         )
 
     def ratio(a: str, b: str) -> float:
@@ -360,8 +408,9 @@ def report(results: dict[str, Result], prism_rps: float | None) -> int:
     checks.append(("non-2xx responses and socket errors (timeouts: 2 s)", failures, "= 0", failures == 0))
     for case in ("first", "deep"):
         value = ratio(f"circlet {case}", f"baseline {case}")
-        checks.append((f"list {case}: circlet / baseline req/s", value, f">= {LIST_VS_BASELINE:.2f}",
-                       value >= LIST_VS_BASELINE))
+        checks.append(
+            (f"list {case}: circlet / baseline req/s", value, f">= {LIST_VS_BASELINE:.2f}", value >= LIST_VS_BASELINE)
+        )
         p99 = results[f"circlet {case}"].p99_ms
         checks.append((f"list {case}: circlet p99 ms", p99, f"< {P99_LIMIT_MS:.0f}", p99 < P99_LIMIT_MS))
     value = ratio("circlet deep", "circlet first")
@@ -371,10 +420,19 @@ def report(results: dict[str, Result], prism_rps: float | None) -> int:
     prism = prism_rps or PRISM_REFERENCE_RPS
     value = results["circlet first"].rps / prism
     source = "measured" if prism_rps else "the issue's reference figure, not measured here"
-    checks.append((f"list first: circlet / Prism ({prism:.0f} req/s, {source})", value,
-                   f">= {PRISM_FACTOR:.1f}", value >= PRISM_FACTOR))
+    checks.append(
+        (
+            f"list first: circlet / Prism ({prism:.0f} req/s, {source})",
+            value,
+            f">= {PRISM_FACTOR:.1f}",
+            value >= PRISM_FACTOR,
+        )
+    )
     value = ratio("baseline deep", "baseline first")
     checks.append(("(info) baseline deep / first req/s", value, "", True))
+    for case in ("first", "deep", "put"):
+        value = results[f"baseline {case}"].cpu_us / results[f"circlet {case}"].cpu_us
+        checks.append((f"(info) {case}: baseline / circlet CPU time per request", value, "", True))
 
     print()
     for label, value, target, passed in checks:

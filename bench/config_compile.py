@@ -65,21 +65,36 @@ def cold_compile(source: str, orb_dir: Path) -> None:
 def generated_config(jobs: int = 500, workflows: int = 50) -> str:
     """A config of about 1 MB: parameterised jobs using commands and an executor, in workflows
     of ten jobs chained with ``requires``."""
-    lines = ["version: 2.1", "parameters:", "  deploy: {type: boolean, default: true}",
-             "executors:", "  node:", "    parameters: {tag: {type: string, default: '20.1'}}",
-             "    docker: [{image: 'cimg/node:<< parameters.tag >>'}]", "commands:",
-             "  install:", "    parameters: {dir: {type: string, default: .}}", "    steps:",
-             "      - restore_cache: {keys: ['deps-{{ checksum \"<< parameters.dir >>/lock\" }}']}",
-             "      - run: {name: Install, command: 'cd << parameters.dir >> && npm ci'}",
-             "jobs:"]
+    lines = [
+        "version: 2.1",
+        "parameters:",
+        "  deploy: {type: boolean, default: true}",
+        "executors:",
+        "  node:",
+        "    parameters: {tag: {type: string, default: '20.1'}}",
+        "    docker: [{image: 'cimg/node:<< parameters.tag >>'}]",
+        "commands:",
+        "  install:",
+        "    parameters: {dir: {type: string, default: .}}",
+        "    steps:",
+        "      - restore_cache: {keys: ['deps-{{ checksum \"<< parameters.dir >>/lock\" }}']}",
+        "      - run: {name: Install, command: 'cd << parameters.dir >> && npm ci'}",
+        "jobs:",
+    ]
     body = "echo " + "x" * 1600
     for i in range(jobs):
-        lines += [f"  job-{i}:", "    parameters: {level: {type: integer, default: 1}}",
-                  "    executor: {name: node, tag: '20.<< parameters.level >>'}", "    steps:",
-                  "      - checkout", f"      - install: {{dir: pkg-{i}}}",
-                  f"      - run: {{name: step {i}, command: '{body} << parameters.level >>'}}",
-                  "      - when:", "          condition: << pipeline.parameters.deploy >>",
-                  "          steps: [{run: deploy}]"]
+        lines += [
+            f"  job-{i}:",
+            "    parameters: {level: {type: integer, default: 1}}",
+            "    executor: {name: node, tag: '20.<< parameters.level >>'}",
+            "    steps:",
+            "      - checkout",
+            f"      - install: {{dir: pkg-{i}}}",
+            f"      - run: {{name: step {i}, command: '{body} << parameters.level >>'}}",
+            "      - when:",
+            "          condition: << pipeline.parameters.deploy >>",
+            "          steps: [{run: deploy}]",
+        ]
     lines.append("workflows:")
     per_workflow = jobs // workflows
     for w in range(workflows):
@@ -105,8 +120,7 @@ def main() -> None:
     warm = per_config_times(sources, lambda s: compile_once(s, orb_dir))
 
     big = generated_config()
-    big_load = statistics.median(timed(lambda: yaml.load(big, Loader=yaml.CSafeLoader))
-                                 for _ in range(3))
+    big_load = statistics.median(timed(lambda: yaml.load(big, Loader=yaml.CSafeLoader)) for _ in range(3))
     big_compile = statistics.median(timed(lambda: compile_once(big, orb_dir)) for _ in range(3))
 
     def ms(value: float) -> str:
@@ -114,16 +128,23 @@ def main() -> None:
 
     print(f"corpus: {len(corpus)} configs, median of {ROUNDS} rounds each")
     print(f"{'':28}{'median':>10}{'p99':>11}{'total':>11}")
-    for label, times in (("yaml.load (CSafeLoader)", load_times), ("compile, orbs cold", cold),
-                         ("compile, orbs warm", warm)):
-        print(f"{label:28}{ms(statistics.median(times))} {ms(percentile(times, 0.99))} "
-              f"{ms(sum(times))}")
-    print(f"ratio compile/load (median): cold {statistics.median(cold) / statistics.median(load_times):.1f}x,"
-          f" warm {statistics.median(warm) / statistics.median(load_times):.1f}x")
-    print(f"ratio compile/load (total):  cold {sum(cold) / sum(load_times):.1f}x,"
-          f" warm {sum(warm) / sum(load_times):.1f}x")
-    print(f"generated config: {len(big) / 1e6:.2f} MB, 500 jobs, 50 workflows: compile "
-          f"{ms(big_compile)}, yaml.load {ms(big_load)}, ratio {big_compile / big_load:.1f}x")
+    for label, times in (
+        ("yaml.load (CSafeLoader)", load_times),
+        ("compile, orbs cold", cold),
+        ("compile, orbs warm", warm),
+    ):
+        print(f"{label:28}{ms(statistics.median(times))} {ms(percentile(times, 0.99))} {ms(sum(times))}")
+    print(
+        f"ratio compile/load (median): cold {statistics.median(cold) / statistics.median(load_times):.1f}x,"
+        f" warm {statistics.median(warm) / statistics.median(load_times):.1f}x"
+    )
+    print(
+        f"ratio compile/load (total):  cold {sum(cold) / sum(load_times):.1f}x, warm {sum(warm) / sum(load_times):.1f}x"
+    )
+    print(
+        f"generated config: {len(big) / 1e6:.2f} MB, 500 jobs, 50 workflows: compile "
+        f"{ms(big_compile)}, yaml.load {ms(big_load)}, ratio {big_compile / big_load:.1f}x"
+    )
 
 
 if __name__ == "__main__":

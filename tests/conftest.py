@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from circlet.app import create_app
 from circlet.db.engine import Database, create_database
 from circlet.db.migrate import upgrade_to_head

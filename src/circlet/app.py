@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI, Request
 from sqlalchemy import text
@@ -13,6 +16,9 @@ from circlet.contexts.endpoints import router as contexts_router
 from circlet.contexts.service import ContextService
 from circlet.db.engine import Database, create_database
 from circlet.db.migrate import upgrade_to_head
+from circlet.engine.orchestrator import Orchestrator
+from circlet.engine.processor import Processor
+from circlet.engine.queue import TaskSignal
 from circlet.groups.endpoints import router as groups_router
 from circlet.groups.service import GroupService
 from circlet.http.auth import Authenticator
@@ -21,15 +27,34 @@ from circlet.http.middleware import RequestMiddleware
 from circlet.http.pagination import PageTokens
 from circlet.http.responses import json_response
 from circlet.http.routing import API_PREFIX
+from circlet.jobs.endpoints import router as jobs_router
+from circlet.jobs.service import JobService
 from circlet.openapi.spec import served_spec
 from circlet.orgs.endpoints import router as orgs_router
+from circlet.pipelines.endpoints import router as pipelines_router
+from circlet.pipelines.git_mirror import GitMirrors
+from circlet.pipelines.service import PipelineService
 from circlet.projects.endpoints import router as projects_router
 from circlet.projects.service import ProjectService
+from circlet.runners.endpoints import router as runners_router
+from circlet.runners.service import RunnerService
 from circlet.secrets import Keyring, load_keyring
 from circlet.settings import Settings
 from circlet.users.endpoints import router as users_router
+from circlet.workflows.endpoints import router as workflows_router
+from circlet.workflows.service import WorkflowService
 
-ROUTERS = (contexts_router, users_router, orgs_router, groups_router, projects_router)
+ROUTERS = (
+    contexts_router,
+    users_router,
+    orgs_router,
+    groups_router,
+    projects_router,
+    pipelines_router,
+    workflows_router,
+    jobs_router,
+    runners_router,
+)
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
@@ -37,15 +62,24 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.home.mkdir(parents=True, exist_ok=True)
+        settings.ensure_home()
         if migrate:
             upgrade_to_head(settings.resolved_database_url)
         keyring = load_keyring(settings.home, settings.secret_key, settings.previous_secret_keys)
         database = create_database(settings.resolved_database_url)
         attach_state(app, settings, database, keyring)
+        background = [asyncio.create_task(app.state.processor.run_sweeps())]
+        if not database.is_sqlite:
+            background.append(asyncio.create_task(app.state.task_signal.listen(database.url)))
         try:
             yield
         finally:
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await app.state.processor.stop()
             await database.dispose()
 
     app = FastAPI(
@@ -74,6 +108,23 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
     app.state.context_service = ContextService(keyring, settings.limits, page_tokens)
     app.state.group_service = GroupService(page_tokens)
     app.state.project_service = ProjectService(keyring, settings.limits)
+    # The engine: the wake-up signal of the task queue, DAG progression, background processing.
+    app.state.task_signal = signal = TaskSignal()
+    orchestrator = Orchestrator(signal, keyring.derive("continuation-keys"))
+    mirrors = GitMirrors(settings.home / "mirrors")
+    app.state.processor = processor = Processor(database, mirrors, orchestrator)
+    app.state.pipeline_service = PipelineService(
+        mirrors, processor, orchestrator, app.state.project_service, page_tokens
+    )
+    app.state.workflow_service = WorkflowService(orchestrator)
+    app.state.job_service = JobService(orchestrator, app.state.project_service, settings.base_url)
+    app.state.runner_service = RunnerService(
+        orchestrator,
+        app.state.project_service,
+        app.state.context_service,
+        settings.base_url,
+        timedelta(seconds=settings.runner_lease_seconds),
+    )
 
 
 def add_operator_routes(app: FastAPI) -> None:

@@ -20,8 +20,12 @@ from circlet.config.cli import config_app, orb_app
 from circlet.contexts.service import reseal_env_vars
 from circlet.db.engine import create_database
 from circlet.db.migrate import upgrade_to_head
+from circlet.engine.orchestrator import LOCAL_RESOURCE_CLASS
 from circlet.groups import service as group_accounts
+from circlet.http.errors import ApiError
 from circlet.projects import service as project_accounts
+from circlet.runner.cli import runner_command
+from circlet.runners.service import mint_runner_token
 from circlet.secrets.keyring import KEY_FILE_NAME, drop_previous_keys, load_keyring, rotate_key_file
 from circlet.settings import Settings
 from circlet.users import service as accounts
@@ -40,6 +44,10 @@ group_app = typer.Typer(help="Groups inside an organization.")
 admin_app.add_typer(group_app, name="group")
 project_app = typer.Typer(help="Projects: where their code lives.")
 admin_app.add_typer(project_app, name="project")
+runner_app = typer.Typer(help="Self-hosted runners.")
+admin_app.add_typer(runner_app, name="runner")
+runner_token_app = typer.Typer(help="Runner tokens, one resource class each.")
+runner_app.add_typer(runner_token_app, name="token")
 app.add_typer(admin_app, name="admin")
 
 DatabaseUrl = Annotated[
@@ -67,7 +75,7 @@ def in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[
     """Run ``work`` in one committed transaction on a migrated database; operator errors exit 1."""
 
     async def run() -> T:
-        settings.home.mkdir(parents=True, exist_ok=True)
+        settings.ensure_home()
         upgrade_to_head(settings.resolved_database_url)
         database = create_database(settings.resolved_database_url)
         try:
@@ -90,8 +98,12 @@ def serve(
     database_url: DatabaseUrl = None,
     workers: Annotated[int, typer.Option(help="API processes (use more only with PostgreSQL).")] = 1,
     access_log: Annotated[bool, typer.Option(help="One JSON line per request.")] = True,
+    runner: Annotated[
+        bool, typer.Option(help="Start the embedded runner (resource class `local`) beside the server.")
+    ] = True,
 ) -> None:
-    """Start the API server (embedded SQLite in $CIRCLET_HOME unless told otherwise)."""
+    """Start the API server (embedded SQLite in $CIRCLET_HOME unless told otherwise) and, unless
+    told not to, one embedded runner for jobs of resource class `local`."""
     import os
 
     import uvicorn
@@ -99,24 +111,135 @@ def serve(
     from circlet.logs import configure_logging
 
     settings = settings_with(database_url)
-    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.ensure_home()
     upgrade_to_head(settings.resolved_database_url)
     load_keyring(settings.home, settings.secret_key, settings.previous_secret_keys)
     if database_url:
         os.environ["CIRCLET_DATABASE_URL"] = database_url
+    host = host or settings.host
+    port = port or settings.port
+    # The app builds job URLs from these; make them agree with what the command line says.
+    os.environ["CIRCLET_HOST"], os.environ["CIRCLET_PORT"] = host, str(port)
     configure_logging(access_log=access_log)
-    uvicorn.run(
-        "circlet.app:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        server_header=False,
-    )
+    embedded = EmbeddedRunner(settings, f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}")
+    if runner:
+        embedded.start()
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_config": None,
+        "access_log": False,
+        "server_header": False,
+    }
+    try:
+        if workers == 1:
+            from circlet.engine.queue import close_all
+
+            class Server(uvicorn.Server):
+                """Ends runners' long-polls once shutdown begins (uvicorn waits for open requests)."""
+
+                def handle_exit(self, sig: int, frame: Any) -> None:
+                    close_all()
+                    super().handle_exit(sig, frame)
+
+            Server(uvicorn.Config("circlet.app:create_app", **options)).run()
+        else:
+            # Worker processes run uvicorn's own server: a runner's long-poll may hold their
+            # shutdown, so they give it a few seconds and then cut it (the runner claims again).
+            uvicorn.run("circlet.app:create_app", timeout_graceful_shutdown=5, **options)
+    finally:
+        embedded.stop()
+
+
+class EmbeddedRunner:
+    """`circlet serve`'s own runner: a child process with a fresh token of class `local`, started
+    once the server answers and stopped with it (and, on Linux, killed if the server dies)."""
+
+    def __init__(self, settings: Settings, url: str):
+        self.settings = settings
+        self.url = url
+        self.process: Any = None
+        self._stopping = False
+
+    def start(self) -> None:
+        import threading
+
+        async def mint(session: AsyncSession) -> str:
+            return (await mint_runner_token(session, LOCAL_RESOURCE_CLASS, "embedded runner"))[1]
+
+        token = in_transaction(self.settings, mint)
+        threading.Thread(target=self._launch, args=(token,), daemon=True).start()
+
+    def _launch(self, token: str) -> None:
+        import os
+        import subprocess
+
+        import httpx
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not self._stopping:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        if self._stopping:
+            return
+        env = {**os.environ, "CIRCLET_RUNNER_TOKEN": token}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "circlet.runner", "--url", self.url, "--resource-class", LOCAL_RESOURCE_CLASS,
+             "--name", "embedded"],
+            env=env,
+            preexec_fn=_die_with_parent,
+        )
+        # Linux signals the child when the thread that started it ends: this thread lives as long.
+        self.process.wait()
+
+    def stop(self) -> None:
+        import subprocess
+
+        self._stopping = True
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux for SIGTERM when the parent dies (a no-op elsewhere)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        return
+
+
+@runner_token_app.command("create")
+def runner_token_create(
+    resource_class: Annotated[str, typer.Option("--resource-class", help="namespace/name, or local.")],
+    label: Annotated[str, typer.Option(help="A note on what the token is for.")] = "",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Mint a runner token for one resource class and print it (it is shown only this once)."""
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        try:
+            row, token = await mint_runner_token(session, resource_class, label)
+        except ApiError as exc:
+            raise accounts.AccountError(exc.message) from None
+        return {"id": str(row.id), "resource_class": row.resource_class, "token": token}
+
+    print_json(in_transaction(settings_with(database_url), work))
 
 
 @admin_app.command()
@@ -313,6 +436,7 @@ def project_create(
 
 app.add_typer(config_app, name="config")
 app.add_typer(orb_app, name="orb")
+app.command("runner", help="Start a runner agent that claims and runs jobs from a circlet server.")(runner_command)
 
 
 def main() -> None:
@@ -320,4 +444,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -50,7 +50,21 @@ class Settings(BaseSettings):
     auth_cache_seconds: float = Field(
         2.0, description="How long a verified token is trusted before it is looked up again."
     )
+    runner_lease_seconds: int = Field(
+        60, ge=1, description="A claimed task whose runner sends no heartbeat for this long is failed."
+    )
+    public_url: str = Field(
+        "", description="The URL people and runners reach the server at; empty means http://HOST:PORT."
+    )
     limits: Limits = Field(default_factory=Limits)
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def ensure_home(self) -> None:
+        """Create $CIRCLET_HOME readable by its owner only: it holds the database and the key file."""
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -55,6 +55,10 @@ UNDOCUMENTED_400 = {
     ("delete", "/context/{context_id}/environment-variable/{env_var_name}"),
     # A non-integer `limit` or a page-token we did not issue.
     ("get", "/organizations/{org_id}/groups"),
+    # A URL holding a NUL character (the request middleware refuses it).
+    ("get", "/organizations/{org_id}/groups/{group_id}"),
+    ("delete", "/organizations/{org_id}/groups/{group_id}"),
+    ("get", "/project/{provider}/{organization}/{project}/settings"),
 }
 
 

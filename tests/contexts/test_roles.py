@@ -42,9 +42,8 @@ async def call(client: httpx.AsyncClient, operation: str, account: Account, ids:
 async def test_role_matrix(client: httpx.AsyncClient, database: Database, role: str, operation: str) -> None:
     owner = await make_account(database, role="admin")
     caller = await make_account(database, org=owner.org_slug, role=role)
-    context = (
-        await client.post(f"{API}/context", json={"name": "shared", "owner": {"id": owner.org_id}}, headers=owner.headers)
-    ).json()
+    body = {"name": "shared", "owner": {"id": owner.org_id}}
+    context = (await client.post(f"{API}/context", json=body, headers=owner.headers)).json()
     await client.put(
         f"{API}/context/{context['id']}/environment-variable/EXISTING", json={"value": "v"}, headers=owner.headers
     )

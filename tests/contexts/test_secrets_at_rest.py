@@ -20,9 +20,8 @@ SECRET = "pl41ntext-" + uuid.uuid4().hex
 async def test_database_holds_no_plaintext(
     client: httpx.AsyncClient, database: Database, admin: Account
 ) -> None:
-    context = (
-        await client.post(f"{API}/context", json={"name": "vault", "owner": {"id": admin.org_id}}, headers=admin.headers)
-    ).json()
+    body = {"name": "vault", "owner": {"id": admin.org_id}}
+    context = (await client.post(f"{API}/context", json=body, headers=admin.headers)).json()
     put = await client.put(
         f"{API}/context/{context['id']}/environment-variable/DB_PASSWORD", json={"value": SECRET}, headers=admin.headers
     )

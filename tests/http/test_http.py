@@ -9,7 +9,6 @@ import httpx
 import pytest
 
 from circlet.app import create_app
-from circlet.db.engine import Database
 from circlet.settings import Limits, Settings
 from tests.conftest import Account
 
@@ -81,9 +80,9 @@ async def strict_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         }
     )
     app = create_app(tight)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
-            yield http
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        yield http
 
 
 async def test_oversized_body_is_413(strict_client: httpx.AsyncClient, admin: Account) -> None:
@@ -111,19 +110,29 @@ async def test_rate_limit_is_429_with_retry_after(strict_client: httpx.AsyncClie
 
 
 async def test_limits_are_400_naming_the_limit(
-    strict_client: httpx.AsyncClient, database: Database, admin: Account
+    strict_client: httpx.AsyncClient, admin: Account
 ) -> None:
-    del database
     h = admin.headers
     contexts = []
-    for name in ("one", "two"):
-        response = await strict_client.post(f"{API}/context", json={"name": name, "owner": {"id": admin.org_id}}, headers=h)
-        contexts.append(response.json()["id"])
-    third = await strict_client.post(f"{API}/context", json={"name": "three", "owner": {"id": admin.org_id}}, headers=h)
+    for name in ("one", "two", "three"):
+        body = {"name": name, "owner": {"id": admin.org_id}}
+        contexts.append(await strict_client.post(f"{API}/context", json=body, headers=h))
+    third = contexts.pop()
     assert third.status_code == 400 and "already has 2 contexts" in third.json()["message"]
-    """(the rate limit of this client is 5 a minute: the remaining checks fit in it)"""
-    url = f"{API}/context/{contexts[0]}/environment-variable"
+    # This client's rate limit is 5 requests a minute: the checks below use the remaining two.
+    url = f"{API}/context/{contexts[0].json()['id']}/environment-variable"
     too_long = await strict_client.put(f"{url}/A", json={"value": "01234567890"}, headers=h)
     assert too_long.status_code == 400 and "longer than 10 characters" in too_long.json()["message"]
     long_name = await strict_client.put(f"{url}/ABCDEF", json={"value": "v"}, headers=h)
     assert long_name.status_code == 400 and "longer than 5 characters" in long_name.json()["message"]
+
+
+async def test_text_no_database_can_hold_is_400(client: httpx.AsyncClient, admin: Account) -> None:
+    for url in (f"{API}/context?owner-slug=gh/%00", f"{API}/context/%00"):
+        response = await client.get(url, headers=admin.headers)
+        assert (response.status_code, response.json()) == (400, {"message": "The URL must not contain NUL characters."})
+    for raw in (b'{"name": "a\\u0000b", "owner": {"id": "%s"}}', b'{"name": "\\ud800", "owner": {"id": "%s"}}'):
+        response = await client.post(
+            f"{API}/context", content=raw % admin.org_id.encode(), headers={**admin.headers, "content-type": "application/json"}
+        )
+        assert response.status_code == 400 and response.json()["message"].startswith("name: Value error")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import uuid
+
 import httpx
 import pytest
 
@@ -156,8 +159,6 @@ async def test_delete_removes_everything_under_the_project(
     assert (await client.get(f"{API}/project/{slug}", headers=admin.headers)).status_code == 404
     restrictions = await client.get(f"{API}/context/{context['id']}/restrictions", headers=admin.headers)
     assert restrictions.json()["items"] == []
-    import uuid
-
     project_id = uuid.UUID(body["id"])
     async with database.reading() as session:
         assert await projects.list_env_vars(session, project_id) == []
@@ -203,3 +204,26 @@ async def test_slug_lookup_uses_indexes(database: Database, database_url: str) -
     steps = [row[-1] for row in plan]
     assert len(steps) == 2 and all(step.startswith("SEARCH") for step in steps), steps
     assert "(vcs_type=? AND name_key=?)" in steps[0] and "(org_id=? AND name_key=?)" in steps[1], steps
+
+
+async def test_text_no_database_can_hold_is_refused(client: httpx.AsyncClient, admin: Account) -> None:
+    """NUL characters (PostgreSQL text cannot hold them) and lone surrogates are 400, never 500."""
+    slug = (await create_project(client, admin, "app"))["slug"]
+    for path, body in [
+        (f"/organization/{admin.org_slug}/project", {"name": "a\u0000b"}),
+        (f"/organization/{admin.org_slug}/project", {"name": "ab", "vcs_url": "x\u0000y"}),
+        (f"/organizations/{admin.org_id}/groups", {"name": "a\u0000b"}),
+        (f"/organizations/{admin.org_id}/groups", {"name": "ab", "description": "\ud800"}),
+        ("/organization", {"name": "a\u0000b", "vcs_type": "circleci"}),
+        (
+            f"/organization/{admin.org_id}/url-orb-allow-list",
+            {"name": "\u0000", "prefix": "https://x/", "auth": "none"},
+        ),
+        (f"/project/{slug}/envvar", {"name": "A", "value": "\ud800"}),
+        (f"/project/{slug}/envvar", {"name": "A", "value": "a\u0000b"}),
+    ]:
+        raw = json.dumps(body)  # escapes a lone surrogate, which httpx would refuse to encode
+        headers = {**admin.headers, "Content-Type": "application/json"}
+        response = await client.post(API + path, content=raw, headers=headers)
+        assert response.status_code == 400, (path, body, response.text)
+        assert set(response.json()) == {"message"}

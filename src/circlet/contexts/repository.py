@@ -119,11 +119,11 @@ async def env_var_exists(session: AsyncSession, context_id: uuid.UUID, name: str
 
 
 def _env_var_upsert(session: AsyncSession) -> Any:
-    dialect = session.bind.dialect.name
+    dialect = session.get_bind().dialect.name
     if dialect not in _env_var_upserts:
         params = {column.name: bindparam(column.name, type_=column.type) for column in _env_vars.c}
         _env_var_upserts[dialect] = (
-            insert_for(session, _env_vars)
+            insert_for(session, ContextEnvVar.__table__)
             .values(params)
             .on_conflict_do_update(
                 index_elements=[_env_vars.c.context_id, _env_vars.c.name],

@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, StrictStr, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from circlet.http.text import SafeStr
 
 
 class Strict(BaseModel):
@@ -16,7 +18,7 @@ class ContextOwner(Strict):
     """The spec's ``oneOf``: an owner by ``id`` (account or organization) or by ``slug``."""
 
     id: uuid.UUID | None = None
-    slug: StrictStr | None = None
+    slug: SafeStr | None = None
     type: Literal["account", "organization"] | None = None
 
     @model_validator(mode="after")
@@ -29,14 +31,14 @@ class ContextOwner(Strict):
 
 
 class CreateContext(Strict):
-    name: StrictStr
+    name: SafeStr
     owner: ContextOwner
 
 
 class PutEnvironmentVariable(Strict):
-    value: StrictStr
+    value: SafeStr
 
 
 class CreateRestriction(Strict):
     restriction_type: Literal["project", "expression", "group"] | None = None
-    restriction_value: StrictStr | None = None
+    restriction_value: SafeStr | None = None

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiosqlite
 from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
 
 
 def is_sqlite(url: str) -> bool:
@@ -28,7 +30,7 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -44,7 +46,7 @@ class InlineSqliteConnection(aiosqlite.Connection):
 
     aiosqlite hands every call (cursor, execute, fetch, close, commit) to a worker thread and back,
     several hops a query; under load the hops, and the GIL passed back and forth with them, cost more
-    than the queries (a page of contexts takes ~0.1 ms in SQLite). Run inline, a call blocks the loop
+    than the queries (SQLite answers a page of contexts in ~0.02 ms). Run inline, a call blocks the loop
     only as long as SQLite works: reads never wait in WAL mode, and writers in this process wait for
     each other on ``Database.writing``'s lock, outside SQLite, so the only wait left inside SQLite is
     on another process's short write transaction (the admin CLI), bounded by ``busy_timeout``.
@@ -68,10 +70,14 @@ def _inline_sqlite_creator(url: str, connect_args: dict[str, Any]) -> Callable[[
     args, kwargs = parsed.get_dialect()().create_connect_args(parsed)
     kwargs.update(connect_args)
 
+    def open_sqlite() -> sqlite3.Connection:
+        return sqlite3.connect(*args, **kwargs)  # type: ignore[call-overload,no-any-return]
+
     async def connect() -> InlineSqliteConnection:
-        connection = InlineSqliteConnection(lambda: sqlite3.connect(*args, **kwargs), iter_chunk_size=64)
+        connection = InlineSqliteConnection(open_sqlite, iter_chunk_size=64)
         connection._thread.daemon = True  # as SQLAlchemy does for aiosqlite's own connections
-        return await connection
+        await connection
+        return connection
 
     return connect
 
@@ -104,12 +110,25 @@ class Database:
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncSession]:
         """A unit of work: commits once at the end, rolls back on any error."""
-        async with (
-            self._write_lock or nullcontext(),
-            self._session(self.write_sessions) as session,
-            session.begin(),
-        ):
+        async with self._write_turn(), self._session(self.write_sessions) as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def _write_turn(self) -> AsyncIterator[None]:
+        """On SQLite, this process's turn to write: waits as long as SQLite's busy timeout would,
+        then fails as SQLite would."""
+        if self._write_lock is None:
+            yield
+            return
+        try:
+            async with asyncio.timeout(SQLITE_BUSY_TIMEOUT_SECONDS):
+                await self._write_lock.acquire()
+        except TimeoutError:
+            raise sqlite3.OperationalError("database is locked") from None
+        try:
+            yield
+        finally:
+            self._write_lock.release()
 
     @asynccontextmanager
     async def _session(self, factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
@@ -137,7 +156,8 @@ class Database:
 def create_database(url: str, *, pool_size: int = 8) -> Database:
     kwargs: dict[str, Any] = {}
     if is_sqlite(url):
-        kwargs["async_creator"] = _inline_sqlite_creator(url, {"check_same_thread": False, "timeout": 30})
+        connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
+        kwargs["async_creator"] = _inline_sqlite_creator(url, connect_args)
     else:
         kwargs["pool_size"] = pool_size
         kwargs["max_overflow"] = pool_size

@@ -242,3 +242,203 @@ class OrbAllowListEntry(Base):
     prefix: Mapped[str] = mapped_column(String(2048))
     auth: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# -- pipelines, workflows, jobs and the task queue (issue 5) --------------------------------------
+
+
+class RunnerToken(Base):
+    """A runner agent's credential, bound to one resource class; only its SHA-256 is stored."""
+
+    __tablename__ = "runner_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    resource_class: Mapped[str] = mapped_column(String(255))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When a runner with this token last asked for work (written at most every few seconds).
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ProjectCounter(Base):
+    """The last pipeline and job numbers of a project: incremented in place, never reused."""
+
+    __tablename__ = "project_counters"
+
+    project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    pipeline_number: Mapped[int] = mapped_column(Integer, default=0)
+    job_number: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class PipelineDefinition(Base):
+    __tablename__ = "pipeline_definitions"
+    __table_args__ = (Index("ix_pipeline_definitions_project_created", "project_id", "created_at", "id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    config_file_path: Mapped[str] = mapped_column(String(1024), default=".circleci/config.yml")
+    # "" means the project's own repository (its vcs_url).
+    config_repo_url: Mapped[str] = mapped_column(String(2048), default="")
+    checkout_repo_url: Mapped[str] = mapped_column(String(2048), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PipelineTrigger(Base):
+    __tablename__ = "pipeline_triggers"
+    __table_args__ = (Index("ix_pipeline_triggers_definition_created", "definition_id", "created_at", "id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    definition_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pipeline_definitions.id", ondelete="CASCADE"))
+    event_name: Mapped[str] = mapped_column(String(255), default="")
+    event_source: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    event_preset: Mapped[str] = mapped_column(String(64), default="")
+    checkout_ref: Mapped[str] = mapped_column(String(255), default="")
+    config_ref: Mapped[str] = mapped_column(String(255), default="")
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Pipeline(Base):
+    __tablename__ = "pipelines"
+    __table_args__ = (
+        UniqueConstraint("project_id", "number", name="uq_pipelines_project_number"),
+        Index("ix_pipelines_project_created", "project_id", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    errors: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    trigger_type: Mapped[str] = mapped_column(String(32), default="api")
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True, index=True)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    definition_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    vcs_url: Mapped[str] = mapped_column(String(2048), default="")
+    branch: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    tag: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    revision: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    config_revision: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    commit_subject: Mapped[str | None] = mapped_column(Text, nullable=True)
+    commit_body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    config_file_path: Mapped[str] = mapped_column(String(1024), default=".circleci/config.yml")
+    # An inline config given with the trigger (`pipeline/run` with `config.content`).
+    inline_config: Mapped[str | None] = mapped_column(Text, nullable=True)
+    source: Mapped[str] = mapped_column(Text, default="")
+    compiled: Mapped[str] = mapped_column(Text, default="")
+    setup_source: Mapped[str] = mapped_column(Text, default="")
+    compiled_setup: Mapped[str] = mapped_column(Text, default="")
+    values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    continuation_key_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Workflow(Base):
+    __tablename__ = "workflows"
+    __table_args__ = (Index("ix_workflows_pipeline_created", "pipeline_id", "created_at", "id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    pipeline_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"))
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    tag: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    started_by: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    canceled_by: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    rerun_of: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    max_auto_reruns: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Job(Base):
+    """One node of a workflow: a build job (run as one task per parallel index) or an approval."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_workflow", "workflow_id"),
+        Index("ix_jobs_project_number", "project_id", "number"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    workflow_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workflows.id", ondelete="CASCADE"))
+    pipeline_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"))
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(16))
+    number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[str] = mapped_column(String(32))
+    requires: Mapped[dict[str, list[str]]] = mapped_column(JSON, default=dict)
+    contexts: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The compiled job: executor, environment, steps, parallelism, working directory.
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    parallelism: Mapped[int] = mapped_column(Integer, default=1)
+    resource_class: Mapped[str] = mapped_column(String(255), default="local")
+    executor_type: Mapped[str] = mapped_column(String(32), default="docker")
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    approval_request_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    approved_by: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    canceled_by: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    # A job a rerun did not run again: the original it stands for.
+    reused_from: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Task(Base):
+    """The queue: one row per job and parallel index, claimed by a runner of its resource class."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        Index("ix_tasks_claim", "resource_class", "status", "created_at"),
+        Index("ix_tasks_job", "job_id"),
+        Index("ix_tasks_lease", "status", "lease_expires_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    parallel_index: Mapped[int] = mapped_column(Integer, default=0)
+    resource_class: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(32))
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    runner_name: Mapped[str] = mapped_column(String(255), default="")
+    token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class StepRun(Base):
+    __tablename__ = "step_runs"
+
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True)
+    step_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(1024), default="")
+    status: Mapped[str] = mapped_column(String(16))
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class StepOutput(Base):
+    """Step output, append-only, in chunks as the runner sends them; out of the hot tables."""
+
+    __tablename__ = "step_output"
+    __table_args__ = (Index("ix_step_output_task_step", "task_id", "step_index", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    step_index: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

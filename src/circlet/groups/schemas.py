@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, StrictStr
+from pydantic import BaseModel, ConfigDict
+
+from circlet.http.text import SafeStr
 
 
 class CreateGroup(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: StrictStr
-    description: StrictStr = ""
+    name: SafeStr
+    description: SafeStr = ""

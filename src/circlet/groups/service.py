@@ -1,6 +1,6 @@
 """What may be done with groups, and by whom.
 
-Roles (docs/compatibility-accounts.md): members of every role read the organization's groups; only
+Roles (docs/compatibility.md): members of every role read the organization's groups; only
 admins create and delete them; an outsider gets 404. Members join a group through the operator
 command ``circlet admin group add-member``: the spec has no member operations.
 """
@@ -76,8 +76,8 @@ class GroupService:
     ) -> dict[str, Any]:
         org = parse_id(org_id, MISSING_ORG)
         require_role(principal, org, ROLE_ADMIN, missing=MISSING_ORG, action="create groups")
-        if not name.strip() or name != name.strip() or len(name) > NAME_LENGTH:
-            raise BadRequest(f"name: 1 to {NAME_LENGTH} characters, no surrounding whitespace.")
+        if not name.strip() or name != name.strip() or len(name) > NAME_LENGTH or not name.isprintable():
+            raise BadRequest(f"name: 1 to {NAME_LENGTH} printable characters, no surrounding whitespace.")
         if len(description) > DESCRIPTION_LENGTH:
             raise BadRequest(f"description: at most {DESCRIPTION_LENGTH} characters.")
         conflict = f"Failed to create group, group {name} already exists."
@@ -90,9 +90,7 @@ class GroupService:
         await self._audit(session, principal, "group.create", group, {"name": name})
         return group_body(group)
 
-    async def get_group(
-        self, session: AsyncSession, principal: Principal, org_id: str, group_id: str
-    ) -> Group:
+    async def get_group(self, session: AsyncSession, principal: Principal, org_id: str, group_id: str) -> Group:
         org = parse_id(org_id, MISSING_ORG)
         require_role(principal, org, ROLE_VIEWER, missing=MISSING_ORG, action="read groups")
         group = await groups.get_group(session, parse_id(group_id, "Group not found."))
@@ -100,9 +98,7 @@ class GroupService:
             raise NotFound("Group not found.")
         return group
 
-    async def delete_group(
-        self, session: AsyncSession, principal: Principal, org_id: str, group_id: str
-    ) -> None:
+    async def delete_group(self, session: AsyncSession, principal: Principal, org_id: str, group_id: str) -> None:
         group = await self.get_group(session, principal, org_id, group_id)
         require_role(principal, group.org_id, ROLE_ADMIN, missing=MISSING_ORG, action="delete groups")
         await groups.delete_group(session, group.id)
@@ -137,9 +133,7 @@ async def add_group_member(session: AsyncSession, org: Organization, group_name:
     if group is None:
         raise AccountError(f"no group named {group_name!r} in {org.name}")
     if await orgs.get_membership_role(session, org.id, user.id) is None:
-        raise AccountError(
-            f"{user.login} is not a member of {org.name}; add them with `admin org add-member`"
-        )
+        raise AccountError(f"{user.login} is not a member of {org.name}; add them with `admin org add-member`")
     await groups.add_member(session, group.id, user.id)
     await audit.record(
         session,

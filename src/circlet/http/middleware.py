@@ -39,13 +39,13 @@ class RequestMiddleware:
         status = 500
         rid_header = (b"x-request-id", request_id.encode())
 
-        declared = _content_length(scope)
-        if declared is not None and declared > self.max_body_bytes:
-            start, body = _plain_response(413, f"Request body exceeds {self.max_body_bytes} bytes.")
+        refusal = _refusal(scope, self.max_body_bytes)
+        if refusal is not None:
+            start, body = _plain_response(*refusal)
             start["headers"].append(rid_header)
             await send(start)
             await send(body)
-            self._log(scope, 413, started, request_id)
+            self._log(scope, refusal[0], started, request_id)
             return
 
         received = 0
@@ -102,6 +102,17 @@ class RequestMiddleware:
                 "request_id": request_id,
             },
         )
+
+
+def _refusal(scope: Scope, max_body_bytes: int) -> tuple[int, str] | None:
+    """Requests answered before the app sees them: a declared body over the limit, and a NUL in the
+    URL (no database column can hold one, so it could only ever fail later)."""
+    declared = _content_length(scope)
+    if declared is not None and declared > max_body_bytes:
+        return 413, f"Request body exceeds {max_body_bytes} bytes."
+    if b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b""):
+        return 400, "The URL must not contain NUL characters."
+    return None
 
 
 def _content_length(scope: Scope) -> int | None:

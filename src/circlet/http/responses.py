@@ -17,8 +17,11 @@ def _default(value: Any) -> Any:
 
 
 def timestamp(value: datetime) -> str:
-    """RFC 3339 with milliseconds and ``Z``, the way CircleCI writes times."""
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    """RFC 3339 with milliseconds and ``Z``, the way CircleCI writes times (``value`` is UTC).
+
+    ``isoformat`` rather than ``strftime``: half the cost, and a list page formats 20 of these.
+    Its first 23 characters are ``YYYY-MM-DDTHH:MM:SS.mmm`` whatever the time zone suffix."""
+    return value.isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 def json_response(body: Any, status: int = 200) -> Response:

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from circlet.http.routing import API_PREFIX
 
 OFFICIAL_SPEC = Path(__file__).with_name("circleci-api-v2.openapi.json")
+HTTP_METHODS = frozenset({"get", "put", "post", "delete", "patch"})
 
 
 @cache
@@ -22,13 +23,22 @@ def official_spec() -> dict[str, Any]:
 
 
 def implemented_operations(app: FastAPI) -> set[tuple[str, str]]:
-    """(method, path under /api/v2) of every operation the app serves, read from the app's own
-    generated schema (included routers are not flattened into ``app.routes``)."""
-    operations = set()
-    for path, item in app.openapi()["paths"].items():
-        if path.startswith(API_PREFIX + "/"):
-            operations.update((method, path[len(API_PREFIX) :]) for method in item)
-    return operations
+    """(method, official path) of every operation of the official spec that the app serves.
+
+    Routes carry the spec's ``operationId``; matching on it (not on the path) covers routes whose
+    path had to be spelled differently, e.g. the spec's ``{project-slug}`` as three segments."""
+    served_ids = {
+        operation.get("operationId")
+        for path, item in app.openapi()["paths"].items()
+        if path.startswith(API_PREFIX + "/")
+        for operation in item.values()
+    }
+    return {
+        (method, path)
+        for path, item in official_spec()["paths"].items()
+        for method, operation in item.items()
+        if method in HTTP_METHODS and operation.get("operationId") in served_ids
+    }
 
 
 def served_spec(app: FastAPI, server_url: str) -> dict[str, Any]:
@@ -41,9 +51,9 @@ def served_spec(app: FastAPI, server_url: str) -> dict[str, Any]:
         kept = {
             key: copy.deepcopy(value)
             for key, value in item.items()
-            if key not in {"get", "put", "post", "delete", "patch"} or (key, path) in implemented
+            if key not in HTTP_METHODS or (key, path) in implemented
         }
-        if any(key in kept for key in ("get", "put", "post", "delete", "patch")):
+        if any(key in kept for key in HTTP_METHODS):
             paths[path] = kept
     spec["paths"] = paths
     return spec

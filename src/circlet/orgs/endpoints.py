@@ -42,18 +42,14 @@ async def create_organization(request: Request, caller: Caller, body: CreateOrga
     return json_response(created, 201)
 
 
-@router.get(
-    "/organization/{org_slug_or_id:path}/url-orb-allow-list", operation_id="listURLOrbAllowListEntries"
-)
+@router.get("/organization/{org_slug_or_id:path}/url-orb-allow-list", operation_id="listURLOrbAllowListEntries")
 async def list_url_orb_allow_list(request: Request, caller: Caller, org_slug_or_id: str) -> Response:
     async with _database(request).reading() as session:
         body = await service.list_orb_allow_list(session, caller, org_slug_or_id)
     return json_response(body)
 
 
-@router.post(
-    "/organization/{org_slug_or_id:path}/url-orb-allow-list", operation_id="createURLOrbAllowListEntry"
-)
+@router.post("/organization/{org_slug_or_id:path}/url-orb-allow-list", operation_id="createURLOrbAllowListEntry")
 async def create_url_orb_allow_list_entry(
     request: Request, caller: Caller, org_slug_or_id: str, body: CreateOrbAllowListEntry
 ) -> Response:

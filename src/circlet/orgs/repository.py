@@ -109,9 +109,7 @@ async def list_orb_allow_list(session: AsyncSession, org_id: uuid.UUID) -> list[
 async def add_orb_allow_list_entry(
     session: AsyncSession, org_id: uuid.UUID, name: str, prefix: str, auth: str
 ) -> OrbAllowListEntry:
-    entry = OrbAllowListEntry(
-        id=uuid.uuid4(), org_id=org_id, name=name, prefix=prefix, auth=auth, created_at=utcnow()
-    )
+    entry = OrbAllowListEntry(id=uuid.uuid4(), org_id=org_id, name=name, prefix=prefix, auth=auth, created_at=utcnow())
     session.add(entry)
     await session.flush()
     return entry

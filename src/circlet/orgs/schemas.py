@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, StrictStr
+from pydantic import BaseModel, ConfigDict
+
+from circlet.http.text import SafeStr
 
 
 class Lenient(BaseModel):
@@ -14,11 +16,11 @@ class Lenient(BaseModel):
 
 
 class CreateOrganization(Lenient):
-    name: StrictStr
+    name: SafeStr
     vcs_type: Literal["github", "bitbucket", "circleci"]
 
 
 class CreateOrbAllowListEntry(Lenient):
-    name: StrictStr
-    prefix: StrictStr
+    name: SafeStr
+    prefix: SafeStr
     auth: Literal["github-oauth", "none", "bitbucket-oauth", "github-app"]

@@ -1,6 +1,6 @@
 """What may be done with organizations, and by whom.
 
-Roles (docs/compatibility-accounts.md): any authenticated user may create an organization and
+Roles (docs/compatibility.md): any authenticated user may create an organization and
 becomes its admin; members of every role read the URL orb allow-list; only admins change it or
 delete the organization. Someone outside the organization gets 404, as for one that does not exist.
 """
@@ -60,13 +60,7 @@ async def find_org(session: AsyncSession, principal: Principal, slug_or_id: str)
 
 def check_org_name(name: str, vcs_type: str) -> None:
     if vcs_type == "circleci":
-        if (
-            not name.strip()
-            or name != name.strip()
-            or len(name) > 100
-            or "/" in name
-            or not name.isprintable()
-        ):
+        if not name.strip() or name != name.strip() or len(name) > 100 or "/" in name or not name.isprintable():
             raise BadRequest("name: 1 to 100 printable characters, no '/', no surrounding whitespace.")
     elif not VCS_ORG_NAME.match(name):
         raise BadRequest("name: 1 to 100 letters, digits, '-', '_' or '.', starting with a letter or digit.")
@@ -106,17 +100,13 @@ async def add_orb_allow_list_entry(
     session: AsyncSession, principal: Principal, slug_or_id: str, name: str, prefix: str, auth: str
 ) -> dict[str, Any]:
     org = await find_org(session, principal, slug_or_id)
-    require_role(
-        principal, org.id, ROLE_ADMIN, missing="Organization not found.", action="change the allow-list"
-    )
-    if not name.strip() or len(name) > 255:
-        raise BadRequest("name: 1 to 255 characters.")
+    require_role(principal, org.id, ROLE_ADMIN, missing="Organization not found.", action="change the allow-list")
+    if not name.strip() or len(name) > 255 or not name.isprintable():
+        raise BadRequest("name: 1 to 255 printable characters.")
     if not prefix.startswith("https://") or len(prefix) > 2048 or any(c.isspace() for c in prefix):
         raise BadRequest("prefix: an https:// URL prefix of at most 2048 characters, without spaces.")
     entry = await orgs.add_orb_allow_list_entry(session, org.id, name, prefix, auth)
-    await record(
-        session, principal, "org.orb_allow_list.create", org.id, {"id": str(entry.id), "prefix": prefix}
-    )
+    await record(session, principal, "org.orb_allow_list.create", org.id, {"id": str(entry.id), "prefix": prefix})
     return {"id": entry.id, "message": "URL orb allow-list entry created."}
 
 
@@ -124,9 +114,7 @@ async def remove_orb_allow_list_entry(
     session: AsyncSession, principal: Principal, slug_or_id: str, entry_id: str
 ) -> dict[str, Any]:
     org = await find_org(session, principal, slug_or_id)
-    require_role(
-        principal, org.id, ROLE_ADMIN, missing="Organization not found.", action="change the allow-list"
-    )
+    require_role(principal, org.id, ROLE_ADMIN, missing="Organization not found.", action="change the allow-list")
     try:
         parsed = uuid.UUID(entry_id)
     except ValueError:

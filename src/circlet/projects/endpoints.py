@@ -38,9 +38,7 @@ def _parts(request: Request) -> tuple[Database, ProjectService]:
 
 
 @router.post("/organization/{org_slug_or_id:path}/project", operation_id="createProject")
-async def create_project(
-    request: Request, caller: Caller, org_slug_or_id: str, body: CreateProject
-) -> Response:
+async def create_project(request: Request, caller: Caller, org_slug_or_id: str, body: CreateProject) -> Response:
     database, service = _parts(request)
     async with database.writing() as session:
         created = await service.create_in_org(
@@ -60,9 +58,7 @@ async def create_project_by_slug(
 
 
 @router.get(SLUG, operation_id="getProjectBySlug")
-async def get_project(
-    request: Request, caller: Caller, provider: str, organization: str, project: str
-) -> Response:
+async def get_project(request: Request, caller: Caller, provider: str, organization: str, project: str) -> Response:
     database, service = _parts(request)
     async with database.reading() as session:
         found = await service.find(session, caller, (provider, organization, project))
@@ -70,9 +66,7 @@ async def get_project(
 
 
 @router.delete(SLUG, operation_id="deleteProjectBySlug")
-async def delete_project(
-    request: Request, caller: Caller, provider: str, organization: str, project: str
-) -> Response:
+async def delete_project(request: Request, caller: Caller, provider: str, organization: str, project: str) -> Response:
     database, service = _parts(request)
     async with database.writing() as session:
         await service.delete(session, caller, (provider, organization, project))
@@ -80,9 +74,7 @@ async def delete_project(
 
 
 @router.get(SLUG + "/settings", operation_id="getProjectSettings")
-async def get_settings(
-    request: Request, caller: Caller, provider: str, organization: str, project: str
-) -> Response:
+async def get_settings(request: Request, caller: Caller, provider: str, organization: str, project: str) -> Response:
     database, service = _parts(request)
     async with database.reading() as session:
         settings = await service.get_settings(session, caller, (provider, organization, project))
@@ -106,9 +98,7 @@ async def patch_settings(
 
 
 @router.get(SLUG + "/envvar", operation_id="listEnvVars")
-async def list_env_vars(
-    request: Request, caller: Caller, provider: str, organization: str, project: str
-) -> Response:
+async def list_env_vars(request: Request, caller: Caller, provider: str, organization: str, project: str) -> Response:
     database, service = _parts(request)
     async with database.reading() as session:
         body = await service.list_env_vars(session, caller, (provider, organization, project))
@@ -168,9 +158,7 @@ async def create_checkout_key(
 ) -> Response:
     database, service = _parts(request)
     async with database.writing() as session:
-        created = await service.create_checkout_key(
-            session, caller, (provider, organization, project), body.type
-        )
+        created = await service.create_checkout_key(session, caller, (provider, organization, project), body.type)
     return json_response(created, 201)
 
 

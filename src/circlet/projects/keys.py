@@ -26,9 +26,7 @@ def generate_key_pair(comment: str = "") -> SshKeyPair:
         serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
     )
     public_line = public.decode() + (f" {comment}" if comment else "")
-    return SshKeyPair(
-        public_line, private.decode(), md5_fingerprint(public_line), sha256_fingerprint(public_line)
-    )
+    return SshKeyPair(public_line, private.decode(), md5_fingerprint(public_line), sha256_fingerprint(public_line))
 
 
 def _key_blob(public_line: str) -> bytes:

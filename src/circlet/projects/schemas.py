@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
+from pydantic import BaseModel, ConfigDict, StrictBool
+
+from circlet.http.text import SafeStr
 
 
 class Lenient(BaseModel):
@@ -23,14 +25,14 @@ class CreateProject(Lenient):
     """``name`` is the spec's; ``vcs_url`` and ``default_branch`` are circlet's additions that say
     where the code lives (a git URL or a local repository path) and which branch is the default."""
 
-    name: StrictStr
-    vcs_url: StrictStr | None = None
-    default_branch: StrictStr | None = None
+    name: SafeStr
+    vcs_url: SafeStr | None = None
+    default_branch: SafeStr | None = None
 
 
 class CreateEnvVar(Lenient):
-    name: StrictStr
-    value: StrictStr
+    name: SafeStr
+    value: SafeStr
 
 
 class CreateCheckoutKey(Lenient):
@@ -47,7 +49,7 @@ class AdvancedSettings(Strict):
     set_github_status: StrictBool | None = None
     setup_workflows: StrictBool | None = None
     write_settings_requires_admin: StrictBool | None = None
-    pr_only_branch_overrides: list[StrictStr] | None = None
+    pr_only_branch_overrides: list[SafeStr] | None = None
 
 
 class ProjectSettingsPatch(Strict):

@@ -1,6 +1,6 @@
 """What may be done with projects, by whom: the Project tag.
 
-Roles (docs/compatibility-accounts.md): members of every role read a project, its settings, the
+Roles (docs/compatibility.md): members of every role read a project, its settings, the
 masked values of its variables and its public checkout keys; only admins create and delete projects
 and write settings, variables and keys. An outsider gets 404, as for a project that does not exist.
 Variable values and private keys are sealed at rest (``circlet.secrets``) and never returned.
@@ -58,8 +58,7 @@ KEY_TYPE_REPORTED = {"deploy-key": "deploy-key", "user-key": "github-user-key"}
 class StandaloneProjectCreation(ApiError):
     status = 405
     default_message = (
-        "Create projects using the API is currently supported for classic Github OAuth "
-        "and Bitbucket projects only."
+        "Create projects using the API is currently supported for classic Github OAuth and Bitbucket projects only."
     )
 
 
@@ -163,9 +162,8 @@ class ProjectService:
         default_branch: str | None = None,
     ) -> dict[str, Any]:
         org = await find_org(session, principal, org_slug_or_id)
-        require_role(
-            principal, org.id, ROLE_ADMIN, missing="Organization not found.", action="create projects"
-        )
+        require_role(principal, org.id, ROLE_ADMIN, missing="Organization not found.", action="create projects")
+        check_project_name(name, org.vcs_type)
         if await projects.find_project_by_name(session, org.id, name) is not None:
             raise Conflict(f"A project named '{name}' already exists in this organization.")
         project = await self._add(session, principal, org, name, vcs_url, default_branch)
@@ -178,9 +176,8 @@ class ProjectService:
         if VCS_BY_PREFIX.get(provider.lower()) == "circleci":
             raise StandaloneProjectCreation()
         org = await find_org(session, principal, f"{provider}/{organization}")
-        require_role(
-            principal, org.id, ROLE_ADMIN, missing="Organization not found.", action="create projects"
-        )
+        require_role(principal, org.id, ROLE_ADMIN, missing="Organization not found.", action="create projects")
+        check_project_name(name, org.vcs_type)
         if await projects.find_project_by_name(session, org.id, name) is not None:
             raise BadRequest(f"A project named '{name}' already exists in this organization.")
         await self._add(session, principal, org, name, None, None)
@@ -195,7 +192,7 @@ class ProjectService:
         vcs_url: str | None,
         default_branch: str | None,
     ) -> Project:
-        check_project_name(name, org.vcs_type)
+        """Checks where the code lives, then inserts; the caller has checked the name."""
         if vcs_url is None:
             vcs_url = DEFAULT_VCS_URL.get(org.vcs_type, "").format(org=org.name, name=name)
         else:
@@ -236,9 +233,7 @@ class ProjectService:
         current = settings_values(await projects.get_settings(session, found.project.id))
         if values:
             await projects.save_settings(session, found.project.id, {**current, **values})
-            await self._audit(
-                session, principal, "project.settings.update", found.project.id, found.org.id, values
-            )
+            await self._audit(session, principal, "project.settings.update", found.project.id, found.org.id, values)
         return {"advanced": {**current, **values}}
 
     # -- environment variables --------------------------------------------------------------------
@@ -251,9 +246,7 @@ class ProjectService:
         items = [
             {
                 "name": name,
-                "value": masked(
-                    self.keyring.open(SealedValue(key_id, sealed), env_var_context(project_id, name))
-                ),
+                "value": masked(self.keyring.open(SealedValue(key_id, sealed), env_var_context(project_id, name))),
                 "created-at": timestamp(created_at),
             }
             for name, key_id, sealed, created_at in await projects.list_env_vars(session, project_id)
@@ -270,9 +263,7 @@ class ProjectService:
         if not exists and await projects.count_env_vars(session, project_id) >= MAX_ENV_VARS_PER_PROJECT:
             raise BadRequest(f"The project already has {MAX_ENV_VARS_PER_PROJECT} environment variables.")
         sealed = self.keyring.seal(value, env_var_context(project_id, name))
-        created_at = await projects.upsert_env_var(
-            session, project_id, name, sealed.key_id, sealed.ciphertext
-        )
+        created_at = await projects.upsert_env_var(session, project_id, name, sealed.key_id, sealed.ciphertext)
         action = "project.env_var.update" if exists else "project.env_var.create"
         await self._audit(session, principal, action, project_id, found.org.id, {"variable": name})
         return {"name": name, "value": masked(value), "created-at": timestamp(created_at)}
@@ -284,9 +275,7 @@ class ProjectService:
         row = await projects.get_env_var(session, found.project.id, name)
         if row is None:
             raise NotFound("Environment variable not found.")
-        value = self.keyring.open(
-            SealedValue(row.key_id, row.ciphertext), env_var_context(found.project.id, name)
-        )
+        value = self.keyring.open(SealedValue(row.key_id, row.ciphertext), env_var_context(found.project.id, name))
         return {"name": name, "value": masked(value), "created-at": timestamp(row.created_at)}
 
     async def delete_env_var(
@@ -313,9 +302,7 @@ class ProjectService:
                 "not starting with a digit."
             )
         if len(value) > self.limits.env_var_value_length:
-            raise BadRequest(
-                f"value: longer than {self.limits.env_var_value_length} characters, the most allowed."
-            )
+            raise BadRequest(f"value: longer than {self.limits.env_var_value_length} characters, the most allowed.")
 
     # -- checkout keys ----------------------------------------------------------------------------
 

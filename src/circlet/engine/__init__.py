@@ -1,0 +1,1 @@
+"""The pipeline engine: state machines, DAG progression and the task queue."""

@@ -1,0 +1,40 @@
+"""Query parameters validated by hand, for the hottest operations.
+
+FastAPI validates a declared query parameter with a good deal of introspection on every request:
+for the context list, its four optional parameters cost about a tenth of the whole request. Here each
+parameter is validated with a pydantic ``TypeAdapter`` of the type it would have been declared with,
+and a failure raises the same ``RequestValidationError`` (located at ``("query", NAME)``) that FastAPI
+raises, after the dependencies (authentication) have run, as FastAPI does: responses are unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import TypeAdapter, ValidationError
+
+QuerySpec = Sequence[tuple[str, TypeAdapter[Any]]]
+
+
+def query_values(request: Request, spec: QuerySpec) -> list[Any]:
+    """The value of each ``(name, type)`` in ``spec``, ``None`` when absent; like FastAPI, the last
+    occurrence of a repeated parameter counts, and every invalid one is reported at once."""
+    received = request.query_params
+    values: list[Any] = []
+    errors: list[Any] = []
+    for name, adapter in spec:
+        raw = received.get(name)
+        if raw is None:
+            values.append(None)
+            continue
+        try:
+            values.append(adapter.validate_python(raw))
+        except ValidationError as exc:
+            errors.extend({**error, "loc": ("query", name, *error["loc"])} for error in exc.errors(include_url=False))
+            values.append(None)
+    if errors:
+        raise RequestValidationError(errors)
+    return values

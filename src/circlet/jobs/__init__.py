@@ -1,0 +1,1 @@
+"""Jobs: details by number, canceling, artifacts and test results."""

@@ -1,0 +1,1 @@
+"""Pipelines: triggering, the git mirror, pipeline definitions and triggers, and the read operations."""

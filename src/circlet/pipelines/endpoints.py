@@ -1,0 +1,259 @@
+"""HTTP operations of the Pipeline, Pipeline Definition and Trigger tags.
+
+A trigger is two units of work around the git work: a read (who may trigger what, which refs),
+then, once the mirror has resolved the refs, one write that records the pipeline. The engine
+compiles it in the background after that commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from starlette.responses import Response
+
+from circlet.db.engine import Database
+from circlet.http.auth import Principal, authenticate
+from circlet.http.responses import json_response, message
+from circlet.http.routing import api_router
+from circlet.pipelines.schemas import ContinuePipeline, DefinitionBody, RunPipeline, TriggerBody, TriggerPipeline
+from circlet.pipelines.service import PipelineService
+
+router = api_router("Pipeline")
+Caller = Annotated[Principal, Depends(authenticate)]
+SLUG = "/project/{provider}/{organization}/{project}"
+PageToken = Annotated[str | None, Query(alias="page-token")]
+
+
+def _parts(request: Request) -> tuple[Database, PipelineService]:
+    state = request.app.state
+    return state.database, state.pipeline_service
+
+
+@router.post(SLUG + "/pipeline", operation_id="triggerPipeline", status_code=201)
+async def trigger_pipeline(
+    request: Request,
+    caller: Caller,
+    provider: str,
+    organization: str,
+    project: str,
+    body: TriggerPipeline | None = None,
+) -> Response:
+    database, service = _parts(request)
+    async with database.reading() as session:
+        prepared = await service.prepare_trigger(
+            session, caller, (provider, organization, project), body or TriggerPipeline()
+        )
+    resolved = await service.resolve(prepared)
+    async with database.writing() as session:
+        created = await service.create_pipeline(session, caller, prepared, resolved)
+    service.start(created["id"])
+    return json_response(created, 201)
+
+
+@router.post(SLUG + "/pipeline/run", operation_id="triggerPipelineRun", status_code=201)
+async def run_pipeline(
+    request: Request,
+    caller: Caller,
+    provider: str,
+    organization: str,
+    project: str,
+    body: RunPipeline | None = None,
+) -> Response:
+    database, service = _parts(request)
+    async with database.reading() as session:
+        prepared = await service.prepare_run(session, caller, (provider, organization, project), body or RunPipeline())
+    resolved = await service.resolve(prepared)
+    async with database.writing() as session:
+        created = await service.create_pipeline(session, caller, prepared, resolved)
+    service.start(created["id"])
+    return json_response(created, 201)
+
+
+@router.post("/pipeline/continue", operation_id="continuePipeline")
+async def continue_pipeline(request: Request, body: ContinuePipeline) -> Response:
+    """The continuation key is the credential (a setup job holds it, not a personal token)."""
+    database, service = _parts(request)
+    async with database.writing() as session:
+        await service.continue_pipeline(session, body.continuation_key, body.configuration, body.parameters)
+    return message("Pipeline continued.")
+
+
+@router.get("/pipeline", operation_id="listPipelines")
+async def list_pipelines(
+    request: Request,
+    caller: Caller,
+    org_slug: Annotated[str | None, Query(alias="org-slug")] = None,
+    mine: bool = False,
+    page_token: PageToken = None,
+) -> Response:
+    database, service = _parts(request)
+    async with database.reading() as session:
+        body = await service.list_for_org(session, caller, org_slug, mine, page_token)
+    return json_response(body)
+
+
+@router.get("/pipeline/{pipeline_id}", operation_id="getPipelineById")
+async def get_pipeline(request: Request, caller: Caller, pipeline_id: uuid.UUID) -> Response:
+    database, service = _parts(request)
+    async with database.reading() as session:
+        body = await service.get(session, caller, pipeline_id)
+    return json_response(body)
+
+
+@router.get("/pipeline/{pipeline_id}/config", operation_id="getPipelineConfigById")
+async def get_pipeline_config(request: Request, caller: Caller, pipeline_id: uuid.UUID) -> Response:
+    database, service = _parts(request)
+    async with database.reading() as session:
+        body = await service.config(session, caller, pipeline_id)
+    return json_response(body)
+
+
+@router.get("/pipeline/{pipeline_id}/values", operation_id="getPipelineValuesById")
+async def get_pipeline_values(request: Request, caller: Caller, pipeline_id: uuid.UUID) -> Response:
+    database, service = _parts(request)
+    async with database.reading() as session:
+        body = await service.values(session, caller, pipeline_id)
+    return json_response(body)
+
+
+@router.get("/pipeline/{pipeline_id}/workflow", operation_id="listWorkflowsByPipelineId")
+async def list_workflows(
+    request: Request, caller: Caller, pipeline_id: uuid.UUID, page_token: PageToken = None
+) -> Response:
+    database, service = _parts(request)
+    async with database.reading() as session:
+        body = await service.workflows(session, caller, pipeline_id, page_token)
+    return json_response(body)
+
+
+@router.get(SLUG + "/pipeline", operation_id="listPipelinesForProject")
+async def list_project_pipelines(
+    request: Request,
+    caller: Caller,
+    provider: str,
+    organization: str,
+    project: str,
+    branch: str | None = None,
+    page_token: PageToken = None,
+) -> Response:
+    database, service = _parts(request)
+    async with database.reading() as session:
+        body = await service.list_for_project(
+            session, caller, (provider, organization, project), branch=branch, mine=False, page_token=page_token
+        )
+    return json_response(body)
+
+
+@router.get(SLUG + "/pipeline/mine", operation_id="listMyPipelines")
+async def list_my_pipelines(
+    request: Request, caller: Caller, provider: str, organization: str, project: str, page_token: PageToken = None
+) -> Response:
+    database, service = _parts(request)
+    async with database.reading() as session:
+        body = await service.list_for_project(
+            session, caller, (provider, organization, project), branch=None, mine=True, page_token=page_token
+        )
+    return json_response(body)
+
+
+@router.get(SLUG + "/pipeline/{pipeline_number:int}", operation_id="getPipelineByNumber")
+async def get_pipeline_by_number(
+    request: Request, caller: Caller, provider: str, organization: str, project: str, pipeline_number: int
+) -> Response:
+    database, service = _parts(request)
+    async with database.reading() as session:
+        body = await service.get_by_number(session, caller, (provider, organization, project), pipeline_number)
+    return json_response(body)
+
+
+# -- Pipeline Definition and Trigger tags ----------------------------------------------------------
+
+DEFINITIONS = "/projects/{project_id}/pipeline-definitions"
+
+
+@router.get(DEFINITIONS, operation_id="listPipelineDefinitions", tags=["Pipeline Definition"])
+async def list_definitions(request: Request, caller: Caller, project_id: str) -> Response:
+    database, service = _parts(request)
+    async with database.reading() as session:
+        body = await service.list_definitions(session, caller, project_id)
+    return json_response(body)
+
+
+@router.post(DEFINITIONS, operation_id="createPipelineDefinition", tags=["Pipeline Definition"])
+async def create_definition(request: Request, caller: Caller, project_id: str, body: DefinitionBody) -> Response:
+    database, service = _parts(request)
+    async with database.writing() as session:
+        created = await service.create_definition(session, caller, project_id, body)
+    return json_response(created)
+
+
+@router.get(DEFINITIONS + "/{definition_id}", operation_id="getPipelineDefinition", tags=["Pipeline Definition"])
+async def get_definition(request: Request, caller: Caller, project_id: str, definition_id: uuid.UUID) -> Response:
+    database, service = _parts(request)
+    async with database.reading() as session:
+        body = await service.get_definition(session, caller, project_id, definition_id)
+    return json_response(body)
+
+
+@router.patch(DEFINITIONS + "/{definition_id}", operation_id="updatePipelineDefinition", tags=["Pipeline Definition"])
+async def update_definition(
+    request: Request, caller: Caller, project_id: str, definition_id: uuid.UUID, body: DefinitionBody
+) -> Response:
+    database, service = _parts(request)
+    async with database.writing() as session:
+        updated = await service.update_definition(session, caller, project_id, definition_id, body)
+    return json_response(updated)
+
+
+@router.delete(DEFINITIONS + "/{definition_id}", operation_id="deletePipelineDefinition", tags=["Pipeline Definition"])
+async def delete_definition(request: Request, caller: Caller, project_id: str, definition_id: uuid.UUID) -> Response:
+    database, service = _parts(request)
+    async with database.writing() as session:
+        await service.delete_definition(session, caller, project_id, definition_id)
+    return message("Pipeline definition deleted.")
+
+
+@router.get(DEFINITIONS + "/{definition_id}/triggers", operation_id="listPipelineDefinitionTriggers", tags=["Trigger"])
+async def list_triggers(request: Request, caller: Caller, project_id: str, definition_id: uuid.UUID) -> Response:
+    database, service = _parts(request)
+    async with database.reading() as session:
+        body = await service.list_triggers(session, caller, project_id, definition_id)
+    return json_response(body)
+
+
+@router.post(DEFINITIONS + "/{definition_id}/triggers", operation_id="createTrigger", tags=["Trigger"])
+async def create_trigger(
+    request: Request, caller: Caller, project_id: str, definition_id: uuid.UUID, body: TriggerBody
+) -> Response:
+    database, service = _parts(request)
+    async with database.writing() as session:
+        created = await service.create_trigger(session, caller, project_id, definition_id, body)
+    return json_response(created)
+
+
+@router.get("/projects/{project_id}/triggers/{trigger_id}", operation_id="getTrigger", tags=["Trigger"])
+async def get_trigger(request: Request, caller: Caller, project_id: str, trigger_id: uuid.UUID) -> Response:
+    database, service = _parts(request)
+    async with database.reading() as session:
+        body = await service.get_trigger(session, caller, project_id, trigger_id)
+    return json_response(body)
+
+
+@router.patch("/projects/{project_id}/triggers/{trigger_id}", operation_id="updateTrigger", tags=["Trigger"])
+async def update_trigger(
+    request: Request, caller: Caller, project_id: str, trigger_id: uuid.UUID, body: TriggerBody
+) -> Response:
+    database, service = _parts(request)
+    async with database.writing() as session:
+        updated = await service.update_trigger(session, caller, project_id, trigger_id, body)
+    return json_response(updated)
+
+
+@router.delete("/projects/{project_id}/triggers/{trigger_id}", operation_id="deleteTrigger", tags=["Trigger"])
+async def delete_trigger(request: Request, caller: Caller, project_id: str, trigger_id: uuid.UUID) -> Response:
+    database, service = _parts(request)
+    async with database.writing() as session:
+        await service.delete_trigger(session, caller, project_id, trigger_id)
+    return message("Trigger deleted.")

@@ -1,0 +1,113 @@
+"""Request bodies of the Pipeline, Pipeline Definition and Trigger tags."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+
+class TriggerPipeline(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    branch: StrictStr | None = None
+    tag: StrictStr | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class RefSpec(BaseModel):
+    """``config`` and ``checkout`` of ``pipeline/run``. ``content`` (an inline config) is not in
+    the spec, but real clients (the CircleCI MCP server) send it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    branch: StrictStr | None = None
+    tag: StrictStr | None = None
+    content: StrictStr | None = None
+
+
+class RunPipeline(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    definition_id: str | None = None
+    config: RefSpec | None = None
+    checkout: RefSpec | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class ContinuePipeline(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    continuation_key: StrictStr = Field(alias="continuation-key")
+    configuration: StrictStr
+    parameters: dict[str, Any] | None = None
+
+
+class SourceRepo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    external_id: StrictStr | None = None
+
+
+class ConfigSource(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider: StrictStr | None = None
+    repo: SourceRepo | None = None
+    file_path: StrictStr | None = None
+
+
+class CheckoutSource(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider: StrictStr | None = None
+    repo: SourceRepo | None = None
+
+
+class DefinitionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr | None = None
+    description: StrictStr | None = None
+    config_source: ConfigSource | None = None
+    checkout_source: CheckoutSource | None = None
+
+
+class Webhook(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sender: StrictStr | None = None
+
+
+class EventSource(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider: StrictStr | None = None
+    repo: SourceRepo | None = None
+    webhook: Webhook | None = None
+
+
+EventPreset = Literal[
+    "all-pushes",
+    "only-tags",
+    "default-branch-pushes",
+    "only-build-prs",
+    "only-open-prs",
+    "only-labeled-prs",
+    "only-merged-prs",
+    "only-ready-for-review-prs",
+    "only-branch-delete",
+    "only-build-pushes-to-non-draft-prs",
+    "only-merged-or-closed-prs",
+]
+
+
+class TriggerBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event_source: EventSource | None = None
+    event_preset: EventPreset | None = None
+    checkout_ref: StrictStr | None = None
+    config_ref: StrictStr | None = None
+    event_name: StrictStr | None = None
+    disabled: bool | None = None

@@ -1,0 +1,138 @@
+"""What a step handler gets: the task, its directories and environment, a masked output stream and
+the task's process groups; and what it gives back."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from circlet.runner.job_tools import HALT_MARKER, TIMINGS_FILE
+from circlet.runner.job_tools import install as install_job_tools
+from circlet.runner.masking import MaskingStream
+from circlet.runner.process import ProcessGroups, ProcessResult, run_process
+from circlet.runner.protocol import Step, Task
+
+StepStatus = Literal["running", "success", "failed", "canceled", "timedout", "skipped"]
+
+
+class EventSink(Protocol):
+    """Where a task's step events and (already masked) output go: the server, or a list in tests."""
+
+    async def step_event(
+        self, index: int, name: str, status: str, exit_code: int | None, started_at: str, ended_at: str | None
+    ) -> None: ...
+
+    async def step_output(self, index: int, data: bytes) -> None: ...
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    status: StepStatus
+    exit_code: int | None = None
+    reason: str | None = None
+    """Why the step did not succeed, for the task's completion message (no secret values)."""
+
+    @classmethod
+    def of_process(cls, result: ProcessResult, what: str, timeout: str | None = None) -> StepOutcome:
+        if result.killed:
+            return cls("canceled", None, f"{what} was canceled")
+        if result.timed_out:
+            return cls("timedout", None, f"{what} timed out: no output for {timeout}")
+        if result.exit_code == 0:
+            return cls("success", 0)
+        return cls("failed", result.exit_code, f"{what} failed with exit code {result.exit_code}")
+
+
+class StepOutput:
+    """One step's output: masked, then passed to the sink."""
+
+    def __init__(self, index: int, sink: EventSink, masking: MaskingStream) -> None:
+        self.index = index
+        self._sink = sink
+        self._masking = masking
+
+    async def write(self, data: bytes) -> None:
+        masked = self._masking.feed(data)
+        if masked:
+            await self._sink.step_output(self.index, masked)
+
+    async def line(self, text: str) -> None:
+        await self.write(text.encode() + b"\n")
+
+    async def finish(self) -> None:
+        tail = self._masking.finish()
+        if tail:
+            await self._sink.step_output(self.index, tail)
+
+
+@dataclass
+class TaskDirs:
+    """The per-task directories, all under one root removed when the task ends."""
+
+    root: Path
+    home: Path = field(init=False)
+    data: Path = field(init=False)
+    bin: Path = field(init=False)
+    """First on the job's ``PATH``: ``circleci``, ``circleci-agent`` (and ``ssh`` after ``add_ssh_keys``)."""
+    bash_env: Path = field(init=False)
+    halt_marker: Path = field(init=False)
+    timings: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.home = self.root / "home"
+        self.data = self.root / "data"
+        self.bin = self.root / "bin"
+        self.bash_env = self.data / "bash_env"
+        self.halt_marker = self.data / HALT_MARKER
+        self.timings = self.data / TIMINGS_FILE
+
+    def create(self) -> None:
+        for directory in (self.home, self.data):
+            directory.mkdir(parents=True, exist_ok=True)
+        self.bash_env.touch()
+        install_job_tools(self.bin)
+
+    def expand(self, path: str, base: Path) -> Path:
+        """``~`` is the task's home; a relative path is relative to ``base``."""
+        if path == "~" or path.startswith("~/"):
+            return self.home / path[2:]
+        return base / path
+
+
+@dataclass
+class StepContext:
+    task: Task
+    step: Step
+    index: int
+    dirs: TaskDirs
+    working_directory: Path
+    environment: Mapping[str, str]
+    groups: ProcessGroups
+    output: StepOutput
+    run_nested: Callable[[Step], Awaitable[StepOutcome]] | None = None
+    """Runs a step nested in this one (``when``/``unless``), writing to this step's output."""
+
+    def resolve(self, path: object) -> Path:
+        """A step's path argument: ``~`` expanded, relative to the job's working directory."""
+        if not path:
+            return self.working_directory
+        return self.dirs.expand(str(path), self.working_directory)
+
+    async def run(
+        self,
+        argv: list[str],
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        no_output_timeout: float | None = None,
+    ) -> ProcessResult:
+        return await run_process(
+            argv,
+            cwd=cwd or self.working_directory,
+            env=self.environment if env is None else env,
+            groups=self.groups,
+            on_output=self.output.write,
+            no_output_timeout=no_output_timeout,
+        )

@@ -1,0 +1,221 @@
+"""Runs one task's steps on this host, in a fresh directory, and says how the task ended."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from circlet.runner.context import EventSink, StepContext, StepOutcome, StepOutput, TaskDirs
+from circlet.runner.masking import Masker
+from circlet.runner.process import ProcessGroups
+from circlet.runner.protocol import Step, Task
+from circlet.runner.steps import step_type
+from circlet.runner.steps.ssh_keys import key_secrets
+
+log = logging.getLogger("circlet.runner")
+
+DockerMode = Literal["host", "fail"]
+TaskStatus = Literal["success", "failed", "canceled", "timedout", "infrastructure_fail"]
+
+HOST_VARIABLES = ("PATH", "LANG", "LANGUAGE", "TZ", "USER", "LOGNAME", "SHELL", "TERM", "TMPDIR")
+"""The only variables of the agent's own environment a job sees (never the runner token)."""
+FALLBACK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    status: TaskStatus
+    message: str | None = None
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class TaskRunner:
+    """Runs ``task`` once. ``stop`` (from another coroutine) kills what runs and ends the task with
+    the status given; steps not yet started do not run."""
+
+    def __init__(
+        self,
+        task: Task,
+        sink: EventSink,
+        *,
+        work_root: Path,
+        docker: DockerMode = "host",
+        kill_grace: float = 5.0,
+    ) -> None:
+        self.task = task
+        self._sink = sink
+        self._docker = docker
+        self._dirs = TaskDirs(work_root / f"task-{task.task_id}")
+        self._groups = ProcessGroups(kill_grace)
+        self._masker = Masker([*task.secrets, *key_secrets(task.ssh_keys)])
+        self._stopped: TaskResult | None = None
+        self._stopping: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[StepOutcome]] = []
+        self._job_ending = False
+        self._failure: StepOutcome | None = None
+        self._first_step_note = ""
+
+    def stop(self, status: TaskStatus, message: str) -> None:
+        if self._stopped is not None:
+            return
+        self._stopped = TaskResult(status, message)
+        self._stopping = asyncio.create_task(self._groups.kill_all())
+
+    async def run(self) -> TaskResult:
+        refusal = self._refusal()
+        if refusal is not None:
+            return TaskResult("failed", refusal)
+        self._dirs.create()
+        if self.task.test_timings is not None:
+            self._dirs.timings.write_text(json.dumps(self.task.test_timings))
+        try:
+            return await self._run_steps()
+        finally:
+            self._job_ending = True
+            await self._groups.kill_all()
+            await asyncio.gather(*self._background, return_exceptions=True)
+            if self._stopping is not None:
+                await self._stopping
+            remove_tree(self._dirs.root)
+
+    def _refusal(self) -> str | None:
+        executor = self.task.executor
+        if executor.type == "docker" and self._docker == "host":
+            self._first_step_note = (
+                f"circlet runner: warning: this docker job runs directly on the runner's host (--docker host); "
+                f"image {executor.image or '(none)'} is not used, no service containers, host tools only\n"
+            )
+            return None
+        if executor.type == "docker":
+            return "docker jobs are not supported by this runner (it was started with --docker fail)"
+        if executor.type in ("machine", "runner", "host"):
+            return None
+        return f"{executor.type} jobs are not supported by this runner: it runs jobs on its own host (machine, docker)"
+
+    async def _run_steps(self) -> TaskResult:
+        working_directory = self._dirs.expand(self.task.executor.working_directory, self._dirs.home)
+        working_directory.mkdir(parents=True, exist_ok=True)
+        environment = self._environment(working_directory)
+        for index, step in enumerate(self.task.steps):
+            if self._stopped is not None:
+                break
+            if not self._should_run(step):
+                at = now()
+                await self._sink.step_event(index, step.name, "skipped", None, at, at)
+                continue
+            run = self._run_step(index, step, working_directory, environment)
+            if step.args.get("background") is True:
+                self._background.append(asyncio.create_task(run))
+                continue
+            outcome = await run
+            if outcome.status == "canceled" and self._stopped is not None:
+                break
+        self._job_ending = True
+        await self._groups.kill_all()
+        await asyncio.gather(*self._background)
+        return self._result()
+
+    def _should_run(self, step: Step) -> bool:
+        """By the step's ``when``; after a ``step halt`` (its marker file) no step runs."""
+        if self._dirs.halt_marker.exists():
+            return False
+        when = step.args.get("when") or step_type(step.type).default_when
+        if when == "always":
+            return True
+        return (when == "on_fail") == (self._failure is not None)
+
+    async def _run_step(
+        self, index: int, step: Step, working_directory: Path, environment: Mapping[str, str]
+    ) -> StepOutcome:
+        started_at = now()
+        await self._sink.step_event(index, step.name, "running", None, started_at, None)
+        output = StepOutput(index, self._sink, self._masker.stream())
+        if self._first_step_note:
+            note, self._first_step_note = self._first_step_note, ""
+            await output.write(note.encode())
+        context = StepContext(
+            task=self.task,
+            step=step,
+            index=index,
+            dirs=self._dirs,
+            working_directory=working_directory,
+            environment=environment,
+            groups=self._groups,
+            output=output,
+        )
+        context.run_nested = lambda nested: step_type(nested.type).handler(dataclasses.replace(context, step=nested))
+        log.info("step started", extra={"task_id": self.task.task_id, "step": index, "step_name": step.name})
+        try:
+            outcome = await step_type(step.type).handler(context)
+        except OSError as exc:
+            await output.line(f"circlet runner: {exc.strerror or exc}")
+            outcome = StepOutcome("failed", None, f"step {step.name!r} could not run: {exc.strerror or exc}")
+        if self._stopped is not None or (self._job_ending and step.args.get("background") is True):
+            outcome = StepOutcome("canceled", None, outcome.reason)
+        await output.finish()
+        await self._sink.step_event(index, step.name, outcome.status, outcome.exit_code, started_at, now())
+        log.info(
+            "step ended",
+            extra={"task_id": self.task.task_id, "step": index, "step_name": step.name, "status": outcome.status},
+        )
+        if outcome.status in ("failed", "timedout") and (self._failure is None or outcome.status == "timedout"):
+            self._failure = outcome
+        return outcome
+
+    def _result(self) -> TaskResult:
+        if self._stopped is not None:
+            return self._stopped
+        if self._failure is not None:
+            status: TaskStatus = "timedout" if self._failure.status == "timedout" else "failed"
+            return TaskResult(status, self._failure.reason)
+        return TaskResult("success")
+
+    def _environment(self, working_directory: Path) -> dict[str, str]:
+        """The host's basics, then the task's variables, then what only the runner knows."""
+        environment = {name: os.environ[name] for name in HOST_VARIABLES if name in os.environ}
+        environment.update({name: value for name, value in os.environ.items() if name.startswith("LC_")})
+        environment.setdefault("PATH", FALLBACK_PATH)
+        environment.update(self.task.environment)
+        environment["PATH"] = f"{self._dirs.bin}{os.pathsep}{environment['PATH']}"
+        job = self.task.job
+        environment.update(
+            {
+                "HOME": str(self._dirs.home),
+                "CIRCLE_WORKING_DIRECTORY": self.task.executor.working_directory,
+                "CIRCLE_NODE_INDEX": str(job.parallel_index),
+                "CIRCLE_NODE_TOTAL": str(job.parallelism),
+                "CIRCLE_INTERNAL_TASK_DATA": str(self._dirs.data),
+                "BASH_ENV": str(self._dirs.bash_env),
+            }
+        )
+        return environment
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a task's directory, read-only parts included (git makes some)."""
+
+    def make_writable(function: object, failed: str, _: object) -> None:
+        try:
+            os.chmod(os.path.dirname(failed), stat.S_IRWXU)
+            os.chmod(failed, stat.S_IRWXU)
+            if os.path.isdir(failed):
+                shutil.rmtree(failed, ignore_errors=True)
+            else:
+                os.unlink(failed)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=make_writable)

@@ -1,0 +1,467 @@
+"""The agent's side of the runner protocol (docs/runner-protocol.md): the task payload as typed
+dataclasses, and a thin async HTTP client with retries on transport errors and 5xx answers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+log = logging.getLogger("circlet.runner")
+
+API = "/api/v3/runner"
+MAX_OUTPUT_CALL = 1024 * 1024
+"""The protocol's limit on one output call."""
+
+
+class RunnerError(Exception):
+    """Base class of the client's errors."""
+
+
+class Unauthorized(RunnerError):
+    """The runner token was refused (401/403): a configuration error, the agent stops."""
+
+
+class TaskLost(RunnerError):
+    """The task is no longer ours: its lease expired (409), its token stopped working, or the server
+    stayed unreachable for longer than the lease. The agent abandons the task without completing it."""
+
+
+class ProtocolError(RunnerError):
+    """An answer the protocol does not allow (a 4xx other than the ones above)."""
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    id: str
+    number: int | None
+    name: str
+    parallel_index: int
+    parallelism: int
+    raw: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobInfo:
+        return cls(
+            id=str(data.get("id", "")),
+            number=data.get("number"),
+            name=str(data.get("name", "")),
+            parallel_index=int(data.get("parallel_index") or 0),
+            parallelism=int(data.get("parallelism") or 1),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class Checkout:
+    url: str
+    revision: str | None
+    branch: str | None
+    tag: str | None
+    ssh_private_key: str | None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Checkout | None:
+        if not data or not data.get("url"):
+            return None
+        return cls(
+            url=str(data["url"]),
+            revision=data.get("revision"),
+            branch=data.get("branch"),
+            tag=data.get("tag"),
+            ssh_private_key=data.get("ssh_private_key"),
+        )
+
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    type: str
+    image: str | None
+    working_directory: str
+    resource_class: str | None
+    shell: str | None
+    """The job-level ``shell:``, for ``run`` steps that name none."""
+    raw: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> ExecutorSpec:
+        data = data or {}
+        return cls(
+            type=str(data.get("type") or "machine"),
+            image=data.get("image"),
+            working_directory=str(data.get("working_directory") or "~/project"),
+            resource_class=data.get("resource_class"),
+            shell=data.get("shell") or None,
+            raw=dict(data.get("raw") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class SshKey:
+    """A project SSH key that ``add_ssh_keys`` may install."""
+
+    fingerprint: str
+    private_key: str
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SshKey:
+        return cls(fingerprint=str(data["fingerprint"]).strip(), private_key=str(data["private_key"]))
+
+
+@dataclass(frozen=True)
+class Step:
+    """One normalised step: its type, display name and the rest of its keys as given."""
+
+    type: str
+    name: str
+    args: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | str) -> Step:
+        if isinstance(data, str):
+            data = {"type": data}
+        elif "type" not in data and len(data) == 1:  # the compiler's own form, e.g. nested in `when`
+            ((step_type, value),) = data.items()
+            if isinstance(value, dict):
+                data = {"type": step_type, **value}
+            else:
+                data = {"type": step_type, "command": value} if value is not None else {"type": step_type}
+        args = {key: value for key, value in data.items() if key != "type"}
+        step_type = str(data.get("type", ""))
+        return cls(type=step_type, name=str(args.get("name") or default_step_name(step_type, args)), args=args)
+
+
+def default_step_name(step_type: str, args: dict[str, Any]) -> str:
+    if step_type == "checkout":
+        return "Checkout code"
+    if step_type in ("run", "deploy"):
+        command = str(args.get("command") or "").strip()
+        return command.splitlines()[0] if command else step_type
+    return step_type
+
+
+@dataclass(frozen=True)
+class Task:
+    task_id: str
+    task_token: str
+    lease_seconds: float
+    heartbeat_seconds: float
+    job: JobInfo
+    checkout: Checkout | None
+    executor: ExecutorSpec
+    environment: dict[str, str]
+    secrets: list[str]
+    steps: list[Step]
+    ssh_keys: list[SshKey] = field(default_factory=list)
+    test_timings: dict[str, Any] | None = None
+    """Seconds per test name, by timings type, for ``circleci tests split --split-by=timings``."""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Task:
+        return cls(
+            task_id=str(data["task_id"]),
+            task_token=str(data["task_token"]),
+            lease_seconds=float(data.get("lease_seconds") or 60),
+            heartbeat_seconds=float(data.get("heartbeat_seconds") or 2),
+            job=JobInfo.from_json(data.get("job") or {}),
+            checkout=Checkout.from_json(data.get("checkout")),
+            executor=ExecutorSpec.from_json(data.get("executor")),
+            environment={str(k): "" if v is None else str(v) for k, v in (data.get("environment") or {}).items()},
+            secrets=[str(value) for value in data.get("secrets") or []],
+            steps=[Step.from_json(step) for step in data.get("steps") or []],
+            ssh_keys=[SshKey.from_json(key) for key in data.get("ssh_keys") or []],
+            test_timings=data.get("test_timings") if isinstance(data.get("test_timings"), dict) else None,
+        )
+
+
+@dataclass
+class Backoff:
+    """Exponential back-off with jitter between retries."""
+
+    first: float = 0.2
+    most: float = 5.0
+    _next: float = field(default=0.0, init=False)
+
+    def delay(self) -> float:
+        self._next = self.first if self._next == 0 else min(self._next * 2, self.most)
+        return self._next * random.uniform(0.5, 1.0)
+
+
+class RunnerClient:
+    """Talks to one server with one runner token. ``transport`` is for tests only."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        runner_name: str,
+        backoff: Backoff | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.runner_name = runner_name
+        self._token = token
+        self._backoff_template = backoff or Backoff()
+        self._http = httpx.AsyncClient(
+            base_url=url.rstrip("/"),
+            timeout=httpx.Timeout(30.0, connect=10.0),
+            transport=transport,
+            headers={"User-Agent": "circlet-runner"},
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def claim(self, resource_class: str, wait_seconds: int = 30) -> Task | None:
+        """One long-poll for a task: the task, or None when none came in ``wait_seconds``.
+        Retries transport errors and 5xx answers for as long as it takes."""
+        response = await self.send(
+            "POST",
+            f"{API}/claim",
+            self._token,
+            json={"resource_class": resource_class, "runner_name": self.runner_name, "wait_seconds": wait_seconds},
+            timeout=wait_seconds + 15.0,
+            give_up_after=None,
+        )
+        if response.status_code == 204:
+            return None
+        if response.status_code in (401, 403):
+            raise Unauthorized(_message(response))
+        if response.status_code != 200:
+            raise ProtocolError(f"claim answered {response.status_code}: {_message(response)}")
+        try:
+            return Task.from_json(response.json())
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ProtocolError(f"claim answered a task this runner cannot read: {exc!r}") from exc
+
+    def for_task(self, task: Task) -> TaskClient:
+        return TaskClient(self, task)
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        token: str,
+        *,
+        give_up_after: float | None,
+        timeout: float | None = None,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send, retrying transport errors and 5xx; after ``give_up_after`` seconds of failures,
+        raise ``TaskLost`` (None: never give up)."""
+        backoff = Backoff(self._backoff_template.first, self._backoff_template.most)
+        started = time.monotonic()
+        headers = {**(headers or {}), "Authorization": f"Bearer {token}"}
+        while True:
+            try:
+                response = await self._http.request(
+                    method, path, headers=headers, timeout=timeout or httpx.USE_CLIENT_DEFAULT, **kwargs
+                )
+                if response.status_code < 500:
+                    return response
+                problem = f"server answered {response.status_code}"
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            if give_up_after is not None and time.monotonic() - started >= give_up_after:
+                raise TaskLost(f"server unreachable for {give_up_after:.0f}s ({problem})")
+            delay = backoff.delay()
+            log.warning("retrying", extra={"path": path, "problem": problem, "retry_in": round(delay, 2)})
+            await asyncio.sleep(delay)
+
+
+class TaskClient:
+    """The calls made for one claimed task, with its task token."""
+
+    def __init__(self, runner: RunnerClient, task: Task) -> None:
+        self._runner = runner
+        self._task = task
+        self._base = f"{API}/tasks/{task.task_id}"
+
+    async def heartbeat(self) -> bool:
+        """Extend the lease; True when the server asks to cancel the task."""
+        body = await self._call("POST", "/heartbeat", json={})
+        return bool(body.get("cancel"))
+
+    async def step_event(
+        self,
+        index: int,
+        name: str,
+        status: str,
+        exit_code: int | None,
+        started_at: str,
+        ended_at: str | None,
+    ) -> None:
+        await self._call(
+            "POST",
+            f"/steps/{index}",
+            json={
+                "name": name,
+                "status": status,
+                "exit_code": exit_code,
+                "started_at": started_at,
+                "ended_at": ended_at,
+            },
+        )
+
+    async def step_output(self, index: int, data: bytes) -> None:
+        await self._call(
+            "POST",
+            f"/steps/{index}/output",
+            content=data,
+            extra_headers={"Content-Type": "application/octet-stream"},
+        )
+
+    async def complete(self, status: str, message: str | None, *, patience: float | None = None) -> None:
+        """``patience``: give up after this many seconds of failures (default: the lease)."""
+        await self._call("POST", "/complete", json={"status": status, "message": message}, patience=patience)
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        extra_headers: dict[str, str] | None = None,
+        patience: float | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        if extra_headers:
+            kwargs["headers"] = extra_headers
+        give_up_after = self._task.lease_seconds if patience is None else min(patience, self._task.lease_seconds)
+        response = await self._runner.send(
+            method, self._base + path, self._task.task_token, give_up_after=give_up_after, **kwargs
+        )
+        if response.status_code in (401, 403, 404, 409):
+            raise TaskLost(f"{path} answered {response.status_code}: {_message(response)}")
+        if response.status_code >= 400:
+            raise ProtocolError(f"{path} answered {response.status_code}: {_message(response)}")
+        if not response.content:
+            return {}
+        body = response.json()
+        return body if isinstance(body, dict) else {}
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    return str(body.get("message", "")) if isinstance(body, dict) else str(body)[:200]
+
+
+class OutputShipper:
+    """Sends a task's step output in order, one call at a time, batching up to ``max_delay`` seconds
+    or ``max_batch`` bytes. ``write`` waits while more than ``max_buffered`` bytes are unsent, so a
+    chatty step is slowed down rather than held in memory."""
+
+    def __init__(
+        self,
+        client: TaskClient,
+        *,
+        max_delay: float = 0.25,
+        max_batch: int = 64 * 1024,
+        max_buffered: int = 4 * 1024 * 1024,
+    ) -> None:
+        self._client = client
+        self._max_delay = max_delay
+        self._max_batch = max_batch
+        self._max_buffered = max_buffered
+        self._segments: deque[tuple[int, bytearray]] = deque()
+        self._buffered = 0
+        self._first_at = 0.0
+        self._flushing = 0
+        self._in_flight = False
+        self._error: BaseException | None = None
+        self._changed = asyncio.Condition()
+        self._sender = asyncio.create_task(self._send_forever())
+
+    async def write(self, index: int, data: bytes) -> None:
+        if not data:
+            return
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._error is not None or self._buffered < self._max_buffered)
+            self._raise_error()
+            if not self._segments:
+                self._first_at = asyncio.get_running_loop().time()
+            if self._segments and self._segments[-1][0] == index:
+                self._segments[-1][1].extend(data)
+            else:
+                self._segments.append((index, bytearray(data)))
+            self._buffered += len(data)
+            self._changed.notify_all()
+
+    async def flush(self) -> None:
+        """Return once everything written so far has been sent."""
+        async with self._changed:
+            self._flushing += 1
+            self._changed.notify_all()
+            try:
+                await self._changed.wait_for(
+                    lambda: self._error is not None or (not self._segments and not self._in_flight)
+                )
+            finally:
+                self._flushing -= 1
+            self._raise_error()
+
+    async def aclose(self) -> None:
+        """Send what is left, then stop."""
+        try:
+            await self.flush()
+        finally:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _batch_ready(self) -> bool:
+        return bool(self._segments) and (
+            self._buffered >= self._max_batch
+            or self._flushing > 0
+            or asyncio.get_running_loop().time() - self._first_at >= self._max_delay
+        )
+
+    def _take_batch(self) -> tuple[int, bytes]:
+        index, data = self._segments[0]
+        batch = bytes(data[:MAX_OUTPUT_CALL])
+        del data[:MAX_OUTPUT_CALL]
+        if not data:
+            self._segments.popleft()
+        self._buffered -= len(batch)
+        self._first_at = asyncio.get_running_loop().time()
+        return index, batch
+
+    async def _send_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            async with self._changed:
+                while not self._batch_ready():
+                    wait = None if not self._segments else max(0.0, self._first_at + self._max_delay - loop.time())
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), wait)
+                index, batch = self._take_batch()
+                self._in_flight = True
+            try:
+                await self._client.step_output(index, batch)
+            except ProtocolError as exc:
+                log.warning("output refused", extra={"step": index, "bytes": len(batch), "problem": str(exc)})
+            except Exception as exc:  # TaskLost: every later write or flush raises it
+                async with self._changed:
+                    self._error = exc
+                    self._segments.clear()
+                    self._buffered = 0
+                    self._in_flight = False
+                    self._changed.notify_all()
+                return
+            async with self._changed:
+                self._in_flight = False
+                self._changed.notify_all()

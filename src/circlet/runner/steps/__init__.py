@@ -1,0 +1,46 @@
+"""The step types this runner can run: one table, so a new step type is one entry here and one
+handler module."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from circlet.runner.context import StepContext, StepOutcome
+from circlet.runner.steps.checkout import checkout
+from circlet.runner.steps.conditional import conditional
+from circlet.runner.steps.remote_docker import setup_remote_docker
+from circlet.runner.steps.run import run
+from circlet.runner.steps.ssh_keys import add_ssh_keys
+
+When = Literal["on_success", "on_fail", "always"]
+Handler = Callable[[StepContext], Awaitable[StepOutcome]]
+
+
+@dataclass(frozen=True)
+class StepType:
+    handler: Handler
+    default_when: When = "on_success"
+    """When the step runs if it does not say (``run`` steps may say with ``when:``)."""
+
+
+STEP_TYPES: dict[str, StepType] = {
+    "checkout": StepType(checkout),
+    "run": StepType(run),
+    "deploy": StepType(run),  # deprecated alias of run
+    "when": StepType(conditional),
+    "unless": StepType(conditional),
+    "add_ssh_keys": StepType(add_ssh_keys),
+    "setup_remote_docker": StepType(setup_remote_docker),
+}
+
+
+async def unsupported(context: StepContext) -> StepOutcome:
+    step_type = context.step.type or "(none)"
+    await context.output.line(f"circlet runner: step type {step_type!r} is not supported by this runner")
+    return StepOutcome("failed", None, f"step type {step_type!r} is not supported by this runner")
+
+
+def step_type(name: str) -> StepType:
+    return STEP_TYPES.get(name) or StepType(unsupported)

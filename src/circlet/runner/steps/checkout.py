@@ -1,0 +1,71 @@
+"""The ``checkout`` step: fetch the task's revision into the working directory (or ``path``),
+shallow where the remote allows it, else the whole history."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from pathlib import Path
+
+from circlet.runner.context import StepContext, StepOutcome
+
+GIT = ["git", "-c", "advice.detachedHead=false", "-c", "init.defaultBranch=main"]
+
+
+def safe_url(url: str) -> str:
+    """The URL without any credentials in it, for the log."""
+    return re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", r"\1", url, flags=re.IGNORECASE)
+
+
+async def checkout(context: StepContext) -> StepOutcome:
+    source = context.task.checkout
+    if source is None:
+        await context.output.line("circlet runner: this task has no checkout source")
+        return StepOutcome("failed", None, "checkout: the task has no checkout source")
+    target = context.resolve(context.step.args.get("path"))
+    target.mkdir(parents=True, exist_ok=True)
+    environment = dict(context.environment)
+    environment["GIT_TERMINAL_PROMPT"] = "0"
+    key_file = None
+    if source.ssh_private_key:
+        key_file = write_key(context.dirs.data, source.ssh_private_key)
+        known_hosts = context.dirs.data / "known_hosts"
+        environment["GIT_SSH_COMMAND"] = (
+            f"ssh -i {shlex.quote(str(key_file))} -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new"
+            f" -o UserKnownHostsFile={shlex.quote(str(known_hosts))}"
+        )
+    wanted = source.revision or (f"refs/tags/{source.tag}" if source.tag else f"refs/heads/{source.branch or 'main'}")
+    await context.output.line(f"Checking out {wanted} of {safe_url(source.url)} into {target}")
+
+    async def git(*args: str) -> bool:
+        result = await context.run([*GIT, *args], cwd=target, env=environment)
+        return result.exit_code == 0 and not result.killed
+
+    try:
+        done = await git("init", "-q") and await git("config", "remote.origin.url", source.url)
+        if done and await git("fetch", "-q", "--depth", "1", "origin", wanted):
+            revision = "FETCH_HEAD"
+        elif done:
+            await context.output.line("Shallow fetch not possible; fetching the whole history")
+            done = await git("fetch", "-q", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*")
+            revision = source.revision or wanted.replace("refs/heads/", "refs/remotes/origin/")
+        if done:
+            branch = ["-B", source.branch] if source.branch and not source.tag else []
+            done = await git("checkout", "-q", "--force", *branch, revision)
+    finally:
+        if key_file is not None:
+            key_file.unlink(missing_ok=True)
+    if context.groups.closed:
+        return StepOutcome("canceled", None, "checkout was canceled")
+    if not done:
+        return StepOutcome("failed", 1, f"checkout of {wanted} failed")
+    return StepOutcome("success", 0)
+
+
+def write_key(directory: Path, key: str) -> Path:
+    path = directory / "checkout_key"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(key if key.endswith("\n") else key + "\n")
+    return path

@@ -1,0 +1,1 @@
+"""Workflows: reading them and their jobs, approving, canceling, rerunning."""

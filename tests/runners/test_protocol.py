@@ -1,0 +1,99 @@
+"""The server side of docs/runner-protocol.md, spoken over HTTP: tokens, claims and long-polls,
+queue depth, step events and output, completion."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from circlet.db.engine import Database
+from circlet.engine import repository as engine
+from circlet.runners.service import RUNNER_TOKEN_PREFIX
+from tests.conftest import Account
+from tests.pipelines.helpers import ProtocolRunner, make_project, make_repo, runner_token
+
+CONFIG = """
+version: 2.1
+jobs:
+  split:
+    docker: [{image: x}]
+    resource_class: acme/linux
+    parallelism: 2
+    steps: [{run: echo one}]
+workflows:
+  main:
+    jobs: [split]
+"""
+
+
+async def test_tokens_classes_depth_long_poll_output_and_complete(
+    client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo", {".circleci/config.yml": CONFIG})
+    slug = await make_project(database, admin, tmp_path / "repo")
+    token = await runner_token(database, "acme/linux")
+    assert token.startswith(RUNNER_TOKEN_PREFIX)
+    runner = ProtocolRunner(client, token, "acme/linux")
+    auth = {"Authorization": f"Bearer {token}"}
+
+    assert (await client.post("/api/v3/runner/claim", json={"resource_class": "acme/linux"})).status_code == 401
+    other = await client.post("/api/v3/runner/claim", json={"resource_class": "local", "wait_seconds": 0}, headers=auth)
+    assert other.status_code == 403
+    depth = await client.get("/api/v3/runner/tasks", params={"resource-class": "acme/linux"}, headers=auth)
+    assert depth.json() == {"unclaimed_task_count": 0}
+
+    # A long-poll that starts before the trigger gets the task as soon as it is queued.
+    started = time.monotonic()
+    waiting = asyncio.create_task(runner.claim(wait=10))
+    await asyncio.sleep(0.2)
+    await client.post(f"/api/v2/project/{slug}/pipeline", headers=admin.headers)
+    first = await waiting
+    assert first is not None and time.monotonic() - started < 5
+    second = await runner.claim()
+    assert second is not None
+    assert {first["job"]["parallel_index"], second["job"]["parallel_index"]} == {0, 1}
+    assert first["job"]["parallelism"] == 2 and first["environment"]["CIRCLE_NODE_TOTAL"] == "2"
+    running = await client.get("/api/v3/runner/tasks/running", params={"resource-class": "acme/linux"}, headers=auth)
+    assert running.json() == {"running_runner_tasks": 2}
+
+    # A task token works for its own task only.
+    wrong = await client.post(
+        f"/api/v3/runner/tasks/{second['task_id']}/heartbeat",
+        json={},
+        headers={"Authorization": f"Bearer {first['task_token']}"},
+    )
+    assert wrong.status_code == 403
+    assert (await runner.call(first, "steps/9", json={"status": "running"})).status_code == 404
+    for chunk in (b"hello ", b"world\n"):
+        await runner.call(first, "steps/0/output", content=chunk, headers={"Content-Type": "application/octet-stream"})
+    async with database.reading() as session:
+        assert await engine.output_of(session, uuid.UUID(first["task_id"]), 0) == b"hello world\n"
+
+    await runner.finish(first)
+    assert (await runner.call(first, "complete", json={"status": "success"})).status_code == 200
+    assert (await runner.call(first, "complete", json={"status": "failed"})).status_code == 409
+    await runner.finish(second, "failed")
+    details = (await client.get(f"/api/v2/project/{slug}/job/1", headers=admin.headers)).json()
+    assert details["status"] == "failed"
+    assert sorted(r["status"] for r in details["parallel_runs"]) == ["failed", "success"]
+    assert details["executor"] == {"resource_class": "acme/linux", "type": "docker"}
+
+
+async def test_a_job_for_a_class_without_runners_says_why(
+    client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo", {".circleci/config.yml": CONFIG})
+    slug = await make_project(database, admin, tmp_path / "repo")
+    await client.post(f"/api/v2/project/{slug}/pipeline", headers=admin.headers)
+    for _ in range(200):
+        details = await client.get(f"/api/v2/project/{slug}/job/1", headers=admin.headers)
+        if details.status_code == 200:
+            break
+        await asyncio.sleep(0.02)
+    body = details.json()
+    assert body["status"] == "queued"
+    assert "No runner is registered for resource class acme/linux" in body["messages"][0]["message"]
