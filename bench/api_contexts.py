@@ -22,29 +22,35 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
+from _harness import (
+    CONNECTIONS,
+    Result,
+    baseline_server,
+    bench_env,
+    bootstrap,
+    check,
+    circlet_server,
+    fail,
+    http,
+    load,
+    pinning,
+    print_checks,
+    print_results,
+    require_tools,
+    write_lua,
+)
+
 CONTEXTS = 10_000
 ENV_VARS = 5
-CONNECTIONS = 32
 # Targets of issue 2.
 LIST_VS_BASELINE = 0.40
 PUT_VS_BASELINE = 0.25
@@ -54,74 +60,7 @@ PRISM_FACTOR = 3.0
 PRISM_REFERENCE_RPS = 1100.0  # the issue's figure for Prism's mock of the spec on this machine kind
 
 
-@dataclass
-class Result:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    requests: int
-    bad_responses: int
-    socket_errors: int
-    cpu_us: float = 0.0  # the server's CPU time per request: unlike req/s, not skewed by other load
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of a process, all threads, from /proc (0 where there is none)."""
-    total = 0
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    except OSError:
-        return 0.0
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def fail(message: str, status: int = 2) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(status)
-
-
-def require_tools() -> tuple[str, str]:
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        fail("wrk is not installed; install it with: apt-get install -y wrk")
-    taskset = shutil.which("taskset")
-    if taskset is None:
-        fail("taskset is not installed; install it with: apt-get install -y util-linux")
-    circlet = shutil.which("circlet", path=str(Path(sys.executable).parent)) or shutil.which("circlet")
-    if circlet is None:
-        fail("the circlet command is not on PATH; install the package (pip install -e .) first")
-    return wrk, taskset  # type: ignore[return-value]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def http(method: str, url: str, token: str | None = None, body: Any = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
-    if token:
-        request.add_header("Circle-Token", token)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
-
-
 # -- setup ------------------------------------------------------------------------------------------
-
-
-def bootstrap(env: dict[str, str]) -> dict[str, Any]:
-    command = [sys.executable, "-m", "circlet.cli", "admin", "bootstrap", "--org", "acme", "--user", "alice"]
-    return json.loads(subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout)
 
 
 def seed_contexts(database_url: str, org_id: uuid.UUID) -> uuid.UUID:
@@ -151,100 +90,6 @@ def seed_contexts(database_url: str, org_id: uuid.UUID) -> uuid.UUID:
     return env_context
 
 
-# -- servers ----------------------------------------------------------------------------------------
-
-
-class Server:
-    def __init__(self, name: str, command: list[str], env: dict[str, str], port: int, log: Path):
-        self.name, self.command, self.env, self.port, self.log = name, command, env, port, log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Server:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                fail(f"{self.name} exited: {self.log.read_text()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.__exit__()
-        fail(f"{self.name} did not start listening on port {self.port}")
-        raise AssertionError  # unreachable
-
-    def __exit__(self, *_exc: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-
-# -- load -------------------------------------------------------------------------------------------
-
-_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-
-
-def _duration_ms(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
-    return float(number) * _UNIT_MS[unit]
-
-
-def parse_wrk(output: str) -> Result:
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    p50 = _duration_ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
-    p99 = _duration_ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
-    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    return Result(
-        rps, p50, p99, requests, int(bad.group(1)) if bad else 0, sum(map(int, errors.groups())) if errors else 0
-    )
-
-
-def write_lua(directory: Path, name: str, token: str, method: str = "GET", body: Any = None) -> Path:
-    lines = [f'wrk.method = "{method}"', f'wrk.headers["Circle-Token"] = "{token}"']
-    if body is not None:
-        lines += ['wrk.headers["Content-Type"] = "application/json"', f"wrk.body = {json.dumps(json.dumps(body))}"]
-    path = directory / f"{name}.lua"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def load(
-    wrk: str, taskset: str, server: Server, path: str, script: Path, duration: int, warmup: int, pin: bool
-) -> Result:
-    url = server.url + path
-
-    def run(seconds: int) -> str:
-        command = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(script), url]
-        if pin:
-            command = [taskset, "-c", "0", *command]
-        return subprocess.run(command, check=True, capture_output=True, text=True).stdout
-
-    if warmup:
-        run(warmup)
-    assert server.process is not None
-    cpu_before = cpu_seconds(server.process.pid)
-    output = run(duration)
-    cpu_used = cpu_seconds(server.process.pid) - cpu_before
-    result = parse_wrk(output)
-    if result.requests == 0:
-        fail(f"{url}: no request completed:\n{output}")
-    result.cpu_us = cpu_used * 1e6 / result.requests
-    return result
-
-
 # -- the run ----------------------------------------------------------------------------------------
 
 
@@ -257,9 +102,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory and print its path")
     args = parser.parse_args()
     wrk, taskset = require_tools()
-    pin = (os.cpu_count() or 1) >= 2
-    if not pin:
-        print("warning: fewer than 2 cores, so the server and wrk are not pinned", file=sys.stderr)
+    pin = pinning()
 
     work = Path(tempfile.mkdtemp(prefix="circlet-bench-"))
     try:
@@ -274,14 +117,8 @@ def main() -> int:
 
 def run_benchmark(args: argparse.Namespace, work: Path, wrk: str, taskset: str, pin: bool) -> dict[str, Result]:
     home = work / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CIRCLET_")}
-    env |= {
-        "CIRCLET_HOME": str(home),
-        # Limits raised for the benchmark: 10,000 contexts in one org, and a rate limit that still
-        # runs on every request but that wrk at full speed does not reach.
-        "CIRCLET_LIMITS__CONTEXTS_PER_ORG": str(CONTEXTS * 2),
-        "CIRCLET_RATE_LIMIT_PER_MINUTE": str(1_000_000_000),
-    }
+    # 10,000 contexts in one org: the limit is raised for the benchmark.
+    env = bench_env(home, CIRCLET_LIMITS__CONTEXTS_PER_ORG=str(CONTEXTS * 2))
     database = home / "circlet.db"
     print(f"seeding {CONTEXTS} contexts in {database} ...", flush=True)
     boot = bootstrap(env)
@@ -295,18 +132,9 @@ def run_benchmark(args: argparse.Namespace, work: Path, wrk: str, taskset: str, 
         "get": write_lua(work, "get", token),
         "put": write_lua(work, "put", token, "PUT", put_body),
     }
-    pinned = [taskset, "-c", "1"] if pin else []
     results: dict[str, Result] = {}
 
-    circlet_port = free_port()
-    circlet = Server(
-        "circlet serve",
-        [*pinned, sys.executable, "-m", "circlet.cli", "serve", "--port", str(circlet_port), "--no-access-log"],
-        env,
-        circlet_port,
-        work / "circlet.log",
-    )
-    with circlet:
+    with circlet_server(work, env, pin, taskset) as circlet:
         for i in range(ENV_VARS):
             status, _ = http(
                 "PUT",
@@ -326,35 +154,7 @@ def run_benchmark(args: argparse.Namespace, work: Path, wrk: str, taskset: str, 
                 wrk, taskset, circlet, path, scripts[script], args.duration, args.warmup, pin
             )
 
-    baseline_port = free_port()
-    baseline = Server(
-        "baseline",
-        [
-            *pinned,
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "baseline_asgi:app",
-            "--app-dir",
-            str(BENCH_DIR),
-            "--port",
-            str(baseline_port),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--workers",
-            "1",
-            "--no-access-log",
-            "--no-server-header",
-            "--log-level",
-            "warning",
-        ],
-        env | {"BASELINE_DB": str(database)},
-        baseline_port,
-        work / "baseline.log",
-    )
-    with baseline:
+    with baseline_server(work, env | {"BASELINE_DB": str(database)}, pin, taskset) as baseline:
         # The baseline must answer with the same rows as circlet, or the comparison means nothing.
         for path, expected in ((list_path, first), (deep_path, deep)):
             got = check(baseline.url + path, token)
@@ -367,13 +167,6 @@ def run_benchmark(args: argparse.Namespace, work: Path, wrk: str, taskset: str, 
                 wrk, taskset, baseline, path, scripts[script], args.duration, args.warmup, pin
             )
     return results
-
-
-def check(url: str, token: str, method: str = "GET", body: Any = None) -> Any:
-    status, answer = http(method, url, token, body)
-    if status != 200:
-        fail(f"{method} {url}: {status} {answer}")
-    return answer
 
 
 def walk(url: str, token: str, depth: int) -> str:
@@ -390,15 +183,7 @@ def report(results: dict[str, Result], prism_rps: float | None) -> int:
     print()
     print(f"wrk -t1 -c{CONNECTIONS}, server on core 1, wrk on core 0; {CONTEXTS} contexts, SQLite")
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f} (2 would mean only wrk and the server)")
-    print(
-        f"{'case':16} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'cpu us/req':>10} {'requests':>9}"
-        f" {'non-2xx':>8} {'sock err':>8}"
-    )
-    for name, r in results.items():
-        print(
-            f"{name:16} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.cpu_us:10.0f} {r.requests:9d}"
-            f" {r.bad_responses:8d} {r.socket_errors:8d}"
-        )
+    print_results(results)
 
     def ratio(a: str, b: str) -> float:
         return results[a].rps / results[b].rps
@@ -434,12 +219,7 @@ def report(results: dict[str, Result], prism_rps: float | None) -> int:
         value = results[f"baseline {case}"].cpu_us / results[f"circlet {case}"].cpu_us
         checks.append((f"(info) {case}: baseline / circlet CPU time per request", value, "", True))
 
-    print()
-    for label, value, target, passed in checks:
-        verdict = "" if not target else ("PASS" if passed else "FAIL")
-        shown = f"{value:.2f}" if isinstance(value, float) else str(value)
-        print(f"{verdict:4}  {label}: {shown} {('(target ' + target + ')') if target else ''}")
-    return 0 if all(passed for *_, passed in checks) else 1
+    return print_checks(checks)
 
 
 if __name__ == "__main__":

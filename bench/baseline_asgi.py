@@ -9,6 +9,14 @@ same SQLite file circlet serves, with the same SQL circlet runs:
 * ``PUT /api/v2/context/{id}/environment-variable/{name}`` with ``{"value": …}``: the same one-statement
   upsert in a ``BEGIN IMMEDIATE`` transaction (the value is stored as is, not sealed).
 
+and, for bench/api_accounts.py:
+
+* ``GET /api/v2/project/{provider}/{org}/{project}/envvar``: the same slug lookup (one probe of the unique
+  (vcs_type, name_key) and (org_id, name_key) indexes) and the same select of the variables, the same
+  JSON keys; the values are not unsealed (the mask is built from the stored bytes as they are);
+* ``GET /api/v2/me/collaborations``: the same join of memberships and organizations for the user
+  ``BASELINE_USER_ID`` (the baseline authenticates nobody), the same JSON.
+
 No authentication, no validation beyond what it needs to run the query. One connection, used
 synchronously on the event loop: with one worker and one core that is the fastest way there is.
 
@@ -40,6 +48,23 @@ UPSERT = (
     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (context_id, name) DO UPDATE SET key_id = ?, ciphertext = ?, "
     "updated_at = ? RETURNING created_at, updated_at"
 )
+PROJECT_BY_NAMES = (
+    "SELECT projects.id, projects.org_id, projects.name, projects.vcs_url, projects.default_branch, "
+    "organizations.name, organizations.vcs_type FROM projects JOIN organizations ON organizations.id = projects.org_id "
+    "WHERE organizations.vcs_type = ? AND organizations.name_key = ? AND projects.name_key = ?"
+)
+PROJECT_ENV_VARS = (
+    "SELECT project_env_vars.name, project_env_vars.key_id, project_env_vars.ciphertext, "
+    "project_env_vars.created_at FROM project_env_vars WHERE project_env_vars.project_id = ? "
+    "ORDER BY project_env_vars.name"
+)
+COLLABORATIONS = (
+    "SELECT organizations.id, organizations.vcs_type, organizations.name, organizations.avatar_url "
+    "FROM organizations JOIN memberships ON memberships.org_id = organizations.id "
+    "WHERE memberships.user_id = ? ORDER BY organizations.name_key, organizations.vcs_type"
+)
+VCS_BY_PREFIX = {"gh": "github", "github": "github", "bb": "bitbucket", "bitbucket": "bitbucket"}
+SHORT_PREFIX = {"github": "gh", "bitbucket": "bb"}
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 connection = sqlite3.connect(os.environ.get("BASELINE_DB", "circlet.db"), isolation_level=None)
@@ -105,6 +130,33 @@ def put_env_var(context_id: str, name: str, body: bytes) -> tuple[int, Any]:
     }
 
 
+def project_env_vars(provider: str, org: str, project: str) -> tuple[int, Any]:
+    vcs_type = VCS_BY_PREFIX.get(provider.lower())
+    found = connection.execute(PROJECT_BY_NAMES, (vcs_type, org.lower(), project.lower())).fetchone()
+    if found is None:
+        return 404, {"message": "Project not found."}
+    rows = connection.execute(PROJECT_ENV_VARS, (found[0],)).fetchall()
+    items = [
+        {"name": name, "value": "xxxx" + ciphertext[-4:].hex(), "created-at": api_time(created)}
+        for name, _key_id, ciphertext, created in rows
+    ]
+    return 200, {"items": items, "next_page_token": None}
+
+
+def collaborations() -> tuple[int, Any]:
+    user_id = uuid.UUID(os.environ["BASELINE_USER_ID"]).hex
+    return 200, [
+        {
+            "id": str(uuid.UUID(org_id)),
+            "vcs-type": vcs_type,
+            "name": name,
+            "avatar_url": avatar_url,
+            "slug": f"{SHORT_PREFIX[vcs_type]}/{name}" if vcs_type != "circleci" else f"circleci/{uuid.UUID(org_id)}",
+        }
+        for org_id, vcs_type, name, avatar_url in connection.execute(COLLABORATIONS, (user_id,)).fetchall()
+    ]
+
+
 async def read_body(receive: Any) -> bytes:
     chunks = []
     while True:
@@ -124,6 +176,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     parts = path.split("/")
     if scope["method"] == "GET" and path == "/api/v2/context":
         status, body = list_contexts(parse_qs(scope["query_string"].decode()))
+    elif scope["method"] == "GET" and len(parts) == 8 and parts[3] == "project" and parts[7] == "envvar":
+        status, body = project_env_vars(parts[4], parts[5], parts[6])
+    elif scope["method"] == "GET" and path == "/api/v2/me/collaborations":
+        status, body = collaborations()
     elif scope["method"] == "PUT" and len(parts) == 7 and parts[5] == "environment-variable":
         status, body = put_env_var(parts[4], parts[6], await read_body(receive))
     else:

@@ -146,11 +146,11 @@ def serve(
                     close_all()
                     super().handle_exit(sig, frame)
 
-            Server(uvicorn.Config("circlet.app:create_app", **options)).run()
+            Server(uvicorn.Config("circlet.app:serving_app", **options)).run()
         else:
             # Worker processes run uvicorn's own server: a runner's long-poll may hold their
             # shutdown, so they give it a few seconds and then cut it (the runner claims again).
-            uvicorn.run("circlet.app:create_app", timeout_graceful_shutdown=5, **options)
+            uvicorn.run("circlet.app:serving_app", timeout_graceful_shutdown=5, **options)
     finally:
         embedded.stop()
 

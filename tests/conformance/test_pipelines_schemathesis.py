@@ -1,5 +1,6 @@
-"""The Pipeline, Workflow, Job, Pipeline Definition and Trigger tags of the official spec, fuzzed by schemathesis against a real
-``circlet serve`` (with its embedded runner) and a project whose repository the test made."""
+"""The Pipeline, Workflow, Job, Pipeline Definition and Trigger tags of the official spec, fuzzed by
+schemathesis against a real ``circlet serve`` (with its embedded runner) and a project whose
+repository the test made."""
 
 from __future__ import annotations
 
@@ -32,8 +33,10 @@ def test_pipeline_workflow_and_job_operations_conform(live_server: LiveServer, t
     while not (workflows := api.get(f"/pipeline/{pipeline['id']}/workflow").json()["items"]):
         assert time.monotonic() < deadline
         time.sleep(0.1)
+    while (hold := api.get(f"/workflow/{workflows[0]['id']}/job").json()["items"][1])["status"] != "on_hold":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
     jobs = api.get(f"/workflow/{workflows[0]['id']}/job").json()["items"]
-    hold = next(job for job in jobs if job["type"] == "approval")
     build = next(job for job in jobs if job["type"] == "build")
     project_id = api.get("/project/gh/fuzzed/app").json()["id"]
     definition = api.get(f"/projects/{project_id}/pipeline-definitions").json()["items"][0]

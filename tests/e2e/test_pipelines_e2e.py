@@ -37,7 +37,11 @@ jobs:
     executor: host
     steps: [{run: 'test -f "$MARKER" || exit 3'}]
   after-bad: {executor: host, steps: [{run: echo after}]}
-  ship: {executor: host, steps: [{run: 'test "$SHIP_TOKEN" = "ship-s3cret"'}]}
+  ship:
+    executor: host
+    steps:
+      - run: 'echo "token: $SHIP_TOKEN"'
+      - run: 'test "$(printf %s "$SHIP_TOKEN" | sha256sum | cut -c1-12)" = 1b8df0c4be3b'
   release: {executor: host, steps: [{run: echo release}]}
   generate:
     executor: host
@@ -202,6 +206,10 @@ def test_dag_contexts_approval_rerun_and_setup(server: LiveServer, tmp_path: Pat
     api.settled(workflows[1]["id"], "success")
     api.settled(workflows[0]["id"], "success")
     assert api.get(f"/pipeline/{setup['id']}/config")["source"] == CONTINUED
+    # The context's secret reached the job (its hash matched) and nothing else: not the server's
+    # log (the runner's lines included), not a response.
+    assert server.log_path is not None and "ship-s3cret" not in server.log_path.read_text()
+    assert "ship-s3cret" not in api.http.get(f"/project/{slug}/job/{jobs['ship']['job_number']}").text
 
 
 def test_cancel_during_sleep_and_a_runner_killed_mid_job(server: LiveServer, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from circlet.db.engine import Database
 from circlet.engine import repository as engine
 from circlet.runners.service import RUNNER_TOKEN_PREFIX
 from tests.conftest import Account
-from tests.pipelines.helpers import ProtocolRunner, make_project, make_repo, runner_token
+from tests.pipelines.helpers import ProtocolRunner, make_project, make_repo, runner_token, wait_for
 
 CONFIG = """
 version: 2.1
@@ -97,3 +97,34 @@ async def test_a_job_for_a_class_without_runners_says_why(
     body = details.json()
     assert body["status"] == "queued"
     assert "No runner is registered for resource class acme/linux" in body["messages"][0]["message"]
+
+
+WIDE = """
+version: 2.1
+jobs:
+  wide: {docker: [{image: x}], parallelism: 12, steps: [{run: echo}]}
+workflows:
+  main:
+    jobs: [wide]
+"""
+
+
+async def test_concurrent_claims_never_share_a_task(
+    client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo", {".circleci/config.yml": WIDE})
+    slug = await make_project(database, admin, tmp_path / "repo")
+    runners = [ProtocolRunner(client, await runner_token(database)) for _ in range(4)]
+    await client.post(f"/api/v2/project/{slug}/pipeline", headers=admin.headers)
+    auth = {"Authorization": f"Bearer {runners[0].token}"}
+
+    async def queued() -> bool:
+        depth = await client.get("/api/v3/runner/tasks", params={"resource-class": "local"}, headers=auth)
+        return bool(depth.json()["unclaimed_task_count"] == 12)
+
+    await wait_for(queued)
+    claims = await asyncio.gather(*(runners[i % 4].claim() for i in range(16)))
+    claimed = [task for task in claims if task is not None]
+    assert len(claimed) == 12
+    assert len({task["task_id"] for task in claimed}) == 12
+    assert sorted(task["job"]["parallel_index"] for task in claimed) == list(range(12))

@@ -298,3 +298,39 @@ async def test_a_lost_lease_fails_the_job_as_infrastructure_fail(
     jobs = await jobs_of(client, admin, workflow["id"])
     assert jobs["later"]["status"] == "not_run"
     assert (await client.get(f"/api/v2/workflow/{workflow['id']}", headers=admin.headers)).json()["status"] == "failed"
+
+
+AUTO = """
+version: 2.1
+jobs:
+  flaky: {docker: [{image: x}], steps: [{run: ./flaky}]}
+workflows:
+  main:
+    max_auto_reruns: 2
+    jobs: [flaky]
+"""
+
+
+async def test_a_failed_workflow_reruns_itself_up_to_max_auto_reruns(
+    client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo", {".circleci/config.yml": AUTO})
+    slug = await make_project(database, admin, tmp_path / "repo")
+    runner = ProtocolRunner(client, await runner_token(database))
+    pipeline_id = await trigger(client, admin, slug)
+    await workflows_of(client, admin, pipeline_id)
+    assert len(await runner.run_all({"flaky": "failed"})) == 3  # the first run and two reruns
+    workflows = (await client.get(f"/api/v2/pipeline/{pipeline_id}/workflow", headers=admin.headers)).json()
+    assert [(w["status"], w["auto_rerun_number"], w["max_auto_reruns"]) for w in workflows["items"]] == [
+        ("failed", 0, 2),
+        ("failed", 1, 2),
+        ("failed", 2, 2),
+    ]
+
+    second = await trigger(client, admin, slug)
+    await workflows_of(client, admin, second)
+    outcomes = iter(["failed", "success"])
+    while (task := await runner.claim(wait=0.5)) is not None:
+        await runner.finish(task, next(outcomes))
+    workflows = (await client.get(f"/api/v2/pipeline/{second}/workflow", headers=admin.headers)).json()
+    assert [(w["status"], w["auto_rerun_number"]) for w in workflows["items"]] == [("failed", 0), ("success", 1)]

@@ -15,7 +15,7 @@ from circlet.db.engine import Database
 from circlet.http.auth import Principal, authenticate
 from circlet.http.params import QuerySpec, query_values
 from circlet.http.responses import json_response, message
-from circlet.http.routing import api_router
+from circlet.http.routing import api_router, lean_get
 
 router = api_router("Context")
 Caller = Annotated[Principal, Depends(authenticate)]
@@ -35,7 +35,7 @@ LIST_CONTEXTS_QUERY: QuerySpec = (
 )
 
 
-@router.get("/context", operation_id="listContexts")
+@lean_get(router, "/context", operation_id="listContexts")
 async def list_contexts(request: Request, caller: Caller) -> Response:
     owner_id, owner_slug, _owner_type, page_token = query_values(request, LIST_CONTEXTS_QUERY)
     database, service = _parts(request)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Row, Uuid, bindparam, delete, func, select, tuple_
+from sqlalchemy import Row, delete, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from circlet.db.dialect import insert_for
+from circlet.db.dialect import PLAIN, TIME, UUID, RawQuery, fetch_all
 from circlet.db.models import Context, ContextEnvVar, ContextRestriction
-from circlet.db.types import UTCDateTime, utcnow
+from circlet.db.types import utcnow
 
 
 class DuplicateName(Exception):
@@ -27,32 +26,41 @@ class EnvVarStamp:
     updated_at: datetime
 
 
-# The context list is the hottest query there is; its two statements are built once, with bound
-# parameters, and run as Core on the session's connection: building a select and running it through
-# the ORM cost several times what SQLite takes to answer it.
-_contexts = Context.__table__.c
-_CONTEXT_PAGE = (
-    select(_contexts.id, _contexts.name, _contexts.created_at)
-    .where(_contexts.org_id == bindparam("org_id"))
-    .order_by(_contexts.created_at, _contexts.id)
-    .limit(bindparam("limit"))
+# The context list is the hottest query there is: fixed SQL run on the driver's connection
+# (circlet.db.dialect.fetch_all), rather than built and run by SQLAlchemy, which cost several times what
+# the database takes to answer it. A page is 21 rows of (id, name, created_at), keyset-ordered on the
+# (org_id, created_at, id) index.
+_CONTEXT_PAGE = RawQuery(
+    "SELECT contexts.id, contexts.name, contexts.created_at FROM contexts WHERE contexts.org_id = ? "
+    "ORDER BY contexts.created_at, contexts.id LIMIT ?",
+    params=(UUID, PLAIN),
+    columns=(UUID, PLAIN, TIME),
 )
-_CONTEXT_PAGE_AFTER = _CONTEXT_PAGE.where(
-    tuple_(_contexts.created_at, _contexts.id)
-    > tuple_(bindparam("after_created", type_=UTCDateTime), bindparam("after_id", type_=Uuid))
+_CONTEXT_PAGE_AFTER = RawQuery(
+    "SELECT contexts.id, contexts.name, contexts.created_at FROM contexts WHERE contexts.org_id = ? "
+    "AND (contexts.created_at, contexts.id) > (?, ?) ORDER BY contexts.created_at, contexts.id LIMIT ?",
+    params=(UUID, TIME, UUID, PLAIN),
+    columns=(UUID, PLAIN, TIME),
 )
 
 
 async def list_contexts(
     session: AsyncSession, org_id: uuid.UUID, after: tuple[datetime, uuid.UUID] | None, limit: int
-) -> list[Row[tuple[uuid.UUID, str, datetime]]]:
-    connection = await session.connection()
+) -> list[tuple[uuid.UUID, str, datetime]]:
+    """(id, name, created_at) of up to ``limit`` contexts after ``after``, in keyset order."""
     if after is None:
-        result = await connection.execute(_CONTEXT_PAGE, {"org_id": org_id, "limit": limit})
-    else:
-        params = {"org_id": org_id, "limit": limit, "after_created": after[0], "after_id": after[1]}
-        result = await connection.execute(_CONTEXT_PAGE_AFTER, params)
-    return list(result.all())
+        return await fetch_all(session, _CONTEXT_PAGE, org_id, limit)
+    return await fetch_all(session, _CONTEXT_PAGE_AFTER, org_id, after[0], after[1], limit)
+
+
+_CONTEXT_ORG = RawQuery("SELECT contexts.org_id FROM contexts WHERE contexts.id = ?", params=(UUID,), columns=(UUID,))
+
+
+async def context_org(session: AsyncSession, context_id: uuid.UUID) -> uuid.UUID | None:
+    """The organization that owns the context, if there is such a context: the one read a variable's
+    write needs (fixed SQL, see ``list_contexts``)."""
+    rows = await fetch_all(session, _CONTEXT_ORG, context_id)
+    return rows[0][0] if rows else None
 
 
 async def get_context(session: AsyncSession, context_id: uuid.UUID) -> Context | None:
@@ -103,35 +111,25 @@ async def count_env_vars(session: AsyncSession, context_id: uuid.UUID) -> int:
     return (await session.execute(query)).scalar_one()
 
 
-# Writing a variable is the other hot path: its statements too are built once (the upsert once
-# per dialect) and run as Core on the session's connection.
-_env_vars = ContextEnvVar.__table__
-_ENV_VAR_EXISTS = select(_env_vars.c.name).where(
-    _env_vars.c.context_id == bindparam("context_id"), _env_vars.c.name == bindparam("name")
+# Writing a variable is the other hot path: its statements too are fixed SQL on the driver's
+# connection. The upsert is spelled the same on SQLite and PostgreSQL.
+_ENV_VAR_EXISTS = RawQuery(
+    "SELECT 1 FROM context_env_vars WHERE context_env_vars.context_id = ? AND context_env_vars.name = ?",
+    params=(UUID, PLAIN),
+    columns=(PLAIN,),
 )
-_env_var_upserts: dict[str, Any] = {}
+_ENV_VAR_UPSERT = RawQuery(
+    "INSERT INTO context_env_vars (context_id, name, key_id, ciphertext, created_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (context_id, name) DO UPDATE SET key_id = excluded.key_id, "
+    "ciphertext = excluded.ciphertext, updated_at = excluded.updated_at "
+    "RETURNING context_env_vars.created_at, context_env_vars.updated_at",
+    params=(UUID, PLAIN, PLAIN, PLAIN, TIME, TIME),
+    columns=(TIME, TIME),
+)
 
 
 async def env_var_exists(session: AsyncSession, context_id: uuid.UUID, name: str) -> bool:
-    connection = await session.connection()
-    result = await connection.execute(_ENV_VAR_EXISTS, {"context_id": context_id, "name": name})
-    return result.first() is not None
-
-
-def _env_var_upsert(session: AsyncSession) -> Any:
-    dialect = session.get_bind().dialect.name
-    if dialect not in _env_var_upserts:
-        params = {column.name: bindparam(column.name, type_=column.type) for column in _env_vars.c}
-        _env_var_upserts[dialect] = (
-            insert_for(session, ContextEnvVar.__table__)
-            .values(params)
-            .on_conflict_do_update(
-                index_elements=[_env_vars.c.context_id, _env_vars.c.name],
-                set_={name: params[name] for name in ("key_id", "ciphertext", "updated_at")},
-            )
-            .returning(_env_vars.c.created_at, _env_vars.c.updated_at)
-        )
-    return _env_var_upserts[dialect]
+    return bool(await fetch_all(session, _ENV_VAR_EXISTS, context_id, name))
 
 
 async def upsert_env_var(
@@ -140,16 +138,8 @@ async def upsert_env_var(
     """Create or replace in one statement: concurrent PUTs leave one consistent value, and
     ``created_at`` survives updates while ``updated_at`` moves."""
     now = utcnow()
-    params = {
-        "context_id": context_id,
-        "name": name,
-        "key_id": key_id,
-        "ciphertext": ciphertext,
-        "created_at": now,
-        "updated_at": now,
-    }
-    connection = await session.connection()
-    created_at, updated_at = (await connection.execute(_env_var_upsert(session), params)).one()
+    rows = await fetch_all(session, _ENV_VAR_UPSERT, context_id, name, key_id, ciphertext, now, now)
+    created_at, updated_at = rows[0]
     return EnvVarStamp(name, created_at, updated_at)
 
 

@@ -83,8 +83,8 @@ class ContextService:
         items = [context_body(*row) for row in rows[:PAGE_SIZE]]
         next_token = None
         if len(rows) > PAGE_SIZE:
-            last = rows[PAGE_SIZE - 1]
-            next_token = self.page_tokens.encode(scope, [last.created_at.isoformat(), str(last.id)])
+            last_id, _, last_created = rows[PAGE_SIZE - 1]
+            next_token = self.page_tokens.encode(scope, [last_created.isoformat(), str(last_id)])
         return {"items": items, "next_page_token": next_token}
 
     async def create_context(
@@ -145,7 +145,7 @@ class ContextService:
     async def put_env_var(
         self, session: AsyncSession, principal: Principal, context_id: uuid.UUID, name: str, value: str
     ) -> dict[str, Any]:
-        context = await self._writable_context(session, principal, context_id)
+        org_id = await self._writable_context_org(session, principal, context_id)
         self._check_env_var(name, value)
         exists = await contexts.env_var_exists(session, context_id, name)
         if not exists and await contexts.count_env_vars(session, context_id) >= self.limits.env_vars_per_context:
@@ -161,7 +161,7 @@ class ContextService:
             "context.env_var.update" if exists else "context.env_var.create",
             "context",
             context_id,
-            context.org_id,
+            org_id,
             {"variable": name},
         )
         return {
@@ -321,6 +321,17 @@ class ContextService:
         if principal.role_in(context.org_id) != ROLE_ADMIN:
             raise Forbidden("Permission denied: only organization admins may change contexts.")
         return context
+
+    async def _writable_context_org(
+        self, session: AsyncSession, principal: Principal, context_id: uuid.UUID
+    ) -> uuid.UUID:
+        """``_writable_context`` reading only the owner, in one fixed query: for writing a variable."""
+        org_id = await contexts.context_org(session, context_id)
+        if org_id is None or principal.role_in(org_id) is None:
+            raise NotFound("Context not found.")
+        if principal.role_in(org_id) != ROLE_ADMIN:
+            raise Forbidden("Permission denied: only organization admins may change contexts.")
+        return org_id
 
     def _check_context_name(self, name: str) -> None:
         limit = self.limits.context_name_length

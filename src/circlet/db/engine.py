@@ -13,6 +13,8 @@ import aiosqlite
 from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from circlet.db.dialect import SQLITE_READER, SqliteReader
+
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 
 
@@ -93,6 +95,8 @@ class Database:
     # SQLite has one writer at a time: writers of this process queue here, on the event loop,
     # rather than in SQLite's busy handler (which, with inline connections, would block the loop).
     _write_lock: asyncio.Lock | None = field(default=None, repr=False)
+    # SQLite, on a file: the connection of the fixed reads of read sessions (circlet.db.dialect.fetch_all).
+    sqlite_reader: SqliteReader | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.is_sqlite:
@@ -150,6 +154,8 @@ class Database:
             await session.close()
 
     async def dispose(self) -> None:
+        if self.sqlite_reader is not None:
+            self.sqlite_reader.close()
         await self.engine.dispose()
 
 
@@ -163,12 +169,28 @@ def create_database(url: str, *, pool_size: int = 8) -> Database:
         kwargs["max_overflow"] = pool_size
     engine = create_async_engine(url, pool_pre_ping=not is_sqlite(url), **kwargs)
     write_engine = engine
+    reader = None
     if is_sqlite(url):
         _tune_sqlite(engine)
         write_engine = engine.execution_options(sqlite_begin="IMMEDIATE")
+        reader = _sqlite_reader(url)
     return Database(
         url=url,
         engine=engine,
-        read_sessions=async_sessionmaker(engine, expire_on_commit=False),
+        read_sessions=async_sessionmaker(
+            engine, expire_on_commit=False, info={SQLITE_READER: reader} if reader is not None else None
+        ),
         write_sessions=async_sessionmaker(write_engine, expire_on_commit=False),
+        sqlite_reader=reader,
     )
+
+
+def _sqlite_reader(url: str) -> SqliteReader | None:
+    """A shared reader on the same file; none for an in-memory database, which a second connection
+    would not see."""
+    parsed = make_url(url)
+    args, kwargs = parsed.get_dialect()().create_connect_args(parsed)
+    database = str(args[0]) if args else ""
+    if not database or database == ":memory:" or "mode=memory" in database:
+        return None
+    return SqliteReader(database, bool(kwargs.get("uri")))

@@ -309,6 +309,7 @@ class Pipeline(Base):
     __table_args__ = (
         UniqueConstraint("project_id", "number", name="uq_pipelines_project_number"),
         Index("ix_pipelines_project_created", "project_id", "created_at", "id"),
+        Index("ix_pipelines_state_updated", "state", "updated_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -354,6 +355,7 @@ class Workflow(Base):
     canceled_by: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
     rerun_of: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
     max_auto_reruns: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    auto_rerun_number: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 

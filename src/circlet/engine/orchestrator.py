@@ -149,6 +149,7 @@ class Orchestrator:
             tag="setup" if setup else None,
             started_by=pipeline.actor_id,
             max_auto_reruns=graph.max_auto_reruns,
+            auto_rerun_number=0,
             created_at=now,
         )
         jobs = []
@@ -211,21 +212,37 @@ class Orchestrator:
                 else:
                     set_job_status(job, states.NOT_RUN)
                     job.message = "A job it requires did not end with a status it accepts."
-        await self.update_workflow_status(session, workflow, jobs, pipeline)
+        ended = await self.update_workflow_status(session, workflow, jobs)
+        if (
+            ended
+            and workflow.status == states.WF_FAILED
+            and workflow.auto_rerun_number < (workflow.max_auto_reruns or 0)
+        ):
+            # `max_auto_reruns`: a failed workflow reruns from failed on its own, that many times.
+            await self.rerun(
+                session,
+                workflow,
+                pipeline,
+                org_id,
+                workflow.started_by,
+                None,
+                True,
+                auto_rerun_number=workflow.auto_rerun_number + 1,
+            )
 
-    async def update_workflow_status(
-        self, session: AsyncSession, workflow: Workflow, jobs: Sequence[Job], pipeline: Pipeline
-    ) -> None:
+    async def update_workflow_status(self, session: AsyncSession, workflow: Workflow, jobs: Sequence[Job]) -> bool:
+        """Derive the workflow's status from its jobs'; True when it has just ended."""
         if workflow.status in states.WORKFLOW_FINAL:
-            return
+            return False
         status = states.workflow_status(job.status for job in jobs)
         if status == workflow.status:
-            return
+            return False
         states.check(states.WORKFLOW_TRANSITIONS, workflow.status, status)
         workflow.status = status
         if status in states.WORKFLOW_FINAL:
             workflow.stopped_at = utcnow()
         await session.flush()
+        return status in states.WORKFLOW_FINAL
 
     async def _start(self, session: AsyncSession, job: Job, pipeline: Pipeline, org_id: uuid.UUID) -> None:
         if job.type == "approval":
@@ -333,9 +350,11 @@ class Orchestrator:
         workflow: Workflow,
         pipeline: Pipeline,
         org_id: uuid.UUID,
-        by: uuid.UUID,
+        by: uuid.UUID | None,
         selected: set[str] | None,
         from_failed: bool,
+        *,
+        auto_rerun_number: int = 0,
     ) -> Workflow:
         """A new workflow in the same pipeline: the chosen jobs and everything downstream of them
         run again; every other job is carried over with its status (and number)."""
@@ -361,6 +380,7 @@ class Orchestrator:
             started_by=by,
             rerun_of=workflow.id,
             max_auto_reruns=workflow.max_auto_reruns,
+            auto_rerun_number=auto_rerun_number,
             created_at=now,
         )
         jobs = []

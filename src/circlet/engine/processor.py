@@ -28,6 +28,7 @@ from circlet.projects import repository as projects
 log = logging.getLogger("circlet.engine")
 
 REAP_INTERVAL_SECONDS = 1.0
+PENDING_SWEEP_EVERY = 10  # sweeps: pipelines left pending by a dead process are looked for every 10 s
 STALE_PENDING = timedelta(seconds=60)
 LEASE_LOST = "The runner stopped reporting (its lease expired): the task was abandoned."
 
@@ -133,20 +134,26 @@ class Processor:
     # -- periodic sweeps --------------------------------------------------------------------------
 
     async def run_sweeps(self) -> None:
+        sweeps = 0
         while True:
             try:
                 await self.reap()
-                await self.resume_pending()
+                if sweeps % PENDING_SWEEP_EVERY == 0:
+                    await self.resume_pending()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("engine sweep failed")
+            sweeps += 1
             await asyncio.sleep(REAP_INTERVAL_SECONDS)
 
     async def reap(self) -> int:
         """Tasks whose runner stopped heartbeating end as `infrastructure_fail` (no retry)."""
-        async with self.database.writing() as session:
+        async with self.database.reading() as session:
             expired = await engine.expired_tasks(session, utcnow(), 100)
+        if not expired:
+            return 0
+        async with self.database.writing() as session:
             reaped = 0
             for task_id, workflow_id in expired:
                 # Workflow, then job, then task: the lock order of every writer.

@@ -667,4 +667,5 @@ def workflow_body(workflow: Workflow, pipeline: Pipeline, slug: str) -> dict[str
         body["tag"] = workflow.tag
     if workflow.max_auto_reruns is not None:
         body["max_auto_reruns"] = workflow.max_auto_reruns
+        body["auto_rerun_number"] = workflow.auto_rerun_number
     return body

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from circlet.db.engine import Database
 from circlet.http.auth import Principal, authenticate
 from circlet.http.responses import json_response, message
-from circlet.http.routing import api_router
+from circlet.http.routing import api_router, lean_get
 from circlet.projects.schemas import (
     AdvancedSettings,
     CreateCheckoutKey,
@@ -57,11 +57,11 @@ async def create_project_by_slug(
     return json_response(settings, 201)
 
 
-@router.get(SLUG, operation_id="getProjectBySlug")
+@lean_get(router, SLUG, operation_id="getProjectBySlug")
 async def get_project(request: Request, caller: Caller, provider: str, organization: str, project: str) -> Response:
     database, service = _parts(request)
     async with database.reading() as session:
-        found = await service.find(session, caller, (provider, organization, project))
+        found = await service.find_to_read(session, caller, (provider, organization, project))
     return json_response(project_body(found.project, found.org))
 
 
@@ -97,7 +97,7 @@ async def patch_settings(
     return json_response(settings)
 
 
-@router.get(SLUG + "/envvar", operation_id="listEnvVars")
+@lean_get(router, SLUG + "/envvar", operation_id="listEnvVars")
 async def list_env_vars(request: Request, caller: Caller, provider: str, organization: str, project: str) -> Response:
     database, service = _parts(request)
     async with database.reading() as session:

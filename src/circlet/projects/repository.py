@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, delete, func, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from circlet.db.dialect import insert_for
+from circlet.db.dialect import PLAIN, TIME, UUID, RawQuery, fetch_all, insert_for
 from circlet.db.models import (
     CheckoutKey,
     ContextRestriction,
@@ -57,6 +56,71 @@ def project_by_slug(slug: ProjectSlug) -> Select[Project, Organization]:
 async def find_project(session: AsyncSession, slug: ProjectSlug) -> ProjectInOrg | None:
     row = (await session.execute(project_by_slug(slug))).first()
     return ProjectInOrg(row[0], row[1]) if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectFields:
+    """The project columns a response carries, read without the ORM."""
+
+    id: uuid.UUID
+    org_id: uuid.UUID
+    name: str
+    vcs_url: str
+    default_branch: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrgFields:
+    id: uuid.UUID
+    name: str
+    vcs_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectRef:
+    """``ProjectInOrg`` for reading only: plain values, not ORM objects attached to the session."""
+
+    project: ProjectFields
+    org: OrgFields
+
+
+# Resolving a slug is the first step of every project request; for the reads that only need the
+# fields above it is fixed SQL on the driver's connection (circlet.db.dialect.fetch_all): building the
+# select and loading two ORM objects cost ten times the lookup. Both forms are one probe of a unique
+# index ((vcs_type, name_key) of organizations, (org_id, name_key) of projects, or primary keys), so
+# the cost does not grow with the number of organizations or projects.
+_PROJECT_COLUMNS = (
+    "SELECT projects.id, projects.org_id, projects.name, projects.vcs_url, projects.default_branch, "
+    "organizations.name, organizations.vcs_type FROM projects JOIN organizations ON organizations.id = projects.org_id "
+)
+_PROJECT_KINDS = (UUID, UUID, PLAIN, PLAIN, PLAIN, PLAIN, PLAIN)
+_PROJECT_BY_NAMES = RawQuery(
+    _PROJECT_COLUMNS + "WHERE organizations.vcs_type = ? AND organizations.name_key = ? AND projects.name_key = ?",
+    params=(PLAIN, PLAIN, PLAIN),
+    columns=_PROJECT_KINDS,
+)
+_PROJECT_BY_IDS = RawQuery(
+    _PROJECT_COLUMNS + "WHERE projects.id = ? AND organizations.id = ?",
+    params=(UUID, UUID),
+    columns=_PROJECT_KINDS,
+)
+
+
+async def find_project_ref(session: AsyncSession, slug: ProjectSlug) -> ProjectRef | None:
+    """What ``find_project`` finds, as plain values."""
+    if slug.project_id is not None:
+        rows = await fetch_all(session, _PROJECT_BY_IDS, slug.project_id, slug.org.org_id)
+    else:
+        assert slug.org.name is not None and slug.name is not None
+        rows = await fetch_all(
+            session, _PROJECT_BY_NAMES, slug.org.vcs_type, slug.org.name.lower(), slug.name.lower()
+        )
+    if not rows:
+        return None
+    project_id, org_id, name, vcs_url, default_branch, org_name, vcs_type = rows[0]
+    return ProjectRef(
+        ProjectFields(project_id, org_id, name, vcs_url, default_branch), OrgFields(org_id, org_name, vcs_type)
+    )
 
 
 async def find_project_by_name(session: AsyncSession, org_id: uuid.UUID, name: str) -> Project | None:
@@ -124,13 +188,20 @@ async def save_settings(session: AsyncSession, project_id: uuid.UUID, values: di
 # -- environment variables ------------------------------------------------------------------------
 
 
-async def list_env_vars(session: AsyncSession, project_id: uuid.UUID) -> Sequence[Row[str, str, bytes, datetime]]:
-    query = (
-        select(ProjectEnvVar.name, ProjectEnvVar.key_id, ProjectEnvVar.ciphertext, ProjectEnvVar.created_at)
-        .where(ProjectEnvVar.project_id == project_id)
-        .order_by(ProjectEnvVar.name)
-    )
-    return (await session.execute(query)).all()
+# A project's variables are read on every list and before every job: fixed SQL on the driver's
+# connection (circlet.db.dialect.fetch_all), as for the project lookup above.
+_ENV_VARS = RawQuery(
+    "SELECT project_env_vars.name, project_env_vars.key_id, project_env_vars.ciphertext, "
+    "project_env_vars.created_at FROM project_env_vars WHERE project_env_vars.project_id = ? "
+    "ORDER BY project_env_vars.name",
+    params=(UUID,),
+    columns=(PLAIN, PLAIN, PLAIN, TIME),
+)
+
+
+async def list_env_vars(session: AsyncSession, project_id: uuid.UUID) -> list[tuple[str, str, bytes, datetime]]:
+    """(name, key_id, ciphertext, created_at) of every variable of the project, by name."""
+    return await fetch_all(session, _ENV_VARS, project_id)
 
 
 async def get_env_var(session: AsyncSession, project_id: uuid.UUID, name: str) -> ProjectEnvVar | None:

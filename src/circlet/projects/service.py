@@ -25,7 +25,7 @@ from circlet.orgs.service import find_org, require_role
 from circlet.orgs.slugs import PROVIDER_NAMES, VCS_BY_PREFIX, org_slug, parse_project_slug, project_slug
 from circlet.projects import repository as projects
 from circlet.projects.keys import generate_key_pair
-from circlet.projects.repository import ProjectInOrg
+from circlet.projects.repository import OrgFields, ProjectFields, ProjectInOrg, ProjectRef
 from circlet.projects.schemas import AdvancedSettings
 from circlet.secrets import Keyring, SealedValue
 from circlet.settings import Limits
@@ -78,7 +78,7 @@ def masked(value: str) -> str:
     return "xxxx" + (value[-4:] if len(value) >= 8 else "")
 
 
-def project_body(project: Project, org: Organization) -> dict[str, Any]:
+def project_body(project: Project | ProjectFields, org: Organization | OrgFields) -> dict[str, Any]:
     return {
         "slug": project_slug(org.vcs_type, org.name, org.id, project.name, project.id),
         "name": project.name,
@@ -150,6 +150,15 @@ class ProjectService:
         if found is None:
             raise NotFound(MISSING_PROJECT)
         require_role(principal, found.org.id, least, missing=MISSING_PROJECT, action=action)
+        return found
+
+    async def find_to_read(self, session: AsyncSession, principal: Principal, slug: tuple[str, str, str]) -> ProjectRef:
+        """``find`` for members of every role, as plain values: for the reads that change nothing."""
+        parsed = parse_project_slug(*slug)
+        found = await projects.find_project_ref(session, parsed) if parsed is not None else None
+        if found is None:
+            raise NotFound(MISSING_PROJECT)
+        require_role(principal, found.org.id, ROLE_VIEWER, missing=MISSING_PROJECT, action="read it")
         return found
 
     async def create_in_org(
@@ -241,7 +250,7 @@ class ProjectService:
     async def list_env_vars(
         self, session: AsyncSession, principal: Principal, slug: tuple[str, str, str]
     ) -> dict[str, Any]:
-        found = await self.find(session, principal, slug)
+        found = await self.find_to_read(session, principal, slug)
         project_id = found.project.id
         items = [
             {

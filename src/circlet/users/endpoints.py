@@ -12,21 +12,21 @@ from circlet.db.engine import Database
 from circlet.http.auth import Principal, authenticate
 from circlet.http.errors import NotFound
 from circlet.http.responses import json_response
-from circlet.http.routing import api_router
+from circlet.http.routing import api_router, lean_get
 from circlet.users import service
 
 router = api_router("User")
 Caller = Annotated[Principal, Depends(authenticate)]
 
 
-@router.get("/me", operation_id="getCurrentUser")
+@lean_get(router, "/me", operation_id="getCurrentUser")
 async def get_current_user(caller: Annotated[Principal, Depends(authenticate)]) -> Response:
     return json_response(
         {"id": caller.user_id, "login": caller.login, "name": caller.name, "avatar_url": caller.avatar_url}
     )
 
 
-@router.get("/me/collaborations", operation_id="getCollaborations")
+@lean_get(router, "/me/collaborations", operation_id="getCollaborations")
 async def get_collaborations(request: Request, caller: Caller) -> Response:
     database: Database = request.app.state.database
     async with database.reading() as session:

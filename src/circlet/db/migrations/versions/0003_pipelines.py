@@ -12,7 +12,6 @@ from alembic import op
 
 import circlet.db.types
 
-
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
@@ -93,6 +92,7 @@ def upgrade() -> None:
     with op.batch_alter_table("pipelines", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_pipelines_actor_id"), ["actor_id"], unique=False)
         batch_op.create_index("ix_pipelines_project_created", ["project_id", "created_at", "id"], unique=False)
+        batch_op.create_index("ix_pipelines_state_updated", ["state", "updated_at"], unique=False)
 
     op.create_table(
         "project_counters",
@@ -144,6 +144,7 @@ def upgrade() -> None:
         sa.Column("canceled_by", sa.Uuid(), nullable=True),
         sa.Column("rerun_of", sa.Uuid(), nullable=True),
         sa.Column("max_auto_reruns", sa.Integer(), nullable=True),
+        sa.Column("auto_rerun_number", sa.Integer(), nullable=False),
         sa.Column("created_at", circlet.db.types.UTCDateTime(), nullable=False),
         sa.Column("stopped_at", circlet.db.types.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
@@ -279,6 +280,7 @@ def downgrade() -> None:
     op.drop_table("pipeline_triggers")
     op.drop_table("project_counters")
     with op.batch_alter_table("pipelines", schema=None) as batch_op:
+        batch_op.drop_index("ix_pipelines_state_updated")
         batch_op.drop_index("ix_pipelines_project_created")
         batch_op.drop_index(batch_op.f("ix_pipelines_actor_id"))
 
