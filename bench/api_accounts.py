@@ -15,6 +15,7 @@ In one run, on one fresh SQLite database (helpers shared with bench/api_contexts
 4. slug resolution, large: 950 more organizations the user is not in and 9,000 more projects (1,000
    organizations, 10,000 projects), and ``GET /api/v2/project/gh/acme/proj-0000`` again; the ratio of
    the two is the target's measure;
+   ``GET /api/v2/me`` is measured too (no query: the floor under every authenticated operation);
 5. a table, the ratios and PASS/FAIL per target; exit status 1 if any target fails, 2 if the benchmark
    could not run.
 
@@ -199,6 +200,9 @@ def run_benchmark(args: argparse.Namespace, work: Path, wrk: str, taskset: str, 
             fail(f"expected {ENV_VARS} variables and {ORGS} organizations")
         measure(circlet, "circlet envvar", envvar_path)
         measure(circlet, "circlet collaborations", collaborations_path)
+        # The floor under every authenticated operation: uvicorn, FastAPI's middleware and routing,
+        # authentication (cached) and an orjson body, with no database query (information only).
+        measure(circlet, "circlet /me (floor)", "/api/v2/me")
 
         with baseline_server(work, baseline_env, pin, taskset) as baseline:
             # The baseline must find the same rows as circlet, or the comparison means nothing (it

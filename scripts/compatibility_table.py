@@ -18,8 +18,6 @@ END = "<!-- operations:end -->"
 
 # Operations that are served but not yet complete: what is missing.
 PARTIAL: dict[str, str] = {
-    "getJobArtifacts": "always empty: the runner protocol uploads no artifacts yet",
-    "getTests": "always empty: the runner protocol uploads no test results yet",
     "createTrigger": "stored; webhooks and schedules do not fire triggers yet",
 }
 

@@ -12,7 +12,9 @@ from datetime import timedelta
 from fastapi import FastAPI, Request
 from sqlalchemy import text
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from circlet.blobs import FileBlobStore
 from circlet.contexts.endpoints import router as contexts_router
 from circlet.contexts.service import ContextService
 from circlet.db.engine import Database, create_database
@@ -41,6 +43,7 @@ from circlet.runners.endpoints import router as runners_router
 from circlet.runners.service import RunnerService
 from circlet.secrets import Keyring, load_keyring
 from circlet.settings import Settings
+from circlet.storage.service import StorageService
 from circlet.users.endpoints import router as users_router
 from circlet.workflows.endpoints import router as workflows_router
 from circlet.workflows.service import WorkflowService
@@ -108,8 +111,28 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, freeze
     for router in ROUTERS:
         app.include_router(router)
     add_operator_routes(app)
-    app.add_middleware(RequestMiddleware, max_body_bytes=settings.limits.request_body_bytes)
+    app.add_middleware(
+        BodyLimits, max_body_bytes=settings.limits.request_body_bytes, max_upload_bytes=settings.limits.upload_bytes
+    )
     return app
+
+
+UPLOAD_PATHS = "/api/v3/runner/tasks/"
+
+
+class BodyLimits:
+    """The request middleware, with the larger ``upload_bytes`` limit for the runner's storage uploads
+    (``PUT /api/v3/runner/tasks/...``) and ``request_body_bytes`` for every other request."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_upload_bytes: int) -> None:
+        self._default = RequestMiddleware(app, max_body_bytes=max_body_bytes)
+        self._uploads = RequestMiddleware(app, max_body_bytes=max_upload_bytes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "PUT" and scope["path"].startswith(UPLOAD_PATHS):
+            await self._uploads(scope, receive, send)
+        else:
+            await self._default(scope, receive, send)
 
 
 def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: Keyring) -> None:
@@ -132,7 +155,9 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
         mirrors, processor, orchestrator, app.state.project_service, page_tokens
     )
     app.state.workflow_service = WorkflowService(orchestrator)
-    app.state.job_service = JobService(orchestrator, app.state.project_service, settings.base_url)
+    blobs = FileBlobStore(settings.home / "blobs")
+    app.state.storage_service = StorageService(blobs, settings.limits.upload_bytes)
+    app.state.job_service = JobService(orchestrator, app.state.project_service, settings.base_url, blobs, page_tokens)
     app.state.runner_service = RunnerService(
         orchestrator,
         app.state.project_service,

@@ -24,6 +24,11 @@ class Limits(BaseSettings):
     env_vars_per_context: int = Field(100, description="Environment variables one context may hold.")
     contexts_per_org: int = Field(500, description="Contexts one organization may own.")
     request_body_bytes: int = Field(1024 * 1024, description="Largest accepted request body; larger is 413.")
+    upload_bytes: int = Field(
+        5 * 1024**3,
+        description="Largest upload of a runner's storage step (a cache, workspace layer, artifact or "
+        "test results file, PUT /api/v3/runner/tasks/...); larger is 413.",
+    )
 
 
 class Settings(BaseSettings):

@@ -132,7 +132,6 @@ async def test_text_no_database_can_hold_is_400(client: httpx.AsyncClient, admin
         response = await client.get(url, headers=admin.headers)
         assert (response.status_code, response.json()) == (400, {"message": "The URL must not contain NUL characters."})
     for raw in (b'{"name": "a\\u0000b", "owner": {"id": "%s"}}', b'{"name": "\\ud800", "owner": {"id": "%s"}}'):
-        response = await client.post(
-            f"{API}/context", content=raw % admin.org_id.encode(), headers={**admin.headers, "content-type": "application/json"}
-        )
+        headers = {**admin.headers, "content-type": "application/json"}
+        response = await client.post(f"{API}/context", content=raw % admin.org_id.encode(), headers=headers)
         assert response.status_code == 400 and response.json()["message"].startswith("name: Value error")

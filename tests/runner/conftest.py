@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from circlet.runner.context import TaskStorage
 from circlet.runner.executor import DockerMode, TaskResult, TaskRunner
 from circlet.runner.protocol import Task
 from tests.runner.fake_server import FakeRunnerServer
@@ -71,10 +72,17 @@ class Run:
 
 
 async def execute(
-    payload: dict[str, Any], work_root: Path, *, docker: DockerMode = "host", kill_grace: float = 5.0
+    payload: dict[str, Any],
+    work_root: Path,
+    *,
+    docker: DockerMode = "host",
+    kill_grace: float = 5.0,
+    storage: TaskStorage | None = None,
 ) -> Run:
     sink = MemorySink()
-    runner = TaskRunner(Task.from_json(payload), sink, work_root=work_root, docker=docker, kill_grace=kill_grace)
+    runner = TaskRunner(
+        Task.from_json(payload), sink, work_root=work_root, docker=docker, kill_grace=kill_grace, storage=storage
+    )
     return Run(await runner.run(), sink)
 
 

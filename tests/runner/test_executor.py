@@ -218,11 +218,11 @@ async def test_macos_and_windows_are_refused(work_root: Path, executor: str) -> 
 
 
 async def test_unknown_step_type_fails_that_step_clearly(work_root: Path) -> None:
-    steps = [{"type": "save_cache", "key": "k", "paths": ["."]}, run_step("echo after", when="always")]
+    steps = [{"type": "save_kittens", "key": "k"}, run_step("echo after", when="always")]
     run = await execute(make_task(steps), work_root)
     assert run.result.status == "failed"
-    assert run.result.message == "step type 'save_cache' is not supported by this runner"
-    assert run.sink.output(0) == "circlet runner: step type 'save_cache' is not supported by this runner\n"
+    assert run.result.message == "step type 'save_kittens' is not supported by this runner"
+    assert run.sink.output(0) == "circlet runner: step type 'save_kittens' is not supported by this runner\n"
     assert run.sink.final() == {0: ("failed", None), 1: ("success", 0)}
 
 

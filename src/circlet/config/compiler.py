@@ -18,6 +18,7 @@ from .expressions import (
     truthy,
 )
 from .graph import JobNode, WorkflowGraph, filter_workflow
+from .jobgroups import build_workflow_entries, parse_job_groups, synthetic_job
 from .jobs import JobExpander
 from .loader import YFloat, YList, YMap, load_yaml, loc_of
 from .namespaces import Namespace, did_you_mean, report_broken_orb
@@ -125,11 +126,12 @@ class _Compiler:
         scope = Scope(pipeline, literal=not self.v21)
         project = self.project_namespace(scope)
         self.expander = JobExpander(self.diag, scope)
+        jobs_section = self.doc.get("jobs")
+        job_names = [str(k) for k in jobs_section] if isinstance(jobs_section, dict) else []
+        self.groups = parse_job_groups(self.doc.get("job-groups"), job_names, self.diag) \
+            if self.v21 else {}
         workflows, skipped, processed_workflows = self.compile_workflows(project, scope)
         setup = self.setup_flag(scope)
-        if "job-groups" in self.doc and self.v21:
-            self.diag.error("job-groups are not supported by circlet yet", "job-groups",
-                            self.doc.loc("job-groups"))
         if setup and len(workflows) != 1:
             self.diag.error(f"a setup config must run exactly one workflow ({len(workflows)} would "
                             "run)", "setup", self.doc.loc("setup"))
@@ -385,7 +387,7 @@ class _Compiler:
                          runs: bool) -> tuple[WorkflowGraph, list[Any]]:
         """Expand the jobs of a running workflow into the processed ``jobs``; for a workflow that
         does not run, check its entries, requires and arguments only."""
-        entries = build_entries(body["jobs"], path, scope, self.diag)
+        entries = build_workflow_entries(body["jobs"], path, scope, self.groups, self.diag)
         assign_names(entries, path, self.diag)
         resolve_requires(entries, self.diag)
         cycle = find_cycle(entries)
@@ -409,16 +411,22 @@ class _Compiler:
                       ) -> JobNode | None:
         self.check_entry(entry)
         context = _context_list(entry.args.get("context"))
-        filters = entry.args.get("filters")
+        filters = entry.args.get("filters", entry.group_filters)
         serial_group = entry.args.get("serial-group")
-        common = dict(requires=entry.requires, context=context, filters=filters,
-                      serial_group=serial_group if isinstance(serial_group, str) else None,
-                      matrix=entry.matrix)
+        common: dict[str, Any] = dict(requires=entry.requires, context=context, filters=filters,
+                                      serial_group=serial_group if isinstance(serial_group, str)
+                                      else None, matrix=entry.matrix)
+        if entry.synthetic is not None:
+            # A job group's boundary job (R-11.2): stepless, kept in the processed ``jobs``.
+            job_def = synthetic_job(entry)
+            key = self.store_job(entry, job_def) if store else None
+            common["serial_group"] = entry.serial_group
+            return JobNode(entry.name, key, entry.synthetic, **common)
         if entry.type == "approval":
             if project.find("jobs", entry.name) is not None and entry.name != entry.ref:
                 self.diag.error(f"approval job '{entry.name}' has the name of a job in 'jobs'",
                                 entry.path, entry.loc)
-            return JobNode(entry.name, None, "approval", **common)  # type: ignore[arg-type]
+            return JobNode(entry.name, None, "approval", **common)
         ref = self.override_target(entry, project) or entry.ref
         found = project.find("jobs", ref)
         if found is None:
@@ -436,17 +444,21 @@ class _Compiler:
             return None
         if not store:
             self.check_arguments(entry, definition, home, local)
-            return JobNode(entry.name, None, "build", **common)  # type: ignore[arg-type]
+            return JobNode(entry.name, None, "build", **common)
         job = self.expand_entry_job(entry, definition, home, local, project, scope)
         if job is None:
             return None
         job_type = job.get("type", "build")
         key = self.store_job(entry, job) if store else None
         executor = {k: v for k, v in job.items() if k not in ("steps", "type", "environment")}
+        if job_type in ("lock", "unlock"):
+            # A lock/unlock job (a serialised job group's boundary, R-11.2): ``key`` is the lock.
+            lock_key = executor.pop("key", None)
+            common["serial_group"] = lock_key if isinstance(lock_key, str) else None
         steps = job.get("steps", [])
         return JobNode(entry.name, key, job_type if isinstance(job_type, str) else "build",
                        executor=executor, steps=steps if isinstance(steps, list) else [],
-                       **common)  # type: ignore[arg-type]
+                       **common)
 
     def check_arguments(self, entry: Entry, definition: YMap, home: Namespace, local: str) -> None:
         """For a workflow that does not run: check the arguments without expanding the job."""
@@ -539,6 +551,8 @@ class _Compiler:
         for name in ("context", "filters", "serial-group"):
             if name in entry.args:
                 attrs[name] = entry.args[name]
+        if "filters" not in entry.args and entry.group_filters is not None:
+            attrs["filters"] = entry.group_filters
         if node.type == "approval":
             attrs["type"] = "approval"
         return {key: attrs} if attrs else key

@@ -18,7 +18,9 @@ class JobNode:
     """One job of a workflow after matrix expansion.
 
     ``name`` is unique in the workflow; ``job`` is the key of the job in the processed config's
-    ``jobs`` (None for approval and no-op nodes); ``requires`` maps a required node name to the
+    ``jobs`` (None for approval nodes); ``type`` is ``build``, ``approval``, or for a job
+    group's boundary jobs ``no-op`` (completes without a runner), ``lock``/``unlock`` (take and
+    release the ``serial_group`` lock; R-11.2); ``requires`` maps a required node name to the
     statuses that satisfy it; ``executor`` holds the resolved docker/machine/macos and related
     keys; ``steps`` are fully expanded.
     """

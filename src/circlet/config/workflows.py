@@ -37,6 +37,16 @@ class Entry:
     matrix: dict[str, Any] | None = None
     requires: dict[str, tuple[str, ...]] = field(default_factory=dict)
     requires_written: list[Any] = field(default_factory=list)
+    group: str | None = None
+    """For the jobs of an expanded job group (R-11): the group invocation's name."""
+    synthetic: str | None = None
+    """For a job group's boundary jobs: ``no-op``, ``lock`` or ``unlock``."""
+    serial_group: str | None = None
+    """For a lock/unlock boundary job: the invocation's ``serial-group``."""
+    group_filters: Any = None
+    """The group invocation's ``filters``, applied to group jobs without filters of their own."""
+    resolved: bool = False
+    """``requires`` already resolved (inside a job group)."""
 
     @property
     def type(self) -> str:
@@ -123,11 +133,11 @@ def build_entries(raw_entries: list[Any], wf_path: str, scope: Scope, diag: Diag
         if split is None:
             continue
         ref, args = split
-        entries.extend(_expand_entry(ref, args, path, loc, scope, diag))
+        entries.extend(expand_entry(ref, args, path, loc, scope, diag))
     return entries
 
 
-def _expand_entry(ref: str, args: YMap, path: str, loc: Location | None, scope: Scope,
+def expand_entry(ref: str, args: YMap, path: str, loc: Location | None, scope: Scope,
                   diag: Diagnostics) -> list[Entry]:
     if "matrix" not in args:
         subst = substitute(args, scope, diag, path)
@@ -182,17 +192,28 @@ def assign_names(entries: list[Entry], wf_path: str, diag: Diagnostics) -> None:
                 entry.name = f"{name}-{number}"
 
 
-def resolve_requires(entries: list[Entry], diag: Diagnostics) -> None:
-    """Turn each entry's ``requires`` into ``{node name: statuses}`` (R-9.4, R-10.3)."""
+def resolve_requires(entries: list[Entry], diag: Diagnostics, *, group: str | None = None,
+                     foreign: Mapping[str, str] | None = None) -> None:
+    """Turn each entry's ``requires`` into ``{node name: statuses}`` (R-9.4, R-10.3).
+
+    With ``group``, ``entries`` are the jobs of that job group and may only require each other;
+    ``foreign`` maps names of other groups' jobs (and group names) to their group (R-11.3).
+    Outside a group, the jobs inside an expanded group cannot be required (its name can)."""
     by_name = {e.name: e for e in entries}
     renamed = {e.ref for e in entries if not e.explicit_name and e.name != e.ref}
+    inside: dict[str, str] = {}
     aliases: dict[str, list[str]] = {}
     for entry in entries:
-        if entry.alias is not None:
+        if entry.group is not None and entry.synthetic is None:
+            inside[entry.name] = entry.group
+            if entry.alias is not None:
+                inside.setdefault(entry.alias, entry.group)
+        elif entry.alias is not None:
             aliases.setdefault(entry.alias, []).append(entry.name)
+    where_label = f"job group '{group}'" if group is not None else "this workflow"
     for entry in entries:
         requires = entry.args.get("requires")
-        if requires is None:
+        if requires is None or entry.resolved:
             continue
         if isinstance(requires, str):
             requires = [requires]
@@ -207,14 +228,26 @@ def resolve_requires(entries: list[Entry], diag: Diagnostics) -> None:
             if parsed is None:
                 continue
             target, statuses = parsed
+            if target in inside:
+                diag.error(f"job '{target}' is inside job group '{inside[target]}' and cannot be "
+                           f"required from outside it (require '{inside[target]}' instead)",
+                           where, loc)
+                continue
             if target in by_name:
                 names = [target]
             elif target in aliases:
                 names = aliases[target]
+            elif group is not None and foreign and target in foreign:
+                owner = foreign[target]
+                what = f"job group '{target}'" if owner == target else \
+                    f"job '{target}' of job group '{owner}'"
+                diag.error(f"{what} cannot be required from inside job group '{group}' (a job "
+                           "group's jobs may only require jobs of the same group)", where, loc)
+                continue
             else:
                 hint = did_you_mean(target, list(by_name) + list(aliases))
                 extra = " (it is invoked more than once without 'name')" if target in renamed else ""
-                diag.error(f"job '{target}' is required but is not in this workflow{extra}{hint}",
+                diag.error(f"job '{target}' is required but is not in {where_label}{extra}{hint}",
                            where, loc)
                 continue
             for name in names:

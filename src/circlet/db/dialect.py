@@ -64,9 +64,10 @@ def _sqlite_param(kind: str, value: Any) -> Any:
     if kind == UUID:
         return value.hex
     if value.tzinfo is not None:
-        value = value.astimezone(UTC)
-    # exactly how SQLAlchemy's SQLite DATETIME writes it, so that stored and compared text agree
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    # exactly how SQLAlchemy's SQLite DATETIME writes it ("2025-01-01 00:00:09.001000", always six
+    # digits of microseconds), so that stored and compared text agree; isoformat is strftime's third
+    return value.isoformat(" ", "microseconds")
 
 
 def _postgresql_param(kind: str, value: Any) -> Any:
@@ -125,6 +126,12 @@ def _convert(rows: list[Any], kinds: tuple[str, ...], dialect: str) -> list[tupl
     return converted
 
 
+def _dialect_name(session: AsyncSession) -> str:
+    bind = session.bind
+    assert bind is not None, "sessions are bound to the engine"
+    return bind.dialect.name
+
+
 async def fetch_all(session: AsyncSession, query: RawQuery, *args: Any) -> list[tuple[Any, ...]]:
     """The rows of ``query`` as tuples of Python values (UUIDs, aware UTC datetimes), as SQLAlchemy
     would have returned them.
@@ -135,7 +142,7 @@ async def fetch_all(session: AsyncSession, query: RawQuery, *args: Any) -> list[
     PostgreSQL transaction does at its default isolation (read committed). Any other session, and
     every write session, reads on its own connection, inside its transaction.
     PostgreSQL: the SQL on the session's connection, with numbered placeholders."""
-    dialect = session.bind.dialect.name
+    dialect = _dialect_name(session)
     if dialect == "sqlite":
         params = [_sqlite_param(kind, value) for kind, value in zip(query.params, args, strict=True)]
         reader = session.info.get(SQLITE_READER)
@@ -152,7 +159,7 @@ async def fetch_all(session: AsyncSession, query: RawQuery, *args: Any) -> list[
 
 async def execute(session: AsyncSession, query: RawQuery, *args: Any) -> None:
     """A fixed statement that returns no rows, in the session's transaction."""
-    if session.bind.dialect.name == "sqlite":
+    if _dialect_name(session) == "sqlite":
         params = [_sqlite_param(kind, value) for kind, value in zip(query.params, args, strict=True)]
         (await _sqlite_connection(session)).execute(query.sql, params)
     else:
@@ -174,7 +181,7 @@ async def _sqlite_connection(session: AsyncSession) -> sqlite3.Connection:
         return remembered[1]  # type: ignore[no-any-return]
     connection = await session.connection()
     raw = await connection.get_raw_connection()
-    driver: sqlite3.Connection = raw.driver_connection._conn
+    driver: sqlite3.Connection = raw.driver_connection._conn  # type: ignore[union-attr]
     session.info[_SQLITE_CONNECTION] = (session.sync_session.get_transaction(), driver)
     return driver
 

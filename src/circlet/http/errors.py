@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -60,7 +60,7 @@ class RateLimited(ApiError):
     default_message = "Rate limit exceeded."
 
 
-def message_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+def message_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
     return Response(
         orjson.dumps({"message": message}), status_code=status, media_type="application/json", headers=headers
     )

@@ -3,7 +3,7 @@ the full template (what the access log and the served spec show)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -30,7 +30,7 @@ class LeanRoute(APIRoute):
     same exception handlers (errors raised by the dependency or the endpoint reach them as before),
     dependencies run before the endpoint, in declaration order, as FastAPI runs them."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         dependant = self.dependant
         endpoint = dependant.call
         unsupported = (

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, Request
-from starlette.responses import Response
+from fastapi import Depends, Query, Request
+from starlette.responses import Response, StreamingResponse
 
 from circlet.db.engine import Database
 from circlet.http.auth import Principal, authenticate
@@ -17,6 +17,7 @@ from circlet.jobs.service import JobService
 router = api_router("Job")
 Caller = Annotated[Principal, Depends(authenticate)]
 SLUG = "/project/{provider}/{organization}/{project}"
+PageToken = Annotated[str | None, Query(alias="page-token")]
 
 
 def _parts(request: Request) -> tuple[Database, JobService]:
@@ -54,19 +55,51 @@ async def cancel_by_id(request: Request, caller: Caller, job_id: uuid.UUID) -> R
 
 @router.get(SLUG + "/{job_number:int}/artifacts", operation_id="getJobArtifacts")
 async def artifacts(
-    request: Request, caller: Caller, provider: str, organization: str, project: str, job_number: int
+    request: Request,
+    caller: Caller,
+    provider: str,
+    organization: str,
+    project: str,
+    job_number: int,
+    page_token: PageToken = None,
 ) -> Response:
     database, service = _parts(request)
     async with database.reading() as session:
-        body = await service.artifacts(session, caller, (provider, organization, project), job_number)
+        body = await service.artifacts(session, caller, (provider, organization, project), job_number, page_token)
     return json_response(body)
+
+
+@router.get(SLUG + "/{job_number:int}/artifacts/{node_index:int}/{path:path}", include_in_schema=False)
+async def artifact(
+    request: Request,
+    caller: Caller,
+    provider: str,
+    organization: str,
+    project: str,
+    job_number: int,
+    node_index: int,
+    path: str,
+) -> Response:
+    """An artifact's bytes, for the ``url`` of the listing (the caller must be able to see the project)."""
+    database, service = _parts(request)
+    async with database.reading() as session:
+        stream = await service.artifact_stream(
+            session, caller, (provider, organization, project), job_number, node_index, path
+        )
+    return StreamingResponse(stream, media_type="application/octet-stream")
 
 
 @router.get(SLUG + "/{job_number:int}/tests", operation_id="getTests")
 async def tests(
-    request: Request, caller: Caller, provider: str, organization: str, project: str, job_number: int
+    request: Request,
+    caller: Caller,
+    provider: str,
+    organization: str,
+    project: str,
+    job_number: int,
+    page_token: PageToken = None,
 ) -> Response:
     database, service = _parts(request)
     async with database.reading() as session:
-        body = await service.tests(session, caller, (provider, organization, project), job_number)
+        body = await service.tests(session, caller, (provider, organization, project), job_number, page_token)
     return json_response(body)

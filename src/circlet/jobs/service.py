@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from circlet.blobs import BlobStore
 from circlet.db.models import Job
 from circlet.db.types import utcnow
 from circlet.engine import repository as engine
@@ -16,6 +18,7 @@ from circlet.engine import states
 from circlet.engine.orchestrator import Orchestrator
 from circlet.http.auth import ROLE_MEMBER, ROLE_VIEWER, Principal
 from circlet.http.errors import BadRequest, NotFound
+from circlet.http.pagination import PageTokens
 from circlet.http.responses import timestamp
 from circlet.orgs import repository as orgs
 from circlet.orgs.service import require_role
@@ -23,9 +26,11 @@ from circlet.pipelines.service import slug_of
 from circlet.projects import repository as projects
 from circlet.projects.repository import ProjectInOrg
 from circlet.projects.service import ProjectService
+from circlet.storage import repository as storage
 
 MISSING = "Job not found."
 RUNNER_SILENT_AFTER = timedelta(seconds=60)
+PAGE_SIZE = 100
 
 
 @dataclass
@@ -33,6 +38,8 @@ class JobService:
     orchestrator: Orchestrator
     project_service: ProjectService
     base_url: str
+    blobs: BlobStore
+    page_tokens: PageTokens
 
     async def by_number(
         self,
@@ -131,16 +138,83 @@ class JobService:
         assert workflow is not None and pipeline is not None and project is not None
         await self.orchestrator.advance(session, workflow, pipeline, project.org_id)
 
-    async def artifacts(
+    async def _ran(
         self, session: AsyncSession, principal: Principal, slug: tuple[str, str, str], number: int
+    ) -> tuple[Job, ProjectInOrg]:
+        """The job that holds the stored things: a job a rerun carried over stands for its original."""
+        job, found = await self.by_number(session, principal, slug, number)
+        if job.reused_from is not None:
+            job = await engine.get_job(session, job.reused_from) or job
+        return job, found
+
+    def _after(self, page_token: str | None, scope: str) -> int:
+        if not page_token:
+            return 0
+        position = self.page_tokens.decode(page_token, scope)
+        if len(position) != 1 or not isinstance(position[0], int):
+            raise BadRequest("page-token is invalid.")
+        return position[0]
+
+    async def artifacts(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        slug: tuple[str, str, str],
+        number: int,
+        page_token: str | None = None,
     ) -> dict[str, Any]:
-        """circlet's runner protocol uploads no artifacts yet, so a job has none to list."""
-        await self.by_number(session, principal, slug, number)
-        return {"items": [], "next_page_token": None}
+        job, found = await self._ran(session, principal, slug, number)
+        scope = f"artifacts:{job.id}"
+        rows = await storage.artifacts_of(session, job.id, self._after(page_token, scope), PAGE_SIZE)
+        base = f"{self.base_url}/api/v2/project/{slug_of(found.project, found.org)}/{number}/artifacts"
+        items = [
+            {"path": row.path, "node_index": row.node_index, "url": f"{base}/{row.node_index}/{row.path}"}
+            for row in rows
+        ]
+        next_token = self.page_tokens.encode(scope, [rows[-1].id]) if len(rows) == PAGE_SIZE else None
+        return {"items": items, "next_page_token": next_token}
+
+    async def artifact_stream(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        slug: tuple[str, str, str],
+        number: int,
+        node_index: int,
+        path: str,
+    ) -> AsyncIterator[bytes]:
+        """The bytes of one artifact; 404 when the caller may not see the project, or there is none."""
+        job, _ = await self._ran(session, principal, slug, number)
+        row = await storage.artifact(session, job.id, node_index, path)
+        if row is None:
+            raise NotFound("Artifact not found.")
+        try:
+            return self.blobs.get(row.blob_id)
+        except FileNotFoundError:
+            raise NotFound("Artifact not found.") from None
 
     async def tests(
-        self, session: AsyncSession, principal: Principal, slug: tuple[str, str, str], number: int
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        slug: tuple[str, str, str],
+        number: int,
+        page_token: str | None = None,
     ) -> dict[str, Any]:
-        """circlet's runner protocol uploads no test results yet, so a job has none to list."""
-        await self.by_number(session, principal, slug, number)
-        return {"items": [], "next_page_token": None}
+        job, _ = await self._ran(session, principal, slug, number)
+        scope = f"tests:{job.id}"
+        rows = await storage.test_results_of(session, job.id, self._after(page_token, scope), PAGE_SIZE)
+        items = [
+            {
+                "message": row.message,
+                "source": row.source,
+                "run_time": row.run_time,
+                "file": row.file,
+                "result": row.result,
+                "name": row.name,
+                "classname": row.classname,
+            }
+            for row in rows
+        ]
+        next_token = self.page_tokens.encode(scope, [rows[-1].id]) if len(rows) == PAGE_SIZE else None
+        return {"items": items, "next_page_token": next_token}

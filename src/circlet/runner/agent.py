@@ -155,6 +155,7 @@ class Agent:
             work_root=work_root,
             docker=self._options.docker,
             kill_grace=self._options.kill_grace,
+            storage=task_client,
         )
         self._running[task.task_id] = runner
         if self._stopping.is_set():

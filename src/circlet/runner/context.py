@@ -3,7 +3,7 @@ the task's process groups; and what it gives back."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -25,6 +25,28 @@ class EventSink(Protocol):
     ) -> None: ...
 
     async def step_output(self, index: int, data: bytes) -> None: ...
+
+
+class TaskStorage(Protocol):
+    """The server's storage for a task's storage steps (``TaskClient``, or a fake in tests)."""
+
+    async def find_cache(self, keys: Sequence[str]) -> str | None: ...
+
+    async def cache_exists(self, key: str) -> bool: ...
+
+    async def download_cache(self, key: str, target: Path) -> None: ...
+
+    async def upload_cache(self, key: str, source: Path) -> bool: ...
+
+    async def upload_layer(self, source: Path) -> None: ...
+
+    async def workspace_layers(self) -> list[str]: ...
+
+    async def download_layer(self, layer_id: str, target: Path) -> None: ...
+
+    async def upload_artifact(self, destination: str, source: Path) -> None: ...
+
+    async def upload_test_results(self, source: str, file: Path) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -113,6 +135,8 @@ class StepContext:
     output: StepOutput
     run_nested: Callable[[Step], Awaitable[StepOutcome]] | None = None
     """Runs a step nested in this one (``when``/``unless``), writing to this step's output."""
+    storage: TaskStorage | None = None
+    """Caches, workspace, artifacts and test results on the server (None: this runner has none)."""
 
     def resolve(self, path: object) -> Path:
         """A step's path argument: ``~`` expanded, relative to the job's working directory."""

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from circlet.runner.context import EventSink, StepContext, StepOutcome, StepOutput, TaskDirs
+from circlet.runner.context import EventSink, StepContext, StepOutcome, StepOutput, TaskDirs, TaskStorage
 from circlet.runner.masking import Masker
 from circlet.runner.process import ProcessGroups
 from circlet.runner.protocol import Step, Task
@@ -54,9 +54,11 @@ class TaskRunner:
         work_root: Path,
         docker: DockerMode = "host",
         kill_grace: float = 5.0,
+        storage: TaskStorage | None = None,
     ) -> None:
         self.task = task
         self._sink = sink
+        self._storage = storage
         self._docker = docker
         self._dirs = TaskDirs(work_root / f"task-{task.task_id}")
         self._groups = ProcessGroups(kill_grace)
@@ -155,6 +157,7 @@ class TaskRunner:
             environment=environment,
             groups=self._groups,
             output=output,
+            storage=self._storage,
         )
         context.run_nested = lambda nested: step_type(nested.type).handler(dataclasses.replace(context, step=nested))
         log.info("step started", extra={"task_id": self.task.task_id, "step": index, "step_name": step.name})

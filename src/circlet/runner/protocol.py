@@ -9,8 +9,11 @@ import logging
 import random
 import time
 from collections import deque
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -19,6 +22,7 @@ log = logging.getLogger("circlet.runner")
 API = "/api/v3/runner"
 MAX_OUTPUT_CALL = 1024 * 1024
 """The protocol's limit on one output call."""
+FILE_CHUNK = 1024 * 1024
 
 
 class RunnerError(Exception):
@@ -219,6 +223,10 @@ class RunnerClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self._http
+
     async def claim(self, resource_class: str, wait_seconds: int = 30) -> Task | None:
         """One long-poll for a task: the task, or None when none came in ``wait_seconds``.
         Retries transport errors and 5xx answers for as long as it takes."""
@@ -277,6 +285,18 @@ class RunnerClient:
             await asyncio.sleep(delay)
 
 
+class FileBody:
+    """A request body read from a file in chunks; iterable again, so a retried call resends it whole."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with open(self.path, "rb") as handle:
+            while chunk := handle.read(FILE_CHUNK):
+                yield chunk
+
+
 class TaskClient:
     """The calls made for one claimed task, with its task token."""
 
@@ -322,6 +342,100 @@ class TaskClient:
     async def complete(self, status: str, message: str | None, *, patience: float | None = None) -> None:
         """``patience``: give up after this many seconds of failures (default: the lease)."""
         await self._call("POST", "/complete", json={"status": status, "message": message}, patience=patience)
+
+    # -- storage (caches, workspace, artifacts, test results) --------------------------------------
+
+    async def find_cache(self, keys: Sequence[str]) -> str | None:
+        """The key of the newest cache matching the first of ``keys`` that matches, or None."""
+        response = await self._send("GET", "/caches", params={"keys": ",".join(keys)})
+        if response.status_code == 404:
+            return None
+        self._check(response, "/caches")
+        return str(response.json()["key"])
+
+    async def cache_exists(self, key: str) -> bool:
+        path = f"/caches/{quote(key, safe='')}"
+        response = await self._send("HEAD", path)
+        if response.status_code == 404:
+            return False
+        self._check(response, path)
+        return True
+
+    async def download_cache(self, key: str, target: Path) -> None:
+        await self._download(f"/caches/{quote(key, safe='')}", target)
+
+    async def upload_cache(self, key: str, source: Path) -> bool:
+        """False when a cache with this key exists already (caches are immutable)."""
+        path = f"/caches/{quote(key, safe='')}"
+        response = await self._upload(path, source)
+        if response.status_code == 409 and not _message(response).startswith("task "):
+            return False
+        self._check(response, path)
+        return True
+
+    async def upload_layer(self, source: Path) -> None:
+        self._check(await self._upload("/workspace", source), "/workspace")
+
+    async def workspace_layers(self) -> list[str]:
+        response = await self._send("GET", "/workspace")
+        self._check(response, "/workspace")
+        return [str(layer) for layer in response.json()]
+
+    async def download_layer(self, layer_id: str, target: Path) -> None:
+        await self._download(f"/workspace/{quote(layer_id, safe='')}", target)
+
+    async def upload_artifact(self, destination: str, source: Path) -> None:
+        self._check(await self._upload("/artifacts", source, params={"path": destination}), "/artifacts")
+
+    async def upload_test_results(self, source: str, file: Path) -> int:
+        """The number of tests stored; ``ProtocolError`` with the server's message when it refuses them."""
+        response = await self._upload("/tests", file, params={"source": source})
+        self._check(response, "/tests")
+        return int(response.json().get("tests", 0))
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return await self._runner.send(
+            method, self._base + path, self._task.task_token, give_up_after=self._task.lease_seconds, **kwargs
+        )
+
+    async def _upload(self, path: str, source: Path, params: dict[str, str] | None = None) -> httpx.Response:
+        return await self._send(
+            "PUT",
+            path,
+            params=params,
+            content=FileBody(source),
+            headers={"Content-Type": "application/octet-stream"},
+        )
+
+    async def _download(self, path: str, target: Path) -> None:
+        """Stream a stored blob into ``target`` (retried whole on transport errors and 5xx)."""
+        backoff = Backoff()
+        started = time.monotonic()
+        headers = {"Authorization": f"Bearer {self._task.task_token}"}
+        while True:
+            try:
+                async with self._runner.http.stream("GET", self._base + path, headers=headers) as response:
+                    if response.status_code < 500:
+                        if response.status_code != 200:
+                            await response.aread()
+                            self._check(response, path)
+                        with open(target, "wb") as handle:
+                            async for chunk in response.aiter_bytes(FILE_CHUNK):
+                                handle.write(chunk)
+                        return
+                problem = f"server answered {response.status_code}"
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() - started >= self._task.lease_seconds:
+                raise TaskLost(f"server unreachable for {self._task.lease_seconds:.0f}s ({problem})")
+            await asyncio.sleep(backoff.delay())
+
+    @staticmethod
+    def _check(response: httpx.Response, path: str) -> None:
+        if response.status_code in (401, 403, 409):
+            raise TaskLost(f"{path} answered {response.status_code}: {_message(response)}")
+        if response.status_code >= 400:
+            raise ProtocolError(_message(response) or f"{path} answered {response.status_code}")
 
     async def _call(
         self,

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
-from starlette.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response, StreamingResponse
 
+from circlet.blobs import StoredBlob
 from circlet.db.engine import Database
+from circlet.db.models import Task
 from circlet.engine.queue import TaskSignal
 from circlet.http.errors import PayloadTooLarge
 from circlet.http.responses import json_response
 from circlet.runners.schemas import Claim, Complete, StepEvent
 from circlet.runners.service import RunnerService
+from circlet.storage.service import StorageService, check_relative_path
 
 router = APIRouter(prefix="/api/v3/runner", tags=["Runner"])
 Authorization = Annotated[str | None, Header()]
@@ -114,3 +119,146 @@ async def running(
         await service.runner(session, authorization, resource_class)
         count = await service.depth(session, resource_class, "running")
     return json_response({"running_runner_tasks": count})
+
+
+# -- storage: caches, workspace layers, artifacts, test results -----------------------------------
+
+
+def _storage(request: Request) -> tuple[Database, RunnerService, StorageService]:
+    state = request.app.state
+    return state.database, state.runner_service, state.storage_service
+
+
+async def _running_task(
+    session: AsyncSession, service: RunnerService, authorization: str | None, task_id: uuid.UUID
+) -> Task:
+    task = await service.task(session, authorization, task_id)
+    service.require_running(task)
+    return task
+
+
+async def _record(
+    request: Request,
+    task_id: uuid.UUID,
+    authorization: str | None,
+    blob: StoredBlob,
+    record: Callable[[AsyncSession, Task], Awaitable[None]],
+) -> None:
+    """Record a stored blob in one unit of work; a refused or failed record deletes the blob."""
+    database, service, storage = _storage(request)
+    try:
+        async with database.writing() as session:
+            await record(session, await _running_task(session, service, authorization, task_id))
+    except BaseException:
+        await storage.discard(blob)
+        raise
+
+
+def _blob_response(storage: StorageService, blob_id: str) -> Response:
+    return StreamingResponse(storage.stream(blob_id), media_type="application/gzip")
+
+
+@router.get("/tasks/{task_id}/caches", include_in_schema=False)
+async def find_cache(
+    request: Request, task_id: uuid.UUID, keys: Annotated[list[str], Query()], authorization: Authorization = None
+) -> Response:
+    """The key of the newest cache matching the first of ``keys`` (comma-separated) that matches."""
+    database, service, storage = _storage(request)
+    wanted = [key for value in keys for key in value.split(",") if key]
+    async with database.reading() as session:
+        task = await _running_task(session, service, authorization, task_id)
+        key = await storage.find_cache(session, task, wanted)
+    return json_response({"key": key})
+
+
+@router.get("/tasks/{task_id}/caches/{key:path}", include_in_schema=False)
+async def get_cache(request: Request, task_id: uuid.UUID, key: str, authorization: Authorization = None) -> Response:
+    database, service, storage = _storage(request)
+    async with database.reading() as session:
+        task = await _running_task(session, service, authorization, task_id)
+        blob_id = (await storage.cache(session, task, key)).blob_id
+    return _blob_response(storage, blob_id)
+
+
+@router.head("/tasks/{task_id}/caches/{key:path}", include_in_schema=False)
+async def cache_exists(request: Request, task_id: uuid.UUID, key: str, authorization: Authorization = None) -> Response:
+    """200 when a cache has exactly this key, else 404 (so a runner skips an upload that would be refused)."""
+    database, service, storage = _storage(request)
+    async with database.reading() as session:
+        task = await _running_task(session, service, authorization, task_id)
+        await storage.cache(session, task, key)
+    return Response(status_code=200)
+
+
+@router.put("/tasks/{task_id}/caches/{key:path}", include_in_schema=False)
+async def save_cache(request: Request, task_id: uuid.UUID, key: str, authorization: Authorization = None) -> Response:
+    """201, or 409 when the key exists (caches are immutable; checked before the body is read)."""
+    database, service, storage = _storage(request)
+    async with database.reading() as session:
+        task = await _running_task(session, service, authorization, task_id)
+        await storage.refuse_existing_cache(session, task, key)
+    blob = await storage.store(request.stream())
+    await _record(request, task_id, authorization, blob, lambda s, t: storage.save_cache(s, t, key, blob))
+    return json_response({"key": key, "size": blob.size}, 201)
+
+
+@router.put("/tasks/{task_id}/workspace", include_in_schema=False)
+async def persist_workspace(request: Request, task_id: uuid.UUID, authorization: Authorization = None) -> Response:
+    database, service, storage = _storage(request)
+    async with database.reading() as session:
+        await _running_task(session, service, authorization, task_id)
+    blob = await storage.store(request.stream())
+    await _record(request, task_id, authorization, blob, lambda s, t: storage.save_layer(s, t, blob))
+    return json_response({"size": blob.size}, 201)
+
+
+@router.get("/tasks/{task_id}/workspace", include_in_schema=False)
+async def workspace_layers(request: Request, task_id: uuid.UUID, authorization: Authorization = None) -> Response:
+    """The ids of the layers this job sees, in the order to apply them."""
+    database, service, storage = _storage(request)
+    async with database.reading() as session:
+        task = await _running_task(session, service, authorization, task_id)
+        layers = await storage.visible_layers(session, task)
+    return json_response([layer.id for layer in layers])
+
+
+@router.get("/tasks/{task_id}/workspace/{layer_id}", include_in_schema=False)
+async def workspace_layer(
+    request: Request, task_id: uuid.UUID, layer_id: uuid.UUID, authorization: Authorization = None
+) -> Response:
+    database, service, storage = _storage(request)
+    async with database.reading() as session:
+        task = await _running_task(session, service, authorization, task_id)
+        blob_id = (await storage.layer(session, task, layer_id)).blob_id
+    return _blob_response(storage, blob_id)
+
+
+@router.put("/tasks/{task_id}/artifacts", include_in_schema=False)
+async def store_artifact(
+    request: Request, task_id: uuid.UUID, path: Annotated[str, Query()], authorization: Authorization = None
+) -> Response:
+    database, service, storage = _storage(request)
+    destination = check_relative_path(path, "path")
+    async with database.reading() as session:
+        await _running_task(session, service, authorization, task_id)
+    blob = await storage.store(request.stream())
+    await _record(request, task_id, authorization, blob, lambda s, t: storage.save_artifact(s, t, destination, blob))
+    return json_response({"path": destination, "size": blob.size}, 201)
+
+
+@router.put("/tasks/{task_id}/tests", include_in_schema=False)
+async def store_test_results(
+    request: Request,
+    task_id: uuid.UUID,
+    source: Annotated[str, Query(max_length=255)] = "",
+    authorization: Authorization = None,
+) -> Response:
+    """One JUnit XML file, parsed as it streams in; 400 when it is not JUnit XML circlet accepts."""
+    database, service, storage = _storage(request)
+    async with database.reading() as session:
+        await _running_task(session, service, authorization, task_id)
+    rows = await storage.parse_test_results(request.stream())
+    async with database.writing() as session:
+        task = await _running_task(session, service, authorization, task_id)
+        count = await storage.save_test_results(session, task, source, rows)
+    return json_response({"tests": count}, 201)

@@ -13,6 +13,14 @@ from circlet.runner.steps.conditional import conditional
 from circlet.runner.steps.remote_docker import setup_remote_docker
 from circlet.runner.steps.run import run
 from circlet.runner.steps.ssh_keys import add_ssh_keys
+from circlet.runner.steps.storage import (
+    attach_workspace,
+    persist_to_workspace,
+    restore_cache,
+    save_cache,
+    store_artifacts,
+    store_test_results,
+)
 
 When = Literal["on_success", "on_fail", "always"]
 Handler = Callable[[StepContext], Awaitable[StepOutcome]]
@@ -33,6 +41,12 @@ STEP_TYPES: dict[str, StepType] = {
     "unless": StepType(conditional),
     "add_ssh_keys": StepType(add_ssh_keys),
     "setup_remote_docker": StepType(setup_remote_docker),
+    "save_cache": StepType(save_cache),
+    "restore_cache": StepType(restore_cache),
+    "persist_to_workspace": StepType(persist_to_workspace),
+    "attach_workspace": StepType(attach_workspace),
+    "store_artifacts": StepType(store_artifacts, "always"),
+    "store_test_results": StepType(store_test_results, "always"),
 }
 
 

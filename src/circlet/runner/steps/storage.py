@@ -1,0 +1,212 @@
+"""The storage steps: ``save_cache``, ``restore_cache``, ``persist_to_workspace``, ``attach_workspace``,
+``store_artifacts`` and ``store_test_results``. Archives are made in the task's data directory and
+streamed from there, so no step holds a file in memory; the server keeps the bytes (docs/runner.md)."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from circlet.runner.context import StepContext, StepOutcome, TaskStorage
+from circlet.runner.protocol import ProtocolError
+from circlet.runner.steps.archives import ArchiveError, create, expand, extract
+from circlet.runner.steps.cache_keys import TemplateError, render_key
+
+Handler = Callable[[StepContext, TaskStorage], Awaitable[StepOutcome]]
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [str(item) for item in value if item is not None and str(item)]
+    return []
+
+
+def _failed(what: str, reason: str) -> StepOutcome:
+    return StepOutcome("failed", None, f"{what}: {reason}")
+
+
+@contextlib.asynccontextmanager
+async def _scratch(context: StepContext) -> AsyncIterator[Path]:
+    path = context.dirs.data / f"archive-{uuid.uuid4().hex}.tar.gz"
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _storage_step(what: str, handler: Handler) -> Callable[[StepContext], Awaitable[StepOutcome]]:
+    """Runs ``handler`` with the task's storage; refusals become a failed step with a clear line."""
+
+    async def step(context: StepContext) -> StepOutcome:
+        if context.storage is None:
+            await context.output.line(f"circlet runner: {what} needs the server's storage, which this runner lacks")
+            return _failed(what, "no server storage")
+        try:
+            return await handler(context, context.storage)
+        except (ArchiveError, TemplateError, ProtocolError) as exc:
+            await context.output.line(f"{what}: {exc}")
+            return _failed(what, str(exc))
+
+    return step
+
+
+# -- caches ---------------------------------------------------------------------------------------
+
+
+def _render(context: StepContext, template: str) -> str:
+    return render_key(template, context.environment, lambda name: context.resolve(name))
+
+
+def _home_relative(context: StepContext, path: Path) -> Path | None:
+    try:
+        return path.resolve().relative_to(context.dirs.home.resolve())
+    except ValueError:
+        return None
+
+
+async def _save_cache(context: StepContext, storage: TaskStorage) -> StepOutcome:
+    template = str(context.step.args.get("key") or "")
+    if not template:
+        raise ArchiveError("a key is required")
+    key = _render(context, template)
+    if await storage.cache_exists(key):
+        await context.output.line(f"Skipping cache generation, cache already exists for key: {key}")
+        return StepOutcome("success", 0)
+    members: list[Path] = []
+    for given in _strings(context.step.args.get("paths")):
+        path = context.resolve(given)
+        relative = _home_relative(context, path)
+        if relative is None or not relative.parts:
+            await context.output.line(f"Warning: {given} is not under the job's home directory; not cached")
+        elif not path.exists():
+            await context.output.line(f"Warning: could not find {given}; not cached")
+        else:
+            members.append(context.dirs.home / relative)
+    async with _scratch(context) as archive:
+        await context.output.line("Creating cache archive...")
+        count = await create(archive, context.dirs.home, members)
+        await context.output.line(f"Uploading cache archive ({archive.stat().st_size} bytes, {count} paths)...")
+        if not await storage.upload_cache(key, archive):
+            await context.output.line(f"Skipping cache generation, cache already exists for key: {key}")
+            return StepOutcome("success", 0)
+    await context.output.line(f"Stored Cache to {key}")
+    return StepOutcome("success", 0)
+
+
+async def _restore_cache(context: StepContext, storage: TaskStorage) -> StepOutcome:
+    templates = _strings(context.step.args.get("keys")) or _strings(context.step.args.get("key"))
+    if not templates:
+        raise ArchiveError("key or keys is required")
+    keys = [_render(context, template) for template in templates]
+    found = await storage.find_cache(keys)
+    if found is None:
+        await context.output.line("No cache is found for key: " + " ".join(keys))
+        return StepOutcome("success", 0)
+    await context.output.line(f"Found a cache at {found}")
+    async with _scratch(context) as archive:
+        await storage.download_cache(found, archive)
+        count = await extract(archive, context.dirs.home)
+    await context.output.line(f"Restored {count} entries of cache {found} into {context.dirs.home}")
+    return StepOutcome("success", 0)
+
+
+# -- workspaces -----------------------------------------------------------------------------------
+
+
+async def _persist_to_workspace(context: StepContext, storage: TaskStorage) -> StepOutcome:
+    root_arg = context.step.args.get("root")
+    if not root_arg:
+        raise ArchiveError("root is required")
+    root = context.resolve(root_arg)
+    members: list[Path] = []
+    for pattern in _strings(context.step.args.get("paths")):
+        found = expand(root, pattern)
+        if not found:
+            raise ArchiveError(f"could not find {pattern} under {root}")
+        members.extend(found)
+    async with _scratch(context) as archive:
+        count = await create(archive, root, members)
+        await storage.upload_layer(archive)
+    await context.output.line(f"Persisted {count} paths from {root} to the workspace")
+    return StepOutcome("success", 0)
+
+
+async def _attach_workspace(context: StepContext, storage: TaskStorage) -> StepOutcome:
+    at_arg = context.step.args.get("at")
+    if not at_arg:
+        raise ArchiveError("at is required")
+    target = context.resolve(at_arg)
+    layers = await storage.workspace_layers()
+    for layer in layers:
+        async with _scratch(context) as archive:
+            await storage.download_layer(layer, archive)
+            await extract(archive, target)
+    await context.output.line(f"Attached {len(layers)} workspace layers at {target}")
+    return StepOutcome("success", 0)
+
+
+# -- artifacts and test results -------------------------------------------------------------------
+
+
+def _destination(value: str) -> str:
+    parts = [part for part in value.replace("\\", "/").split("/") if part not in ("", ".", "~")]
+    if not parts or ".." in parts:
+        raise ArchiveError(f"destination {value!r} must name a path without '..'")
+    return "/".join(parts)
+
+
+def _files(path: Path, suffix: str = "") -> list[Path]:
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(suffix))
+    return []
+
+
+async def _store_artifacts(context: StepContext, storage: TaskStorage) -> StepOutcome:
+    given = str(context.step.args.get("path") or "")
+    if not given:
+        raise ArchiveError("path is required")
+    source = context.resolve(given)
+    prefix = _destination(str(context.step.args.get("destination") or given))
+    files = _files(source)
+    if not files:
+        await context.output.line(f"No artifact files found at {given}")
+    for file in files:
+        name = prefix if file == source else f"{prefix}/{file.relative_to(source).as_posix()}"
+        await storage.upload_artifact(name, file)
+        await context.output.line(f"Uploaded {name}")
+    return StepOutcome("success", 0)
+
+
+async def _store_test_results(context: StepContext, storage: TaskStorage) -> StepOutcome:
+    given = str(context.step.args.get("path") or "")
+    if not given:
+        raise ArchiveError("path is required")
+    root = context.resolve(given)
+    files = _files(root, ".xml")
+    if not files:
+        await context.output.line(f"No test results found at {given}")
+    for file in files:
+        relative = file.relative_to(root) if file != root else Path(file.name)
+        source = relative.parts[0] if len(relative.parts) > 1 else root.name
+        try:
+            count = await storage.upload_test_results(source, file)
+        except ProtocolError as exc:  # as CircleCI: a file it cannot read does not fail the step
+            await context.output.line(f"Error uploading {relative}: {exc}")
+            continue
+        await context.output.line(f"Uploaded {count} test results from {relative}")
+    return StepOutcome("success", 0)
+
+
+save_cache = _storage_step("save_cache", _save_cache)
+restore_cache = _storage_step("restore_cache", _restore_cache)
+persist_to_workspace = _storage_step("persist_to_workspace", _persist_to_workspace)
+attach_workspace = _storage_step("attach_workspace", _attach_workspace)
+store_artifacts = _storage_step("store_artifacts", _store_artifacts)
+store_test_results = _storage_step("store_test_results", _store_test_results)

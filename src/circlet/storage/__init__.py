@@ -1,0 +1,1 @@
+"""Caches, workspace layers, artifacts and test results of jobs (the runners storage steps)."""

@@ -1,0 +1,179 @@
+"""The storage steps on the runner's side, against an in-memory storage: cache key templates, archives
+that refuse to write outside their target, and the steps' behaviour as CircleCI documents it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import tarfile
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from circlet.runner.protocol import ProtocolError
+from circlet.runner.steps.archives import ArchiveError, extract
+from circlet.runner.steps.cache_keys import TemplateError, arch, render_key
+from tests.runner.conftest import execute, make_task, run_step
+
+
+class MemoryStorage:
+    """The server's storage, in memory (files are copied in and out, as the real client streams them)."""
+
+    def __init__(self) -> None:
+        self.caches: dict[str, bytes] = {}
+        self.layers: list[tuple[str, bytes]] = []
+        self.artifacts: dict[str, bytes] = {}
+        self.tests: list[tuple[str, str]] = []
+
+    async def find_cache(self, keys: Sequence[str]) -> str | None:
+        for key in keys:
+            matches = [saved for saved in self.caches if saved.startswith(key)]
+            if matches:
+                return matches[-1]
+        return None
+
+    async def cache_exists(self, key: str) -> bool:
+        return key in self.caches
+
+    async def download_cache(self, key: str, target: Path) -> None:
+        target.write_bytes(self.caches[key])
+
+    async def upload_cache(self, key: str, source: Path) -> bool:
+        if key in self.caches:
+            return False
+        self.caches[key] = source.read_bytes()
+        return True
+
+    async def upload_layer(self, source: Path) -> None:
+        self.layers.append((uuid.uuid4().hex, source.read_bytes()))
+
+    async def workspace_layers(self) -> list[str]:
+        return [layer for layer, _ in self.layers]
+
+    async def download_layer(self, layer_id: str, target: Path) -> None:
+        target.write_bytes(dict(self.layers)[layer_id])
+
+    async def upload_artifact(self, destination: str, source: Path) -> None:
+        self.artifacts[destination] = source.read_bytes()
+
+    async def upload_test_results(self, source: str, file: Path) -> int:
+        text = file.read_text()
+        if not text.startswith("<"):
+            raise ProtocolError("Test results are not JUnit XML circlet accepts: not well-formed XML")
+        self.tests.append((source, file.name))
+        return text.count("<testcase")
+
+
+def test_key_templates(tmp_path: Path) -> None:
+    (tmp_path / "lock").write_bytes(b"deps")
+    environment = {"CIRCLE_BRANCH": "main", "CIRCLE_SHA1": "abc", "CIRCLE_BUILD_NUM": "7", "LANG_V": "3.11"}
+    rendered = render_key(
+        "v1-{{ .Branch }}-{{.Revision}}-{{ .BuildNum }}-{{ .Environment.LANG_V }}-{{ .Environment.UNSET }}-"
+        '{{ checksum "lock" }}-{{ arch }}',
+        environment,
+        lambda name: tmp_path / name,
+    )
+    checksum = base64.b64encode(hashlib.sha256(b"deps").digest()).decode()
+    assert rendered == f"v1-main-abc-7-3.11--{checksum}-{arch()}"
+    assert arch().startswith("arch1-linux-")
+    assert render_key("{{ epoch }}", {}, Path).isdigit()
+    with pytest.raises(TemplateError, match="unknown cache key template"):
+        render_key("{{ .Nope }}", {}, Path)
+    with pytest.raises(TemplateError, match="cannot read"):
+        render_key('{{ checksum "missing" }}', {}, lambda name: tmp_path / name)
+
+
+def tar_with(name: str, data: bytes = b"x", kind: bytes = tarfile.REGTYPE, link: str = "") -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo(name)
+        info.type = kind
+        info.linkname = link
+        info.size = len(data) if kind == tarfile.REGTYPE else 0
+        tar.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "archive",
+    [
+        tar_with("../escape"),
+        tar_with("/tmp/absolute-escape"),
+        tar_with("link", kind=tarfile.SYMTYPE, link="/etc/passwd"),
+        tar_with("link", kind=tarfile.LNKTYPE, link="../../outside"),
+        b"\x1f\x8b garbage",
+    ],
+)
+async def test_tampered_archives_write_nothing_outside(tmp_path: Path, archive: bytes) -> None:
+    target = tmp_path / "target"
+    path = tmp_path / "a.tar.gz"
+    path.write_bytes(archive)
+    with pytest.raises(ArchiveError):
+        await extract(path, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz", "target"]
+
+
+async def test_cache_saved_once_and_restored_by_prefix(work_root: Path) -> None:
+    storage = MemoryStorage()
+    save = [
+        run_step("mkdir -p deps/sub ~/.tool && echo v1 > deps/sub/f && echo t > ~/.tool/t"),
+        {"type": "save_cache", "key": "deps-{{ .Branch }}", "paths": ["deps", "~/.tool", "missing", "/etc"]},
+    ]
+    environment = {"CIRCLE_BRANCH": "main"}
+    first = await execute(make_task(save, environment=environment), work_root, storage=storage)
+    assert first.result.status == "success", first.sink.outputs
+    assert list(storage.caches) == ["deps-main"]
+    output = first.sink.output(1)
+    assert "Warning: could not find missing" in output and "/etc is not under the job's home" in output
+    assert output.endswith("Stored Cache to deps-main\n")
+
+    again = await execute(make_task(save, environment=environment), work_root, storage=storage)
+    assert again.sink.output(1) == "Skipping cache generation, cache already exists for key: deps-main\n"
+
+    restore = [
+        {"type": "restore_cache", "keys": ["nothing-", "deps-"]},
+        run_step("cat deps/sub/f ~/.tool/t"),
+        {"type": "restore_cache", "key": "absent"},
+    ]
+    restored = await execute(make_task(restore), work_root, storage=storage)
+    assert restored.result.status == "success"
+    assert restored.sink.output(1) == "v1\nt\n"
+    assert restored.sink.output(2) == "No cache is found for key: absent\n"
+
+
+async def test_workspace_artifacts_and_test_results(work_root: Path) -> None:
+    storage = MemoryStorage()
+    persist = [
+        run_step("mkdir -p build/bin && echo one > build/bin/a && echo two > build/b.txt"),
+        {"type": "persist_to_workspace", "root": "build", "paths": ["bin", "*.txt"]},
+    ]
+    assert (await execute(make_task(persist), work_root, storage=storage)).result.status == "success"
+    refused = [{"type": "persist_to_workspace", "root": ".", "paths": ["../x"]}]
+    bad = await execute(make_task(refused), work_root, storage=storage)
+    assert bad.result.status == "failed" and "without '..'" in bad.sink.output(0)
+
+    steps = [
+        {"type": "attach_workspace", "at": "ws"},
+        run_step("cat ws/bin/a ws/b.txt"),
+        run_step("mkdir -p r/unit && echo '<testsuite><testcase name=\"t\"/></testsuite>' > r/unit/a.xml"),
+        run_step("echo nope > r/bad.xml && echo skip > r/notes.txt && exit 1"),
+        {"type": "store_test_results", "path": "r"},
+        {"type": "store_artifacts", "path": "r", "destination": "/out/"},
+        {"type": "store_artifacts", "path": "ws/b.txt"},
+    ]
+    run = await execute(make_task(steps), work_root, storage=storage)
+    assert run.sink.output(1) == "one\ntwo\n"
+    assert run.sink.final()[4] == ("success", 0)  # store_* run after a failure, and bad XML does not fail
+    assert "Error uploading bad.xml: Test results are not JUnit XML" in run.sink.output(4)
+    assert storage.tests == [("unit", "a.xml")]
+    assert sorted(storage.artifacts) == ["out/bad.xml", "out/notes.txt", "out/unit/a.xml", "ws/b.txt"]
+    assert storage.artifacts["ws/b.txt"] == b"two\n"
+
+
+async def test_storage_steps_need_a_storage(work_root: Path) -> None:
+    run = await execute(make_task([{"type": "save_cache", "key": "k", "paths": ["."]}]), work_root)
+    assert run.result.status == "failed"
+    assert run.sink.output(0) == "circlet runner: save_cache needs the server's storage, which this runner lacks\n"
