@@ -11,6 +11,7 @@ from circlet.engine.orchestrator import downstream, normalize_step, requirements
 ALLOWED_JOB = [
     ("blocked", "queued"),
     ("blocked", "on_hold"),
+    ("blocked", "success"),  # no-op, lock and unlock jobs
     ("blocked", "not_run"),
     ("blocked", "canceled"),
     ("blocked", "unauthorized"),

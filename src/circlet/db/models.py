@@ -511,3 +511,30 @@ class TestResult(Base):
     name: Mapped[str] = mapped_column(String(1024))
     classname: Mapped[str] = mapped_column(String(1024))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SerialGroupHolder(Base):
+    """The job holding a serial group of an organization (one row per group: the unique key is
+    the lock). A build job holds it while it runs; a job group's ``lock`` job until its ``unlock``."""
+
+    __tablename__ = "serial_group_holders"
+
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    workflow_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workflows.id", ondelete="CASCADE"), index=True)
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SerialGroupWaiter(Base):
+    """A ready job waiting for a serial group; the oldest (lowest id) is started when it frees."""
+
+    __tablename__ = "serial_group_waiters"
+    __table_args__ = (Index("ix_serial_group_waiters_group", "org_id", "key", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(512))
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    workflow_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workflows.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

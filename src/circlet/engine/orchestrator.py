@@ -21,11 +21,14 @@ from circlet.contexts.expressions import restriction_allows
 from circlet.db.models import Job, Pipeline, Task, Workflow
 from circlet.db.types import utcnow
 from circlet.engine import repository as engine
-from circlet.engine import states
+from circlet.engine import serial, states
 from circlet.engine.queue import TaskSignal
 from circlet.groups import repository as groups
 
 LOCAL_RESOURCE_CLASS = "local"
+RUNNERLESS = ("no-op", "lock", "unlock")
+"""Job types that complete in the engine: a job group's boundary jobs (no runner, no number)."""
+WAITING_FOR_GROUP = "waiting for serial group "
 EXECUTOR_TYPES = ("docker", "machine", "macos", "windows")
 
 
@@ -119,7 +122,7 @@ class Orchestrator:
         setup: bool = False,
     ) -> list[Workflow]:
         graphs = compiled.graph_for(pipeline.branch, pipeline.tag)
-        build_jobs = sum(1 for graph in graphs for node in graph.jobs if node.type != "approval")
+        build_jobs = sum(1 for graph in graphs for node in graph.jobs if node.type == "build")
         first_number = (await engine.next_numbers(session, pipeline.project_id, jobs=build_jobs))[1]
         numbers = iter(range(first_number, first_number + build_jobs))
         created = []
@@ -154,8 +157,10 @@ class Orchestrator:
         )
         jobs = []
         for node in graph.jobs:
-            approval = node.type == "approval"
+            approval = node.type != "build"
             spec = {} if approval else job_spec(node, processed)
+            if node.serial_group is not None and node.type in ("build", "lock", "unlock"):
+                spec["serial_group"] = node.serial_group
             jobs.append(
                 Job(
                     id=uuid.uuid4(),
@@ -163,15 +168,15 @@ class Orchestrator:
                     pipeline_id=pipeline.id,
                     project_id=pipeline.project_id,
                     name=node.name,
-                    type="approval" if approval else "build",
+                    type=node.type if node.type in ("approval", *RUNNERLESS) else "build",
                     number=None if approval else next(numbers),
                     status=states.BLOCKED,
                     requires={name: list(accepted) for name, accepted in node.requires.items()},
                     contexts=list(node.context),
                     spec=spec,
                     parallelism=spec.get("parallelism", 1),
-                    resource_class=spec["executor"]["resource_class"] if spec else LOCAL_RESOURCE_CLASS,
-                    executor_type=spec["executor"]["type"] if spec else "none",
+                    resource_class=spec["executor"]["resource_class"] if not approval else LOCAL_RESOURCE_CLASS,
+                    executor_type=spec["executor"]["type"] if not approval else "none",
                     created_at=now,
                 )
             )
@@ -199,7 +204,7 @@ class Orchestrator:
         while changed:
             changed = False
             for job in jobs:
-                if job.status != states.BLOCKED:
+                if job.status != states.BLOCKED or waiting_for_group(job):
                     continue
                 verdict = requirements_verdict(job.requires, {n: j.status for n, j in by_name.items()})
                 if verdict is None:
@@ -213,6 +218,8 @@ class Orchestrator:
                     set_job_status(job, states.NOT_RUN)
                     job.message = "A job it requires did not end with a status it accepts."
         ended = await self.update_workflow_status(session, workflow, jobs)
+        if any(job.spec.get("serial_group") for job in jobs):
+            await self.release_holds(session, workflow, jobs, org_id)
         if (
             ended
             and workflow.status == states.WF_FAILED
@@ -249,12 +256,67 @@ class Orchestrator:
             set_job_status(job, states.ON_HOLD)
             job.approval_request_id = job.id
             return
-        denied = await authorize_contexts(session, org_id, pipeline, job.contexts)
-        if denied is not None:
-            set_job_status(job, states.UNAUTHORIZED)
-            job.message = denied
+        key = job.spec.get("serial_group")
+        if job.type == "no-op" or (job.type == "lock" and not key):
+            complete_runnerless(job)
+            return
+        if job.type == "unlock":
+            complete_runnerless(job)
+            if key:
+                for hold in await serial.holds_of_workflow(session, job.workflow_id):
+                    if hold.key == key:
+                        await self.promote(session, await serial.release(session, hold), org_id)
+            return
+        if job.type == "build":
+            denied = await authorize_contexts(session, org_id, pipeline, job.contexts)
+            if denied is not None:
+                set_job_status(job, states.UNAUTHORIZED)
+                job.message = denied
+                return
+        if key and not await serial.acquire(session, org_id, key, job.id, job.workflow_id):
+            # Stays blocked; started by whichever transaction frees the group (`promote`).
+            job.message = WAITING_FOR_GROUP + key
+            await session.flush()
+            return
+        if job.type == "lock":
+            complete_runnerless(job)
             return
         await self.enqueue(session, job)
+
+    async def release_holds(
+        self, session: AsyncSession, workflow: Workflow, jobs: Sequence[Job], org_id: uuid.UUID
+    ) -> None:
+        """Free the serial groups held by the workflow's ended build jobs, and every group it still
+        holds once it has ended (a lock whose unlock never ran); each goes to its oldest waiter."""
+        holds = await serial.holds_of_workflow(session, workflow.id)
+        if not holds:
+            return
+        by_id = {job.id: job for job in jobs}
+        ended = workflow.status in states.WORKFLOW_FINAL
+        for hold in holds:
+            holder = by_id.get(hold.job_id)
+            if ended or holder is None or (holder.type != "lock" and holder.status in states.JOB_FINAL):
+                await self.promote(session, await serial.release(session, hold), org_id)
+
+    async def promote(self, session: AsyncSession, job_id: uuid.UUID | None, org_id: uuid.UUID) -> None:
+        """Start a waiting job that has just been handed its serial group, and move its DAG on."""
+        if job_id is None:
+            return
+        job = await engine.lock_job(session, job_id)
+        workflow = await engine.get_workflow(session, job.workflow_id, lock=True) if job else None
+        pipeline = await engine.get_pipeline(session, job.pipeline_id) if job else None
+        assert job is not None and workflow is not None and pipeline is not None
+        if job.status != states.BLOCKED or workflow.status in states.WORKFLOW_FINAL:
+            # Ended meanwhile: pass the group on.
+            hold = serial.Hold(org_id, str(job.spec.get("serial_group")), job.id)
+            await self.promote(session, await serial.release(session, hold), org_id)
+            return
+        job.message = None
+        if job.type == "lock":
+            complete_runnerless(job)
+        else:
+            await self.enqueue(session, job)
+        await self.advance(session, workflow, pipeline, org_id)
 
     async def enqueue(self, session: AsyncSession, job: Job) -> None:
         set_job_status(job, states.QUEUED)
@@ -314,6 +376,8 @@ class Orchestrator:
                 task.cancel_requested = True
         # Tasks first: a claim holds its task's row and then wants the job's.
         await session.flush()
+        if waiting_for_group(job):
+            await serial.forget_waiter(session, job.id)
         job.canceled_by = by
         if job.status != states.RUNNING:
             set_job_status(job, states.CANCELED)
@@ -329,6 +393,8 @@ class Orchestrator:
         workflow.canceled_by = by
         workflow.stopped_at = utcnow()
         await session.flush()
+        for hold in await serial.holds_of_workflow(session, workflow.id):
+            await self.promote(session, await serial.release(session, hold), hold.org_id)
 
     async def approve(
         self,
@@ -365,8 +431,14 @@ class Orchestrator:
             roots = selected
         else:
             roots = {job.name for job in old_jobs}
-        again = downstream(roots, {job.name: set(job.requires) for job in old_jobs})
-        fresh = [job for job in old_jobs if job.name in again and job.type != "approval"]
+        needs = {job.name: set(job.requires) for job in old_jobs}
+        again = downstream(roots, needs)
+        # A serialised job group running again takes its lock again.
+        types = {job.name: job.type for job in old_jobs}
+        locks = {name for job in again if types[job] == "unlock" for name in needs[job] if types[name] == "lock"}
+        if locks - again:
+            again = downstream(roots | locks, needs)
+        fresh = [job for job in old_jobs if job.name in again and job.type == "build"]
         first = (await engine.next_numbers(session, pipeline.project_id, jobs=len(fresh)))[1]
         numbers = iter(range(first, first + len(fresh)))
         now = utcnow()
@@ -394,7 +466,7 @@ class Orchestrator:
                     project_id=pipeline.project_id,
                     name=old.name,
                     type=old.type,
-                    number=(next(numbers) if old.type != "approval" else None) if rerun else old.number,
+                    number=(next(numbers) if old.type == "build" else None) if rerun else old.number,
                     status=states.BLOCKED if rerun else old.status,
                     requires=old.requires,
                     contexts=old.contexts,
@@ -420,6 +492,17 @@ class Orchestrator:
 def set_job_status(job: Job, status: str) -> None:
     states.check(states.JOB_TRANSITIONS, job.status, status)
     job.status = status
+
+
+def complete_runnerless(job: Job) -> None:
+    """A no-op, lock or unlock job: succeeds where it stands, without a runner."""
+    set_job_status(job, states.SUCCESS)
+    job.started_at = job.stopped_at = utcnow()
+
+
+def waiting_for_group(job: Job) -> bool:
+    """A ready job queued up behind its serial group's holder (its message says so)."""
+    return job.status == states.BLOCKED and (job.message or "").startswith(WAITING_FOR_GROUP)
 
 
 def requirements_verdict(requires: dict[str, list[str]], statuses: dict[str, str]) -> bool | None:

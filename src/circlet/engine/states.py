@@ -37,8 +37,9 @@ UNAUTHORIZED = "unauthorized"
 
 JOB_FINAL = frozenset({SUCCESS, FAILED, CANCELED, NOT_RUN, TIMEDOUT, INFRASTRUCTURE_FAIL, UNAUTHORIZED})
 JOB_TRANSITIONS: dict[str, frozenset[str]] = {
-    # Waiting for the jobs it requires.
-    BLOCKED: frozenset({QUEUED, ON_HOLD, NOT_RUN, CANCELED, UNAUTHORIZED}),
+    # Waiting for the jobs it requires (or, ready, for its serial group). A no-op, lock or unlock
+    # job (a job group's boundary) succeeds straight from here, without a runner.
+    BLOCKED: frozenset({QUEUED, ON_HOLD, SUCCESS, NOT_RUN, CANCELED, UNAUTHORIZED}),
     # Tasks wait for a runner.
     QUEUED: frozenset({RUNNING, CANCELED, INFRASTRUCTURE_FAIL}),
     # An approval job waits for a person.
