@@ -43,7 +43,7 @@ PLAIN = "plain"  # text, numbers, bytes: the same on both
 
 @dataclass(frozen=True)
 class RawQuery:
-    """A fixed ``SELECT`` with ``?`` placeholders, the kinds of its parameters and of its columns."""
+    """A fixed statement with ``?`` placeholders, the kinds of its parameters and of its result columns."""
 
     sql: str
     params: tuple[str, ...]

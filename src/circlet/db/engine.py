@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from circlet.db.dialect import SQLITE_READER, SqliteReader
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
+IDLE_READ_SESSIONS = 64
 
 
 def is_sqlite(url: str) -> bool:
@@ -97,6 +98,7 @@ class Database:
     _write_lock: asyncio.Lock | None = field(default=None, repr=False)
     # SQLite, on a file: the connection of the fixed reads of read sessions (circlet.db.dialect.fetch_all).
     sqlite_reader: SqliteReader | None = field(default=None, repr=False)
+    _idle_readers: list[AsyncSession] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         if self.is_sqlite:
@@ -108,8 +110,22 @@ class Database:
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
-        async with self._session(self.read_sessions) as session:
+        if not self.is_sqlite:
+            async with self._session(self.read_sessions) as session:
+                yield session
+            return
+        # SQLite: read sessions are reused once closed (a closed session holds nothing: no connection,
+        # no objects), because making one costs as much as a fixed read on the shared reader, which
+        # is all the hottest requests do with it. As in ``_session``, the inline close is awaited
+        # directly.
+        idle = self._idle_readers
+        session = idle.pop() if idle else self.read_sessions()
+        try:
             yield session
+        finally:
+            await session.close()
+            if len(idle) < IDLE_READ_SESSIONS:
+                idle.append(session)
 
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncSession]:
