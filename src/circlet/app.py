@@ -32,6 +32,8 @@ from circlet.http.responses import json_response
 from circlet.http.routing import API_PREFIX, hot_router
 from circlet.jobs.endpoints import router as jobs_router
 from circlet.jobs.service import JobService
+from circlet.legacy.endpoints import router as legacy_router
+from circlet.legacy.service import LegacyService
 from circlet.openapi.spec import served_spec
 from circlet.orgs.endpoints import router as orgs_router
 from circlet.pipelines.endpoints import router as pipelines_router
@@ -57,6 +59,7 @@ ROUTERS = (
     pipelines_router,
     workflows_router,
     jobs_router,
+    legacy_router,
     runners_router,
 )
 
@@ -166,6 +169,7 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
     blobs = FileBlobStore(settings.home / "blobs")
     app.state.storage_service = StorageService(blobs, settings.limits.upload_bytes)
     app.state.job_service = JobService(orchestrator, app.state.project_service, settings.base_url, blobs, page_tokens)
+    app.state.legacy_service = LegacyService(app.state.job_service, settings.base_url)
     app.state.runner_service = RunnerService(
         orchestrator,
         app.state.project_service,

@@ -96,7 +96,7 @@ async def delete_context(session: AsyncSession, context_id: uuid.UUID) -> None:
 
 async def list_env_vars(
     session: AsyncSession, context_id: uuid.UUID, after: str | None, limit: int
-) -> list[Row[tuple[str, datetime, datetime]]]:
+) -> list[Row[str, datetime, datetime]]:
     query = select(ContextEnvVar.name, ContextEnvVar.created_at, ContextEnvVar.updated_at).where(
         ContextEnvVar.context_id == context_id
     )

@@ -257,6 +257,26 @@ async def output_of(session: AsyncSession, task_id: uuid.UUID, index: int) -> by
     return b"".join((await session.execute(query)).scalars())
 
 
+async def steps_of(session: AsyncSession, task_ids: Sequence[uuid.UUID]) -> list[StepRun]:
+    """The step events of tasks, by step index."""
+    if not task_ids:
+        return []
+    query = select(StepRun).where(StepRun.task_id.in_(task_ids)).order_by(StepRun.step_index, StepRun.task_id)
+    return list((await session.execute(query)).scalars())
+
+
+async def steps_with_output(session: AsyncSession, task_ids: Sequence[uuid.UUID]) -> set[tuple[uuid.UUID, int]]:
+    """(task id, step index) of the steps of tasks that have any output."""
+    if not task_ids:
+        return set()
+    query = (
+        select(StepOutput.task_id, StepOutput.step_index)
+        .where(StepOutput.task_id.in_(task_ids))
+        .group_by(StepOutput.task_id, StepOutput.step_index)
+    )
+    return {(row[0], row[1]) for row in (await session.execute(query)).all()}
+
+
 # -- runner tokens --------------------------------------------------------------------------------
 
 

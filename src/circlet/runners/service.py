@@ -30,6 +30,7 @@ from circlet.orgs import repository as orgs
 from circlet.pipelines.service import slug_of
 from circlet.projects import repository as projects
 from circlet.projects.service import ProjectService
+from circlet.storage import repository as storage
 from circlet.users import repository as users
 from circlet.users.tokens import token_hash
 
@@ -38,6 +39,7 @@ TASK_TOKEN_PREFIX = "circlet_tt_"
 RESOURCE_CLASS = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}/[a-z0-9][a-z0-9_.-]{0,99}$")
 SEEN_EVERY_SECONDS = 10.0
 MIN_SECRET_LENGTH = 4
+TIMINGS_ROWS = 5000
 
 
 def check_resource_class(value: str) -> str:
@@ -74,6 +76,27 @@ def parse_time(value: str | None) -> datetime | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise BadRequest(f"not an RFC 3339 time: {value!r}") from None
+
+
+async def test_timings(session: AsyncSession, project_id: uuid.UUID) -> dict[str, dict[str, float]] | None:
+    """Seconds per file, class and test of the project's newest stored test results (at most
+    ``TIMINGS_ROWS`` rows), for ``circleci tests split --split-by=timings``; ``None`` without any.
+
+    A test's time is its most recent result's; a file's or class's is the sum of its tests in the
+    most recent job that ran it (the parallel indexes of one job together)."""
+    rows = await storage.recent_test_results(session, project_id, TIMINGS_ROWS)
+    if not rows:
+        return None
+    timings: dict[str, dict[str, float]] = {"filename": {}, "classname": {}, "testname": {}}
+    newest_job: dict[tuple[str, str], uuid.UUID] = {}
+    for job_id, file, classname, name, run_time in rows:  # newest first
+        seconds = float(run_time or 0.0)
+        timings["testname"].setdefault(name, seconds)
+        for kind, key in (("filename", file), ("classname", classname)):
+            if not key or newest_job.setdefault((kind, key), job_id) != job_id:
+                continue
+            timings[kind][key] = timings[kind].get(key, 0.0) + seconds
+    return {kind: {key: round(value, 3) for key, value in table.items()} for kind, table in timings.items()}
 
 
 @dataclass
@@ -190,6 +213,7 @@ class RunnerService:
             "executor": spec["executor"],
             "environment": environment,
             "secrets": masked,
+            "test_timings": await test_timings(session, project.id),
             "steps": spec["steps"],
         }
 

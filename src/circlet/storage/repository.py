@@ -93,3 +93,15 @@ async def test_results_of(session: AsyncSession, job_id: uuid.UUID, after: int, 
         .limit(limit)
     )
     return list((await session.execute(query)).scalars())
+
+
+async def recent_test_results(session: AsyncSession, project_id: uuid.UUID, limit: int) -> list[Any]:
+    """The newest ``limit`` test results of a project, newest first, as (job_id, file, classname,
+    name, run_time) rows: what test splitting by timings needs, bounded so a claim stays fast."""
+    query = (
+        select(TestResult.job_id, TestResult.file, TestResult.classname, TestResult.name, TestResult.run_time)
+        .where(TestResult.project_id == project_id)
+        .order_by(TestResult.created_at.desc(), TestResult.id.desc())
+        .limit(limit)
+    )
+    return list((await session.execute(query)).all())

@@ -1,0 +1,190 @@
+"""API v1.1 job details with steps and step output (what the CircleCI MCP server reads for failure
+logs), and the test timings a claimed task carries, over HTTP against the real app."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from circlet.db.engine import Database
+from tests.conftest import Account, make_account
+from tests.pipelines.helpers import ProtocolRunner, make_project, make_repo, runner_token
+
+CONFIG = """
+version: 2.1
+jobs:
+  build:
+    docker: [{image: x}]
+    parallelism: 2
+    steps: [checkout, {run: {name: Test, command: make test}}]
+workflows:
+  main:
+    jobs: [build]
+"""
+STARTED = "2026-01-01T00:00:00Z"
+ENDED = "2026-01-01T00:00:01.500Z"
+
+
+async def step(runner: ProtocolRunner, task: dict[str, Any], index: int, status: str, output: bytes) -> None:
+    name = task["steps"][index].get("name", task["steps"][index]["type"])
+    running = {"name": name, "status": "running", "started_at": STARTED}
+    assert (await runner.call(task, f"steps/{index}", json=running)).status_code == 200
+    if output:
+        headers = {"Content-Type": "application/octet-stream"}
+        for chunk in (output[:5], output[5:]):
+            assert (await runner.call(task, f"steps/{index}/output", content=chunk, headers=headers)).status_code == 200
+    done = {**running, "status": status, "exit_code": 0 if status == "success" else 2, "ended_at": ENDED}
+    assert (await runner.call(task, f"steps/{index}", json=done)).status_code == 200
+
+
+async def run_failing_build(client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path) -> str:
+    make_repo(tmp_path / "repo", {".circleci/config.yml": CONFIG}, message="Add the build\n\nwith a body")
+    slug = await make_project(database, admin, tmp_path / "repo")
+    runner = ProtocolRunner(client, await runner_token(database))
+    await client.post(f"/api/v2/project/{slug}/pipeline", headers=admin.headers)
+    for _ in range(2):
+        task = await runner.claim(wait=5)
+        assert task is not None
+        node = task["job"]["parallel_index"]
+        await step(runner, task, 0, "success", b"")
+        await step(runner, task, 1, "failed" if node == 1 else "success", f"node {node}: FAIL here\n".encode())
+        complete = {"status": "failed" if node == 1 else "success"}
+        assert (await runner.call(task, "complete", json=complete)).status_code == 200
+    return slug
+
+
+async def test_v11_build_shows_steps_actions_and_output(
+    client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
+) -> None:
+    slug = await run_failing_build(client, database, admin, tmp_path)
+    vcs, org, repo = slug.split("/")
+    long_vcs = {"gh": "github", "bb": "bitbucket"}.get(vcs, vcs)
+    response = await client.get(f"/api/v1.1/project/{long_vcs}/{org}/{repo}/1", headers=admin.headers)
+    assert response.status_code == 200, response.text
+    build = response.json()
+    assert (build["build_num"], build["status"], build["lifecycle"], build["outcome"]) == (
+        1,
+        "failed",
+        "finished",
+        "failed",
+    )
+    assert build["branch"] == "main" and len(build["vcs_revision"]) == 40
+    assert build["subject"] == "Add the build"
+    assert build["start_time"] and build["stop_time"] and build["build_time_millis"] >= 0
+    assert build["workflows"]["job_name"] == "build" and build["workflows"]["workflow_name"] == "main"
+    workflow = (await client.get(f"/api/v2/project/{slug}/job/1", headers=admin.headers)).json()["latest_workflow"]
+    assert build["workflows"]["workflow_id"] == workflow["id"]
+
+    assert [s["name"] for s in build["steps"]] == ["Checkout code", "Test"]
+    checkout, test = build["steps"]
+    assert [(a["index"], a["step"], a["status"], a["has_output"]) for a in checkout["actions"]] == [
+        (0, 0, "success", False),
+        (1, 0, "success", False),
+    ]
+    assert checkout["actions"][0]["output_url"] is None
+    first, second = test["actions"]
+    assert (first["index"], first["status"], first["exit_code"], first["failed"]) == (0, "success", 0, None)
+    assert (second["index"], second["status"], second["exit_code"], second["failed"]) == (1, "failed", 2, True)
+    assert second["name"] == "Test" and second["run_time_millis"] == 1500
+    assert second["start_time"] == "2026-01-01T00:00:00.000Z" and second["end_time"] == "2026-01-01T00:00:01.500Z"
+    assert second["has_output"] is True
+    url = httpx.URL(second["output_url"])
+    assert url.path == f"/api/v1.1/project/{long_vcs}/{org}/{repo}/1/output/1/1"
+
+    output = await client.get(url.path, headers=admin.headers)
+    assert output.status_code == 200
+    assert output.json() == [{"message": "node 1: FAIL here\n", "type": "out", "time": "2026-01-01T00:00:01.500Z"}]
+    short = await client.get(f"/api/v1.1/project/{slug}/1/output/1/0", headers=admin.headers)
+    assert short.json()[0]["message"] == "node 0: FAIL here\n"
+    assert (await client.get(f"/api/v1.1/project/{slug}/1/output/0/0", headers=admin.headers)).json() == []
+
+
+async def test_v11_refuses_outsiders_and_unknown_builds(
+    client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
+) -> None:
+    slug = await run_failing_build(client, database, admin, tmp_path)
+    viewer = await make_account(database, org=admin.org_slug.rsplit("/", 1)[-1], role="viewer")
+    outsider = await make_account(database)
+    assert (await client.get(f"/api/v1.1/project/{slug}/1", headers=viewer.headers)).json()["status"] == "failed"
+    for path in (f"/api/v1.1/project/{slug}/1", f"/api/v1.1/project/{slug}/1/output/1/1"):
+        refused = await client.get(path, headers=outsider.headers)
+        assert refused.status_code == 404 and "message" in refused.json()
+        assert (await client.get(path)).status_code == 401
+    for path in (
+        f"/api/v1.1/project/{slug}/99",
+        f"/api/v1.1/project/{slug}/1/output/9/0",
+        f"/api/v1.1/project/{slug}/1/output/1/7",
+        "/api/v1.1/project/svn/acme/app/1",
+    ):
+        assert (await client.get(path, headers=admin.headers)).status_code == 404, path
+
+
+async def test_v11_queued_job_has_no_outcome(
+    client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo", {".circleci/config.yml": CONFIG})
+    slug = await make_project(database, admin, tmp_path / "repo")
+    await client.post(f"/api/v2/project/{slug}/pipeline", headers=admin.headers)
+    for _ in range(200):
+        response = await client.get(f"/api/v1.1/project/{slug}/1", headers=admin.headers)
+        if response.status_code == 200:
+            break
+        await asyncio.sleep(0.02)
+    build = response.json()
+    assert (build["status"], build["lifecycle"], build["outcome"], build["steps"]) == ("queued", "queued", None, [])
+    assert build["start_time"] is None and build["build_time_millis"] is None
+
+
+TIMED = """
+version: 2.1
+jobs:
+  unit: {docker: [{image: x}], steps: [{run: echo}]}
+workflows:
+  main:
+    jobs: [unit]
+"""
+JUNIT_OLD = b"""<testsuite name="s">
+  <testcase file="a_test.py" classname="A" name="one" time="9"/>
+  <testcase file="b_test.py" classname="B" name="two" time="1"/>
+</testsuite>"""
+JUNIT_NEW = b"""<testsuite name="s">
+  <testcase file="a_test.py" classname="A" name="one" time="2.5"/>
+  <testcase file="a_test.py" classname="A" name="three" time="0.25"/>
+</testsuite>"""
+
+
+async def test_a_claimed_task_carries_timings_from_stored_results(
+    client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo", {".circleci/config.yml": TIMED})
+    slug = await make_project(database, admin, tmp_path / "repo")
+    runner = ProtocolRunner(client, await runner_token(database))
+    seen = []
+    for junit in (JUNIT_OLD, JUNIT_NEW, None):
+        await client.post(f"/api/v2/project/{slug}/pipeline", headers=admin.headers)
+        task = await runner.claim(wait=5)
+        assert task is not None
+        seen.append(task["test_timings"])
+        if junit is not None:
+            stored = await client.put(
+                f"/api/v3/runner/tasks/{task['task_id']}/tests",
+                content=junit,
+                headers={"Authorization": f"Bearer {task['task_token']}"},
+            )
+            assert stored.status_code == 201, stored.text
+        await runner.finish(task)
+    assert seen[0] is None
+    assert seen[1] == {
+        "filename": {"a_test.py": 9.0, "b_test.py": 1.0},
+        "classname": {"A": 9.0, "B": 1.0},
+        "testname": {"one": 9.0, "two": 1.0},
+    }
+    # The newest result of each test; a file or class sums its tests of the newest job that ran it.
+    assert seen[2] == {
+        "filename": {"a_test.py": 2.75, "b_test.py": 1.0},
+        "classname": {"A": 2.75, "B": 1.0},
+        "testname": {"one": 2.5, "three": 0.25, "two": 1.0},
+    }
