@@ -29,7 +29,7 @@ from circlet.http.errors import install_error_handlers
 from circlet.http.middleware import RequestMiddleware
 from circlet.http.pagination import PageTokens
 from circlet.http.responses import json_response
-from circlet.http.routing import API_PREFIX, hot_router
+from circlet.http.routing import API_PREFIX, add_hot_routes
 from circlet.jobs.endpoints import router as jobs_router
 from circlet.jobs.service import JobService
 from circlet.legacy.endpoints import router as legacy_router
@@ -118,7 +118,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, freeze
         openapi_url=None,
     )
     install_error_handlers(app)
-    app.include_router(hot_router)  # first: see circlet.http.routing.hot_router
+    add_hot_routes(app)  # first: see circlet.http.routing.hot_router
     for router in ROUTERS:
         app.include_router(router)
     add_operator_routes(app)

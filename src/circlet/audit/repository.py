@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from circlet.db.dialect import PLAIN, TIME, UUID, RawQuery, execute
+from circlet.db.dialect import PLAIN, TIME, UUID, Executor, RawQuery, execute
 from circlet.db.models import AuditEvent
 from circlet.db.types import utcnow
 
@@ -27,7 +27,7 @@ _INSERT = RawQuery(
 
 
 async def record(
-    session: AsyncSession,
+    session: Executor,
     *,
     actor_id: uuid.UUID | None,
     actor: str,

@@ -15,7 +15,7 @@ from circlet.db.engine import Database
 from circlet.http.auth import Principal, authenticate
 from circlet.http.params import QuerySpec, query_values
 from circlet.http.responses import json_response, message
-from circlet.http.routing import api_router, lean_get
+from circlet.http.routing import api_router, lean_get, lean_put
 
 router = api_router("Context")
 Caller = Annotated[Principal, Depends(authenticate)]
@@ -83,15 +83,15 @@ async def list_env_vars(
     return json_response(body)
 
 
-@router.put(
-    "/context/{context_id}/environment-variable/{env_var_name}", operation_id="addEnvironmentVariableToContext"
+@lean_put(
+    router, "/context/{context_id}/environment-variable/{env_var_name}", operation_id="addEnvironmentVariableToContext"
 )
 async def put_env_var(
     request: Request, caller: Caller, context_id: uuid.UUID, env_var_name: str, body: PutEnvironmentVariable
 ) -> Response:
     database, service = _parts(request)
-    async with database.writing() as session:
-        stored = await service.put_env_var(session, caller, context_id, env_var_name, body.value)
+    async with database.fixed_writing() as unit:
+        stored = await service.put_env_var(unit, caller, context_id, env_var_name, body.value)
     return json_response(stored)
 
 

@@ -19,6 +19,7 @@ from circlet.audit import repository as audit
 from circlet.contexts import repository as contexts
 from circlet.contexts.expressions import ExpressionError, parse_restriction_expression
 from circlet.contexts.schemas import ContextOwner, CreateRestriction
+from circlet.db.dialect import Executor
 from circlet.db.models import Context
 from circlet.groups import repository as groups
 from circlet.http.auth import ROLE_ADMIN, Principal
@@ -143,7 +144,7 @@ class ContextService:
         return {"items": items, "next_page_token": next_token}
 
     async def put_env_var(
-        self, session: AsyncSession, principal: Principal, context_id: uuid.UUID, name: str, value: str
+        self, session: Executor, principal: Principal, context_id: uuid.UUID, name: str, value: str
     ) -> dict[str, Any]:
         org_id = await self._writable_context_org(session, principal, context_id)
         self._check_env_var(name, value)
@@ -323,7 +324,7 @@ class ContextService:
         return context
 
     async def _writable_context_org(
-        self, session: AsyncSession, principal: Principal, context_id: uuid.UUID
+        self, session: Executor, principal: Principal, context_id: uuid.UUID
     ) -> uuid.UUID:
         """``_writable_context`` reading only the owner, in one fixed query: for writing a variable."""
         org_id = await contexts.context_org(session, context_id)
@@ -357,7 +358,7 @@ class ContextService:
 
     async def _audit(
         self,
-        session: AsyncSession,
+        session: Executor,
         principal: Principal,
         action: str,
         target_type: str,

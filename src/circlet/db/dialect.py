@@ -132,7 +132,22 @@ def _dialect_name(session: AsyncSession) -> str:
     return bind.dialect.name
 
 
-async def fetch_all(session: AsyncSession, query: RawQuery, *args: Any) -> list[tuple[Any, ...]]:
+class SqliteWriteUnit:
+    """A write transaction straight on a SQLite connection (``Database.fixed_writing``): fixed statements
+    only, no ORM session. What it runs commits once at the end, or rolls back."""
+
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: sqlite3.Connection):
+        self.connection = connection
+
+
+# What the fixed statements run on: a session (its transaction, or the shared reader on SQLite), or a
+# fixed write unit (``Database.fixed_writing``), which is a session's on PostgreSQL.
+Executor = AsyncSession | SqliteWriteUnit
+
+
+async def fetch_all(session: Executor, query: RawQuery, *args: Any) -> list[tuple[Any, ...]]:
     """The rows of ``query`` as tuples of Python values (UUIDs, aware UTC datetimes), as SQLAlchemy
     would have returned them.
 
@@ -142,6 +157,10 @@ async def fetch_all(session: AsyncSession, query: RawQuery, *args: Any) -> list[
     PostgreSQL transaction does at its default isolation (read committed). Any other session, and
     every write session, reads on its own connection, inside its transaction.
     PostgreSQL: the SQL on the session's connection, with numbered placeholders."""
+    if type(session) is SqliteWriteUnit:
+        params = [_sqlite_param(kind, value) for kind, value in zip(query.params, args, strict=True)]
+        return _convert(session.connection.execute(query.sql, params).fetchall(), query.columns, "sqlite")
+    assert isinstance(session, AsyncSession)
     dialect = _dialect_name(session)
     if dialect == "sqlite":
         params = [_sqlite_param(kind, value) for kind, value in zip(query.params, args, strict=True)]
@@ -157,8 +176,13 @@ async def fetch_all(session: AsyncSession, query: RawQuery, *args: Any) -> list[
     return _convert(rows, query.columns, dialect)
 
 
-async def execute(session: AsyncSession, query: RawQuery, *args: Any) -> None:
+async def execute(session: Executor, query: RawQuery, *args: Any) -> None:
     """A fixed statement that returns no rows, in the session's transaction."""
+    if type(session) is SqliteWriteUnit:
+        params = [_sqlite_param(kind, value) for kind, value in zip(query.params, args, strict=True)]
+        session.connection.execute(query.sql, params)
+        return
+    assert isinstance(session, AsyncSession)
     if _dialect_name(session) == "sqlite":
         params = [_sqlite_param(kind, value) for kind, value in zip(query.params, args, strict=True)]
         (await _sqlite_connection(session)).execute(query.sql, params)
@@ -208,6 +232,34 @@ class SqliteReader:
             )
             connection.execute("PRAGMA query_only=ON")
         return connection.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+class SqliteWriter:
+    """The SQLite connection of fixed write units (``Database.fixed_writing``), tuned as the engine's
+    connections are (``circlet.db.engine``). Writers of this process take turns on the database's write
+    lock, so only one unit uses it at a time, and SQLite calls run on the loop's thread."""
+
+    def __init__(self, database: str, uri: bool, busy_timeout_seconds: int):
+        self._database, self._uri, self._timeout = database, uri, busy_timeout_seconds
+        self._connection: sqlite3.Connection | None = None
+
+    def connection(self) -> sqlite3.Connection:
+        connection = self._connection
+        if connection is None:
+            connection = sqlite3.connect(
+                self._database, uri=self._uri, isolation_level=None, check_same_thread=False, timeout=self._timeout
+            )
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute(f"PRAGMA busy_timeout={self._timeout * 1000}")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            self._connection = connection
+        return connection
 
     def close(self) -> None:
         if self._connection is not None:
