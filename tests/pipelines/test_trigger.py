@@ -177,3 +177,23 @@ async def test_numbers_are_sequential_under_concurrent_triggers(
     assert sorted(await wait_for(numbered)) == list(range(1, 17))
     listed = (await client.get(f"/api/v2/project/{slug}/pipeline", headers=admin.headers)).json()
     assert [p["number"] for p in listed["items"]] == list(range(8, 0, -1))
+
+
+async def test_numbers_no_column_can_hold_are_not_found(
+    client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo", {".circleci/config.yml": CONFIG})
+    slug = await make_project(database, admin, tmp_path / "repo")
+    huge = str(2**70)
+    vcs, org, repo = slug.split("/")
+    for path in (
+        f"/api/v2/project/{slug}/pipeline/{huge}",
+        f"/api/v2/project/{slug}/job/{huge}",
+        f"/api/v2/project/{slug}/{huge}/artifacts",
+        f"/api/v2/project/{slug}/{huge}/tests",
+        f"/api/v1.1/project/{vcs}/{org}/{repo}/{huge}",
+    ):
+        response = await client.get(path, headers=admin.headers)
+        assert response.status_code == 404, (path, response.text)
+    cancel = await client.post(f"/api/v2/project/{slug}/job/{huge}/cancel", headers=admin.headers)
+    assert cancel.status_code == 404

@@ -67,7 +67,14 @@ async def get_pipeline(session: AsyncSession, pipeline_id: uuid.UUID, *, lock: b
     return (await session.execute(query)).scalar_one_or_none()
 
 
+# Pipeline and job numbers are 32-bit columns: a number outside that range names nothing, and
+# PostgreSQL would reject it as a parameter rather than find no row.
+NUMBER_RANGE = range(0, 2**31)
+
+
 async def get_pipeline_by_number(session: AsyncSession, project_id: uuid.UUID, number: int) -> Pipeline | None:
+    if number not in NUMBER_RANGE:
+        return None
     query = select(Pipeline).where(Pipeline.project_id == project_id, Pipeline.number == number)
     return (await session.execute(query)).scalar_one_or_none()
 
@@ -151,6 +158,8 @@ async def lock_job(session: AsyncSession, job_id: uuid.UUID) -> Job | None:
 
 async def job_by_number(session: AsyncSession, project_id: uuid.UUID, number: int) -> Job | None:
     """The job holding a number: the latest, when a rerun reused the number's job."""
+    if number not in NUMBER_RANGE:
+        return None
     query = (
         select(Job).where(Job.project_id == project_id, Job.number == number).order_by(Job.created_at.desc()).limit(1)
     )
