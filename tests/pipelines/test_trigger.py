@@ -197,3 +197,21 @@ async def test_numbers_no_column_can_hold_are_not_found(
         assert response.status_code == 404, (path, response.text)
     cancel = await client.post(f"/api/v2/project/{slug}/job/{huge}/cancel", headers=admin.headers)
     assert cancel.status_code == 404
+
+
+async def test_text_no_column_can_hold_is_400(
+    client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo", {".circleci/config.yml": CONFIG})
+    slug = await make_project(database, admin, tmp_path / "repo")
+    for parameters in ({"a\u0000": "x"}, {"a": "x\u0000y"}):
+        response = await client.post(
+            f"/api/v2/project/{slug}/pipeline", json={"branch": "main", "parameters": parameters}, headers=admin.headers
+        )
+        assert response.status_code == 400, response.text
+    claim = await client.post(
+        "/api/v3/runner/claim",
+        json={"resource_class": "local", "runner_name": "a\u0000b", "wait_seconds": 0},
+        headers={"Authorization": f"Bearer {await runner_token(database)}"},
+    )
+    assert claim.status_code == 400 and claim.json()["message"].startswith("runner_name")

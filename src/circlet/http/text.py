@@ -19,4 +19,12 @@ def check_text(value: str) -> str:
     return value
 
 
+def is_storable_text(value: str) -> bool:
+    try:
+        check_text(value)
+    except ValueError:
+        return False
+    return True
+
+
 SafeStr = Annotated[StrictStr, AfterValidator(check_text)]

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field
+
+from circlet.http.text import SafeStr
 
 
 class TriggerPipeline(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    branch: StrictStr | None = None
-    tag: StrictStr | None = None
+    branch: SafeStr | None = None
+    tag: SafeStr | None = None
     parameters: dict[str, Any] | None = None
 
 
@@ -21,15 +23,15 @@ class RefSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    branch: StrictStr | None = None
-    tag: StrictStr | None = None
-    content: StrictStr | None = None
+    branch: SafeStr | None = None
+    tag: SafeStr | None = None
+    content: SafeStr | None = None
 
 
 class RunPipeline(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    definition_id: str | None = None
+    definition_id: SafeStr | None = None
     config: RefSpec | None = None
     checkout: RefSpec | None = None
     parameters: dict[str, Any] | None = None
@@ -38,37 +40,37 @@ class RunPipeline(BaseModel):
 class ContinuePipeline(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    continuation_key: StrictStr = Field(alias="continuation-key")
-    configuration: StrictStr
+    continuation_key: SafeStr = Field(alias="continuation-key")
+    configuration: SafeStr
     parameters: dict[str, Any] | None = None
 
 
 class SourceRepo(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    external_id: StrictStr | None = None
+    external_id: SafeStr | None = None
 
 
 class ConfigSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    provider: StrictStr | None = None
+    provider: SafeStr | None = None
     repo: SourceRepo | None = None
-    file_path: StrictStr | None = None
+    file_path: SafeStr | None = None
 
 
 class CheckoutSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    provider: StrictStr | None = None
+    provider: SafeStr | None = None
     repo: SourceRepo | None = None
 
 
 class DefinitionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: StrictStr | None = None
-    description: StrictStr | None = None
+    name: SafeStr | None = None
+    description: SafeStr | None = None
     config_source: ConfigSource | None = None
     checkout_source: CheckoutSource | None = None
 
@@ -76,13 +78,13 @@ class DefinitionBody(BaseModel):
 class Webhook(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    sender: StrictStr | None = None
+    sender: SafeStr | None = None
 
 
 class EventSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    provider: StrictStr | None = None
+    provider: SafeStr | None = None
     repo: SourceRepo | None = None
     webhook: Webhook | None = None
 
@@ -107,7 +109,7 @@ class TriggerBody(BaseModel):
 
     event_source: EventSource | None = None
     event_preset: EventPreset | None = None
-    checkout_ref: StrictStr | None = None
-    config_ref: StrictStr | None = None
-    event_name: StrictStr | None = None
+    checkout_ref: SafeStr | None = None
+    config_ref: SafeStr | None = None
+    event_name: SafeStr | None = None
     disabled: bool | None = None

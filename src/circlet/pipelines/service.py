@@ -25,6 +25,7 @@ from circlet.http.auth import ROLE_ADMIN, ROLE_MEMBER, Principal
 from circlet.http.errors import BadRequest, NotFound
 from circlet.http.pagination import PageTokens
 from circlet.http.responses import timestamp
+from circlet.http.text import is_storable_text
 from circlet.orgs import repository as orgs
 from circlet.orgs.service import find_org, require_role
 from circlet.orgs.slugs import PROVIDER_NAMES, project_slug
@@ -75,7 +76,11 @@ def check_parameters(parameters: dict[str, Any] | None) -> dict[str, Any]:
     if len(parameters) > MAX_PARAMETERS:
         raise BadRequest(f"parameters: at most {MAX_PARAMETERS} pipeline parameters.")
     for name, value in parameters.items():
-        if not isinstance(value, str | int | float | bool) or (isinstance(value, str) and len(value) > 512):
+        if not is_storable_text(name):
+            raise BadRequest("parameters: a parameter name must be text without NUL characters.")
+        if not isinstance(value, str | int | float | bool) or (
+            isinstance(value, str) and (len(value) > 512 or not is_storable_text(value))
+        ):
             raise BadRequest(f"parameters.{name}: a string (at most 512 characters), number or boolean.")
     return parameters
 

@@ -4,29 +4,31 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field
+
+from circlet.http.text import SafeStr
 
 
 class Claim(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    resource_class: StrictStr
-    runner_name: StrictStr = Field("", max_length=255)
+    resource_class: SafeStr
+    runner_name: SafeStr = Field("", max_length=255)
     wait_seconds: float = Field(30, ge=0, le=30)
 
 
 class StepEvent(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    name: StrictStr = Field("", max_length=1024)
+    name: SafeStr = Field("", max_length=1024)
     status: Literal["running", "success", "failed", "canceled", "timedout", "skipped"]
     exit_code: int | None = None
-    started_at: StrictStr | None = None
-    ended_at: StrictStr | None = None
+    started_at: SafeStr | None = None
+    ended_at: SafeStr | None = None
 
 
 class Complete(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     status: Literal["success", "failed", "canceled", "timedout", "infrastructure_fail"]
-    message: StrictStr | None = None
+    message: SafeStr | None = None
