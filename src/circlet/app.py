@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
+import orjson
 from fastapi import FastAPI, Request
 from sqlalchemy import text
 from starlette.responses import Response
@@ -180,10 +181,19 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
 
 
 def add_operator_routes(app: FastAPI) -> None:
+    rendered_specs: dict[str, bytes] = {}
+
     @app.get(API_PREFIX + "/openapi.json", include_in_schema=False)
     async def openapi(request: Request) -> Response:
         server = str(request.base_url).rstrip("/") + API_PREFIX
-        return json_response(served_spec(app, server))
+        # Cutting down the 800 KB official spec costs milliseconds: do it once per server address,
+        # and keep only a few addresses, as the Host header is the client's to choose.
+        body = rendered_specs.get(server)
+        if body is None:
+            if len(rendered_specs) >= 8:
+                rendered_specs.clear()
+            body = rendered_specs[server] = orjson.dumps(served_spec(app, server))
+        return Response(body, media_type="application/json")
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> Response:
