@@ -24,6 +24,10 @@ from circlet.settings import Limits, Settings, normalize_database_url
 from circlet.users import service as accounts
 
 POSTGRES_URL = os.environ.get("CIRCLET_TEST_DATABASE_URL", "")
+# Runners started by tests (the embedded one of `circlet serve` too) run docker jobs on the host: the
+# images the tests name (cimg/base, ...) cannot be pulled here. The container tests opt in.
+NO_CONTAINER_ENGINE = {"CIRCLET_RUNNER_CONTAINER_ENGINE": "none"}
+os.environ.update(NO_CONTAINER_ENGINE)
 BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
 
 
@@ -212,7 +216,7 @@ class LiveServer:
 
 def server_env(home: Path, database_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIRCLET_")}
-    env.update({"CIRCLET_HOME": str(home), "CIRCLET_DATABASE_URL": database_url, **extra})
+    env.update({"CIRCLET_HOME": str(home), "CIRCLET_DATABASE_URL": database_url, **NO_CONTAINER_ENGINE, **extra})
     return env
 
 

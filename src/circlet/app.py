@@ -27,6 +27,7 @@ from circlet.groups.endpoints import router as groups_router
 from circlet.groups.service import GroupService
 from circlet.http.auth import Authenticator
 from circlet.http.errors import install_error_handlers
+from circlet.http.hot_path import HotRoutesApp
 from circlet.http.middleware import RequestMiddleware
 from circlet.http.pagination import PageTokens
 from circlet.http.responses import json_response
@@ -88,6 +89,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, freeze
         keyring = load_keyring(settings.home, settings.secret_key, settings.previous_secret_keys)
         database = create_database(settings.resolved_database_url)
         attach_state(app, settings, database, keyring)
+        if isinstance(app, HotRoutesApp):
+            app.enable_hot_routes(settings.limits.request_body_bytes)  # the app is complete by now
         if freeze_gc:
             # In a server, everything made so far (modules, the app, its routes and schemas, SQLAlchemy's
             # mappers) lives as long as the process: moved out of the collector's generations, it is no
@@ -111,7 +114,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, freeze
             await app.state.processor.stop()
             await database.dispose()
 
-    app = FastAPI(
+    app = HotRoutesApp(
         title="circlet",
         lifespan=lifespan,
         docs_url=None,

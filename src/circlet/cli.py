@@ -24,6 +24,7 @@ from circlet.engine.orchestrator import LOCAL_RESOURCE_CLASS
 from circlet.groups import service as group_accounts
 from circlet.http.errors import ApiError
 from circlet.projects import service as project_accounts
+from circlet.projects.ssh_keys import reseal_ssh_keys
 from circlet.runner.cli import runner_command
 from circlet.runners.service import mint_runner_token
 from circlet.secrets.keyring import KEY_FILE_NAME, drop_previous_keys, load_keyring, rotate_key_file
@@ -341,6 +342,7 @@ def rotate_key(database_url: DatabaseUrl = None) -> None:
                     count = await reseal_env_vars(session, keyring)
                     count += await project_accounts.reseal_env_vars(session, keyring)
                     count += await project_accounts.reseal_checkout_keys(session, keyring)
+                    count += await reseal_ssh_keys(session, keyring)
                 if count == 0:
                     return total
                 total += count

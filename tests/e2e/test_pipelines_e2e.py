@@ -8,14 +8,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import LiveServer, free_port, server_env
+from tests.e2e.helpers import Api
 from tests.pipelines.helpers import make_repo
 
 CONFIG = """
@@ -90,43 +90,6 @@ workflows:
   main:
     jobs: [slow]
 """
-
-
-class Api:
-    def __init__(self, url: str, token: str):
-        self.http = httpx.Client(base_url=url + "/api/v2", headers={"Circle-Token": token}, timeout=30)
-
-    def get(self, path: str) -> Any:
-        response = self.http.get(path)
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def post(self, path: str, status: int, **kwargs: Any) -> Any:
-        response = self.http.post(path, **kwargs)
-        assert response.status_code == status, response.text
-        return response.json()
-
-    def until(self, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = check()
-            if value:
-                return value
-            assert time.monotonic() < deadline, "timed out"
-            time.sleep(0.1)
-
-    def workflows(self, pipeline_id: str, count: int = 1) -> list[dict[str, Any]]:
-        return self.until(  # type: ignore[no-any-return]
-            lambda: (items := self.get(f"/pipeline/{pipeline_id}/workflow")["items"]) and len(items) >= count and items
-        )
-
-    def jobs(self, workflow_id: str) -> dict[str, dict[str, Any]]:
-        return {j["name"]: j for j in self.get(f"/workflow/{workflow_id}/job")["items"]}
-
-    def settled(self, workflow_id: str, *statuses: str) -> dict[str, Any]:
-        return self.until(  # type: ignore[no-any-return]
-            lambda: (body := self.get(f"/workflow/{workflow_id}"))["status"] in statuses and body
-        )
 
 
 @pytest.fixture

@@ -69,8 +69,18 @@ def test_longest_secret_wins_and_short_values_are_ignored() -> None:
     assert masker.mask(b"abcdefg abcd xyz") == b"********g ******** xyz"
     stream = masker.stream()
     assert stream.feed(b"abcd") == b""
-    assert stream.feed(b"ef!") == b"********"
-    assert stream.finish() == b"!"
+    assert stream.feed(b"ef!") == b"********!"
+    assert stream.finish() == b""
+
+
+def test_output_that_cannot_begin_a_secret_leaves_at_once() -> None:
+    stream = Masker(["s3cr3t-project-value"]).stream()
+    assert stream.feed(b"1\n") == b"1\n"
+    assert stream.feed(b"x s3cr") == b"x "
+    assert stream.feed(b"3t-project-value!") == b"********!"
+    assert stream.feed(b"s3cr3t-pro") == b""
+    assert stream.feed(b"gress.") == b"s3cr3t-progress."
+    assert stream.finish() == b""
 
 
 def test_no_secrets_pass_output_through_at_once() -> None:

@@ -5,10 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 
-from circlet.runner.protocol import Backoff, OutputShipper, RunnerClient, Task, TaskLost, Unauthorized
+from circlet.runner.protocol import (
+    Backoff,
+    FileBody,
+    OutputShipper,
+    ProtocolError,
+    RunnerClient,
+    Task,
+    TaskLost,
+    Unauthorized,
+    _direct,
+    _direct_endpoint,
+)
 from tests.runner.conftest import make_task, run_step
 from tests.runner.fake_server import FakeRunnerServer, free_port
 
@@ -164,3 +176,71 @@ async def test_output_after_a_lost_lease_raises(runner_server: FakeRunnerServer)
     with pytest.raises(TaskLost):
         await shipper.aclose()
     await client.aclose()
+
+
+# -- blob bodies over a plain socket ---------------------------------------------------------------
+
+
+async def bare_server(answers: dict[str, bytes], received: dict[str, bytes]) -> tuple[asyncio.Server, int]:
+    """An HTTP/1.1 server of a few lines: answers ``answers[path]`` (a whole response) and records the
+    body of each request (by ``Content-Length``)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        path = head.split(" ", 2)[1]
+        length = next((int(line[15:]) for line in head.split("\r\n") if line.lower().startswith("content-length:")), 0)
+        received[path] = await reader.readexactly(length)
+        writer.write(answers[path])
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_direct_transfers_read_both_framings_and_send_files_whole(tmp_path: Path) -> None:
+    body = bytes(range(256)) * 9000
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:1000], body[1000:])) + b"0\r\n\r\n"
+    answers = {
+        "/p/length": b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body),
+        "/p/chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked,
+        "/p/missing": b'HTTP/1.1 404 Not Found\r\nContent-Length: 17\r\n\r\n{"message": "no"}',
+        "/p/short": b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
+        "/p/upload?path=a%2Fb": b'HTTP/1.1 201 Created\r\nContent-Length: 11\r\n\r\n{"size": 3}',
+    }
+    received: dict[str, bytes] = {}
+    server, port = await bare_server(answers, received)
+    endpoint = _direct_endpoint(f"http://127.0.0.1:{port}/p")
+    assert endpoint == ("127.0.0.1", port, "/p")
+    auth = {"Authorization": "Bearer t"}
+    for name in ("length", "chunked"):
+        target = tmp_path / name
+        response = await _direct(endpoint, "GET", f"/{name}", auth, target=target)
+        assert response.status_code == 200 and target.read_bytes() == body
+    missing = await _direct(endpoint, "GET", "/missing", auth, target=tmp_path / "none")
+    assert missing.status_code == 404 and missing.json() == {"message": "no"} and not (tmp_path / "none").exists()
+    with pytest.raises(asyncio.IncompleteReadError):  # a body cut short is an error the caller retries
+        await _direct(endpoint, "GET", "/short", auth, target=tmp_path / "short")
+    source = tmp_path / "source"
+    source.write_bytes(body)
+    uploaded = await _direct(endpoint, "PUT", "/upload?path=a%2Fb", auth, source=source)
+    assert uploaded.status_code == 201 and uploaded.json() == {"size": 3}
+    assert received["/p/upload?path=a%2Fb"] == body
+    server.close()
+    await server.wait_closed()
+
+
+def test_direct_transfers_step_aside_for_https_and_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _direct_endpoint("https://ci.example.com") is None
+    assert _direct_endpoint("http://ci.example.com:8080/") == ("ci.example.com", 8080, "")
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy:3128")
+    assert _direct_endpoint("http://ci.example.com:8080") is None
+
+
+async def test_a_file_that_shrinks_while_sent_fails_the_call(tmp_path: Path) -> None:
+    source = tmp_path / "f"
+    source.write_bytes(b"x" * 3000)
+    body = FileBody(source)
+    source.write_bytes(b"x" * 10)
+    with pytest.raises(ProtocolError, match="shrank"):
+        _ = [chunk async for chunk in body]

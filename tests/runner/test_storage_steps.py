@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from circlet.runner.protocol import ProtocolError
-from circlet.runner.steps.archives import ArchiveError, extract
+from circlet.runner.steps.archives import ArchiveError, create, extract
 from circlet.runner.steps.cache_keys import TemplateError, arch, render_key
 from tests.runner.conftest import execute, make_task, run_step
 
@@ -114,6 +114,32 @@ async def test_tampered_archives_write_nothing_outside(tmp_path: Path, archive: 
     with pytest.raises(ArchiveError):
         await extract(path, target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz", "target"]
+
+
+async def test_archives_are_plain_tars_as_tarfile_makes_them_and_old_gzip_ones_restore(tmp_path: Path) -> None:
+    source = tmp_path / "home"
+    (source / "deps" / "sub").mkdir(parents=True)
+    (source / "deps" / "sub" / "big.bin").write_bytes(bytes(range(256)) * 5000)  # not a multiple of 512
+    (source / "deps" / "empty").write_bytes(b"")
+    (source / "deps" / "link").symlink_to("sub/big.bin")
+    archive = tmp_path / "made.tar"
+    assert await create(archive, source, [source / "deps"]) == 1
+    reference = tmp_path / "reference.tar"
+    with tarfile.open(reference, "w") as tar:  # what tarfile writes with its own copy loop
+        tar.add(source / "deps", arcname="deps")
+    assert archive.read_bytes() == reference.read_bytes()
+
+    restored = tmp_path / "restored"
+    assert await extract(archive, restored) == 5
+    assert (restored / "deps" / "sub" / "big.bin").read_bytes() == bytes(range(256)) * 5000
+    assert (restored / "deps" / "empty").read_bytes() == b""
+    assert (restored / "deps" / "link").readlink() == Path("sub/big.bin")
+
+    old = tmp_path / "old.tar.gz"  # caches and layers stored before archives were plain tars
+    with tarfile.open(old, "w:gz", compresslevel=1) as tar:
+        tar.add(source / "deps" / "sub", arcname="deps/sub")
+    assert await extract(old, tmp_path / "from-old") == 2
+    assert (tmp_path / "from-old" / "deps" / "sub" / "big.bin").read_bytes() == bytes(range(256)) * 5000
 
 
 async def test_cache_saved_once_and_restored_by_prefix(work_root: Path) -> None:

@@ -230,6 +230,29 @@ class CheckoutKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class ProjectSshKey(Base):
+    """An additional SSH key of a project (API v1.1 ``ssh-key``), for ``add_ssh_keys``: a key the
+    user brought, for one hostname or (hostname ``""``) for every host. The private half is sealed."""
+
+    __tablename__ = "project_ssh_keys"
+    __table_args__ = (
+        # One key may serve several hostnames, each its own row; the same key twice for one hostname
+        # is a duplicate. The MD5 and SHA256 fingerprints name the same key, so one of them suffices.
+        UniqueConstraint("project_id", "fingerprint_md5", "hostname", name="uq_project_ssh_keys_key_host"),
+        Index("ix_project_ssh_keys_project_created", "project_id", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    hostname: Mapped[str] = mapped_column(String(255), default="")
+    public_key: Mapped[str] = mapped_column(Text)
+    fingerprint_md5: Mapped[str] = mapped_column(String(64))
+    fingerprint_sha256: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(32))
+    private_key_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class OrbAllowListEntry(Base):
     """A URL prefix from which an organization's configs may import URL orbs."""
 

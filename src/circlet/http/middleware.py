@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 access_log = logging.getLogger("circlet.access")
 
 
-def _plain_response(status: int, message: str) -> tuple[Message, Message]:
+def plain_response(status: int, message: str) -> tuple[Message, Message]:
     body = orjson.dumps({"message": message})
     start: Message = {
         "type": "http.response.start",
@@ -34,18 +34,18 @@ class RequestMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = _request_id()
+        request_id = new_request_id()
         scope.setdefault("state", {})["rid"] = request_id
         status = 500
         rid_header = (b"x-request-id", request_id.encode())
 
-        refusal = _refusal(scope, self.max_body_bytes)
+        refusal = refused_before_reading(scope, self.max_body_bytes)
         if refusal is not None:
-            start, body = _plain_response(*refusal)
+            start, body = plain_response(*refusal)
             start["headers"].append(rid_header)
             await send(start)
             await send(body)
-            self._log(scope, refusal[0], started, request_id)
+            log_request(scope, refusal[0], started, request_id)
             return
 
         received = 0
@@ -72,7 +72,7 @@ class RequestMiddleware:
                 received += len(message.get("body", b""))
                 if received > limit:
                     if not response_started:
-                        start, body = _plain_response(413, f"Request body exceeds {limit} bytes.")
+                        start, body = plain_response(413, f"Request body exceeds {limit} bytes.")
                         start["headers"].append(rid_header)
                         await send(start)
                         await send(body)
@@ -85,38 +85,37 @@ class RequestMiddleware:
         try:
             await self.app(scope, limited_receive, send_with_id)
         finally:
-            self._log(scope, status, started, request_id)
+            log_request(scope, status, started, request_id)
 
-    @staticmethod
-    def _log(scope: Scope, status: int, started: float, request_id: str) -> None:
-        if not access_log.isEnabledFor(logging.INFO):
-            return
-        route: Any = scope.get("route")
-        access_log.info(
-            "request",
-            extra={
-                "method": scope.get("method"),
-                "path": getattr(route, "path", None) or "(unmatched)",
-                "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "request_id": request_id,
-            },
-        )
+def log_request(scope: Scope, status: int, started: float, request_id: str) -> None:
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    route: Any = scope.get("route")
+    access_log.info(
+        "request",
+        extra={
+            "method": scope.get("method"),
+            "path": getattr(route, "path", None) or "(unmatched)",
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "request_id": request_id,
+        },
+    )
 
 
 _VERSION_4 = (0xF000 << 64) | (0xC000 << 48)  # the bits uuid4 sets: version (4) and variant (RFC 4122)
 _VERSION_4_VALUE = (0x4000 << 64) | (0x8000 << 48)
 
 
-def _request_id() -> str:
+def new_request_id() -> str:
     """``uuid.uuid4().hex``, computed directly: ``uuid.UUID``'s constructor was 3 % of a small request."""
     return f"{int.from_bytes(os.urandom(16)) & ~_VERSION_4 | _VERSION_4_VALUE:032x}"
 
 
-def _refusal(scope: Scope, max_body_bytes: int) -> tuple[int, str] | None:
+def refused_before_reading(scope: Scope, max_body_bytes: int) -> tuple[int, str] | None:
     """Requests answered before the app sees them: a declared body over the limit, and a NUL in the
     URL (no database column can hold one, so it could only ever fail later)."""
-    declared = _content_length(scope)
+    declared = content_length(scope)
     if declared is not None and declared > max_body_bytes:
         return 413, f"Request body exceeds {max_body_bytes} bytes."
     if b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b""):
@@ -124,7 +123,7 @@ def _refusal(scope: Scope, max_body_bytes: int) -> tuple[int, str] | None:
     return None
 
 
-def _content_length(scope: Scope) -> int | None:
+def content_length(scope: Scope) -> int | None:
     for name, value in scope.get("headers", ()):
         if name == b"content-length":
             try:

@@ -40,7 +40,13 @@ class LeanRoute(APIRoute):
     parameter that does not validate, another content type, no body) goes to FastAPI's own handler,
     before any dependency has run, so its answer, error message and order of checks (JSON errors
     before authentication, validation errors after) are FastAPI's. The body read here is cached on
-    the request, and FastAPI's handler reads it from there."""
+    the request, and FastAPI's handler reads it from there.
+
+    ``answer`` is the lean way alone (``None`` where FastAPI's handler must answer): what
+    ``circlet.http.hot_path`` calls when it answers a request ahead of the middleware stack."""
+
+    answer: Callable[[Request], Awaitable[Response | None]]
+    takes_body: bool
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         dependant = self.dependant
@@ -66,22 +72,23 @@ class LeanRoute(APIRoute):
         assert endpoint is not None
         fallback = super().get_route_handler() if (typed_paths or body_field is not None) else None
 
-        async def handle(request: Request) -> Response:
+        async def answer(request: Request) -> Response | None:
+            """The endpoint's response, or ``None`` when the request is FastAPI's to answer."""
             arguments: dict[str, Any] = {}
             path_params = request.path_params
             if fallback is not None:
                 for field in typed_paths:
                     value, errors = field.validate(path_params[field.name], loc=("path", field.alias))
                     if errors:
-                        return await fallback(request)
+                        return None
                     arguments[field.name] = value
                 if body_field is not None:
                     body = await _json_body(request)
                     if body is None:
-                        return await fallback(request)
+                        return None
                     value, errors = body_field.validate(body, loc=("body",))
                     if errors:
-                        return await fallback(request)
+                        return None
                     arguments[body_field.name] = value
             for name, call in dependencies:
                 arguments[name] = await call(request)
@@ -92,6 +99,15 @@ class LeanRoute(APIRoute):
             response: Response = await endpoint(**arguments)
             return response
 
+        async def handle(request: Request) -> Response:
+            response = await answer(request)
+            if response is None:
+                assert fallback is not None
+                return await fallback(request)
+            return response
+
+        self.answer = answer
+        self.takes_body = body_field is not None
         return handle
 
 

@@ -1,25 +1,92 @@
-"""HTTP operations of API v1.1 (``/api/v1.1``): a job (a "build") with its steps, and a step's output."""
+"""HTTP operations of API v1.1 (``/api/v1.1``): a job (a "build") with its steps, and a step's output;
+a project's settings and its additional SSH keys (``ssh-key``)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Protocol
 
+import orjson
 from fastapi import APIRouter, Depends, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from circlet.db.engine import Database
 from circlet.http.auth import Principal, authenticate
-from circlet.http.responses import json_response
-from circlet.legacy.service import LegacyService
+from circlet.http.errors import BadRequest
+from circlet.http.responses import json_response, message
+from circlet.legacy.schemas import AddSshKey, DeleteSshKey
+from circlet.legacy.service import LegacyService, TailCursor
+from circlet.projects.ssh_keys import SshKeyService
 
 router = APIRouter(prefix="/api/v1.1", tags=["Legacy"])
 Caller = Annotated[Principal, Depends(authenticate)]
-BUILD = "/project/{vcs}/{organization}/{project}/{build_num:int}"
+PROJECT = "/project/{vcs}/{organization}/{project}"
+BUILD = PROJECT + "/{build_num:int}"
+
+
+# The tail polls the database: at once while output flows, then backing off to a second when idle.
+TAIL_FIRST_WAIT = 0.1
+TAIL_MAX_WAIT = 1.0
+# An idle stream sends a comment this often, so proxies keep it open and a dead client is noticed.
+TAIL_KEEPALIVE_SECONDS = 15.0
+# The key the tail sleeps on in the task signal: nothing wakes it but the server's shutdown.
+TAIL_WAKE_KEY = "circlet:output-tail"
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class ShutdownSignal(Protocol):
+    """What the tail uses of the engine's task signal (``engine.queue.TaskSignal``): ``closed`` and a
+    wait that returns at once when the server begins shutting down."""
+
+    closed: bool
+
+    def generation(self, resource_class: str) -> int: ...
+
+    async def wait(self, resource_class: str, seen: int, timeout: float) -> None: ...
 
 
 def _parts(request: Request) -> tuple[Database, LegacyService]:
     state = request.app.state
     return state.database, state.legacy_service
+
+
+def _ssh_keys(request: Request) -> tuple[Database, SshKeyService]:
+    # The keys belong to the Project tag's rules (roles, sealing); v1.1 is only how they are reached,
+    # so the service is a thin one over the app's ProjectService rather than state of its own.
+    state = request.app.state
+    return state.database, SshKeyService(state.project_service)
+
+
+@router.get(PROJECT + "/settings", include_in_schema=False)
+async def project_settings(request: Request, caller: Caller, vcs: str, organization: str, project: str) -> Response:
+    """The v1.1 project settings, with the fields circlet has, ``ssh_keys`` among them."""
+    database, service = _ssh_keys(request)
+    async with database.reading() as session:
+        body = await service.settings(session, caller, (vcs, organization, project))
+    return json_response(body)
+
+
+@router.post(PROJECT + "/ssh-key", include_in_schema=False)
+async def add_ssh_key(
+    request: Request, caller: Caller, vcs: str, organization: str, project: str, body: AddSshKey
+) -> Response:
+    """Adds an SSH key (``{"hostname", "private_key"}``); answers with its public half and fingerprints."""
+    database, service = _ssh_keys(request)
+    async with database.writing() as session:
+        created = await service.add(session, caller, (vcs, organization, project), body.hostname, body.private_key)
+    return json_response(created, 201)
+
+
+@router.delete(PROJECT + "/ssh-key", include_in_schema=False)
+async def delete_ssh_key(
+    request: Request, caller: Caller, vcs: str, organization: str, project: str, body: DeleteSshKey
+) -> Response:
+    """Removes an SSH key by ``{"fingerprint", "hostname"}`` (MD5 or SHA256 form)."""
+    database, service = _ssh_keys(request)
+    async with database.writing() as session:
+        await service.delete(session, caller, (vcs, organization, project), body.fingerprint, body.hostname)
+    return message("SSH key deleted.")
 
 
 @router.get(BUILD, include_in_schema=False)
@@ -49,3 +116,75 @@ async def output(
     async with database.reading() as session:
         body = await service.output(session, caller, (vcs, organization, project), build_num, step, index)
     return json_response(body)
+
+
+def _cursor(request: Request) -> int:
+    """The id of the last event the client has: ``Last-Event-ID`` (what an EventSource sends when it
+    reconnects, so it wins over the URL it reconnects to), else ``?after=``, else 0 (from the start)."""
+    raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise BadRequest("Last-Event-ID and after must be an event id (a non-negative integer).")
+    return int(raw)
+
+
+def _event(kind: str, body: dict[str, Any], event_id: int | None = None) -> bytes:
+    head = f"id: {event_id}\n".encode() if event_id is not None else b""
+    return head + b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(body) + b"\n\n"
+
+
+@router.get(BUILD + "/output/{step:int}/{index:int}/stream", include_in_schema=False)
+async def output_stream(
+    request: Request,
+    caller: Caller,
+    vcs: str,
+    organization: str,
+    project: str,
+    build_num: int,
+    step: int,
+    index: int,
+) -> Response:
+    """A live tail of an action's output as server-sent events: ``output`` events (id: the output
+    row's id; data: ``{"message", "type", "time"}``) from the cursor on, as they arrive, then one
+    ``end`` event (``{"status", "exit_code"}``) when the step ends. The stream also ends when the
+    client leaves (Starlette cancels it) or the server shuts down (the client reconnects with its
+    ``Last-Event-ID``)."""
+    database, service = _parts(request)
+    after = _cursor(request)
+    async with database.reading() as session:
+        task_id = await service.tail_target(session, caller, (vcs, organization, project), build_num, step, index)
+        cursor = await service.tail_start(session, task_id, step, after)
+    signal: ShutdownSignal = request.app.state.task_signal
+    return StreamingResponse(
+        _tail(database, service, signal, task_id, step, cursor), media_type="text/event-stream", headers=SSE_HEADERS
+    )
+
+
+async def _tail(
+    database: Database,
+    service: LegacyService,
+    signal: ShutdownSignal,
+    task_id: uuid.UUID,
+    step: int,
+    cursor: TailCursor,
+) -> AsyncIterator[bytes]:
+    # One short read per poll: a stream never holds a session (a connection, on PostgreSQL) while
+    # it waits, however long the step runs.
+    wait, idle = TAIL_FIRST_WAIT, 0.0
+    while not signal.closed:
+        async with database.reading() as session:
+            poll = await service.tail_poll(session, task_id, step, cursor)
+        for event_id, body in poll.events:
+            yield _event("output", body, event_id)
+        if poll.end is not None:
+            yield _event("end", poll.end)
+            return
+        if poll.events:
+            wait, idle = TAIL_FIRST_WAIT, 0.0
+        if poll.more:
+            continue
+        if idle >= TAIL_KEEPALIVE_SECONDS:
+            yield b": keep-alive\n\n"
+            idle = 0.0
+        await signal.wait(TAIL_WAKE_KEY, signal.generation(TAIL_WAKE_KEY), wait)
+        idle += wait
+        wait = min(wait * 2, TAIL_MAX_WAIT)

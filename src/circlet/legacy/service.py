@@ -17,6 +17,7 @@ from circlet.http.auth import Principal
 from circlet.http.errors import NotFound
 from circlet.http.responses import timestamp
 from circlet.jobs.service import JobService
+from circlet.legacy import repository as tails
 from circlet.pipelines.service import slug_of
 
 # Job status -> (v1.1 status, lifecycle). A job still waiting (blocked, on hold) is queued.
@@ -36,6 +37,42 @@ STATUS = {
 # Step statuses a runner reports that v1.1 has no word for.
 STEP_STATUS = {"skipped": "not_run"}
 MISSING_OUTPUT = "Step output not found."
+# Rows read per query of a tail: a step that printed a lot is sent in batches, not in one read.
+TAIL_BATCH = 256
+# Task statuses after which no more output or step events can come for it.
+TASK_ACTIVE = frozenset({states.QUEUED, states.RUNNING})
+
+
+def split_incomplete(data: bytes) -> tuple[bytes, bytes]:
+    """``data`` cut before a UTF-8 sequence it ends in the middle of: the runner sends bytes as they
+    come, so a character may straddle two rows, and decoding each row alone would garble it."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 == 0x80:  # a continuation byte: its sequence starts further back
+            continue
+        needed = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 else 4 if byte & 0xF8 == 0xF0 else 1
+        return (data[:-back], data[-back:]) if needed > back else (data, b"")
+    return data, b""
+
+
+@dataclass
+class TailCursor:
+    """Where a tail is: the id of the last row sent (the SSE event id) and the bytes of a character
+    that row ended in the middle of, which go out with the next row."""
+
+    after: int
+    pending: bytes = b""
+    time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TailPoll:
+    events: list[tuple[int, dict[str, Any]]]
+    """(row id, ``{"message", "type", "time"}``), the shape of ``output_url``'s items."""
+    end: dict[str, Any] | None
+    """``{"status", "exit_code"}`` once the step (or its task) has ended and everything is sent."""
+    more: bool
+    """A full batch was read: poll again at once."""
 
 
 def _time(value: datetime | None) -> str | None:
@@ -167,3 +204,65 @@ class LegacyService:
     @staticmethod
     async def _step_run(session: AsyncSession, task_id: uuid.UUID, step: int) -> StepRun | None:
         return next((run for run in await engine.steps_of(session, [task_id]) if run.step_index == step), None)
+
+    async def tail_target(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        slug: tuple[str, str, str],
+        number: int,
+        step: int,
+        index: int,
+    ) -> uuid.UUID:
+        """The task whose step a tail follows; 404 for a step or parallel index the job does not have
+        (a step that has not started yet is fine: the tail waits for it)."""
+        _, ran, _ = await self._ran(session, principal, slug, number)
+        task = next((task for task in await engine.tasks_of(session, [ran.id]) if task.parallel_index == index), None)
+        if task is None or not 0 <= step < len(ran.spec.get("steps", [])):
+            raise NotFound(MISSING_OUTPUT)
+        return task.id
+
+    @staticmethod
+    async def tail_start(session: AsyncSession, task_id: uuid.UUID, step: int, after: int) -> TailCursor:
+        """A cursor resuming after row ``after``: the rows up to it may end in a split character,
+        whose first bytes were held back and must go out with the next row."""
+        if after <= 0:
+            return TailCursor(0)
+        # A held-back tail is at most 3 bytes and every row has at least one: 3 rows hold it.
+        before = b"".join(await tails.chunks_up_to(session, task_id, step, after, 3))
+        return TailCursor(after, split_incomplete(before)[1])
+
+    @staticmethod
+    async def tail_poll(session: AsyncSession, task_id: uuid.UUID, step: int, cursor: TailCursor) -> TailPoll:
+        """The output after ``cursor`` (advanced in place) and, when the step has ended, its status.
+
+        The state is read before the rows: the runner sends a step's output before the event that
+        ends it, so rows read after an ended state are all there will be."""
+        state = await tails.step_state(session, task_id, step)
+        chunks = await tails.chunks_after(session, task_id, step, cursor.after, TAIL_BATCH)
+        events = []
+        for chunk in chunks:
+            data, pending = split_incomplete(cursor.pending + chunk.data)
+            cursor.after, cursor.pending, cursor.time = chunk.id, pending, chunk.created_at
+            if data:
+                events.append((chunk.id, _message(data, chunk.created_at)))
+        more = len(chunks) == TAIL_BATCH
+        if more:
+            return TailPoll(events, None, more)
+        if state is None:  # the task is gone (its project was deleted): nothing more will come
+            return TailPoll(events, {"status": "not_run", "exit_code": None}, False)
+        step_ended = state.step_status not in (None, states.RUNNING)
+        if not step_ended and state.task_status in TASK_ACTIVE:
+            return TailPoll(events, None, False)
+        if cursor.pending:  # the output ended in a broken character: send it as it is
+            events.append((cursor.after, _message(cursor.pending, cursor.time)))
+            cursor.pending = b""
+        if step_ended:
+            status = STEP_STATUS.get(state.step_status or "", state.step_status)
+        else:  # the task ended under the step (a lost lease) or before it began
+            status = state.task_status if state.step_status == states.RUNNING else "not_run"
+        return TailPoll(events, {"status": status, "exit_code": state.exit_code}, False)
+
+
+def _message(data: bytes, when: datetime | None) -> dict[str, Any]:
+    return {"message": data.decode("utf-8", "replace"), "type": "out", "time": _time(when)}

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from circlet.runner.containers import ContainerEngine, EngineChoice, detect_engine
 from circlet.runner.executor import DockerMode, TaskResult, TaskRunner
 from circlet.runner.protocol import (
     Backoff,
@@ -37,6 +38,12 @@ class AgentOptions:
     work_dir: Path | None = None
     max_tasks: int = 1
     docker: DockerMode = "host"
+    """docker jobs when there is no container engine: ``host`` runs them here, ``fail`` refuses them."""
+    container_engine: EngineChoice = "none"
+    container_engine_args: tuple[str, ...] = ()
+    """Global arguments of the engine's CLI (e.g. ``--runtime runc --cgroup-manager=cgroupfs``)."""
+    containers_conf: Path | None = None
+    """podman only: the ``containers.conf`` it reads (``CONTAINERS_CONF``) instead of the system's."""
     once: bool = False
     """Run one task, then exit."""
     wait_seconds: int = 30
@@ -69,6 +76,7 @@ class Agent:
         self._running: dict[str, TaskRunner] = {}
         self._started = 0
         self._refused: Unauthorized | None = None
+        self._engine: ContainerEngine | None = None
         self.completed: list[tuple[str, TaskResult]] = []
         """(task id, result) of every task completed, for tests and the exit status."""
 
@@ -87,6 +95,10 @@ class Agent:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.shutdown, signal.Signals(signum).name)
         try:
+            options = self._options
+            self._engine = await detect_engine(
+                options.container_engine, options.container_engine_args, options.containers_conf
+            )
             with self._work_root() as work_root:
                 workers = 1 if self._options.once else max(1, self._options.max_tasks)
                 await asyncio.gather(*(self._work(work_root) for _ in range(workers)))
@@ -156,6 +168,7 @@ class Agent:
             docker=self._options.docker,
             kill_grace=self._options.kill_grace,
             storage=task_client,
+            engine=self._engine,
         )
         self._running[task.task_id] = runner
         if self._stopping.is_set():

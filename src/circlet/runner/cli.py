@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import socket
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +12,7 @@ from typing import Annotated
 import typer
 
 from circlet.runner.agent import AgentOptions, run_agent
+from circlet.runner.containers import ENGINE_CHOICES
 from circlet.runner.logs import configure_logging
 from circlet.runner.protocol import RunnerClient
 
@@ -36,8 +38,37 @@ def runner_command(
     ] = None,
     max_tasks: Annotated[int, typer.Option("--max-tasks", min=1, help="Tasks run at the same time.")] = 1,
     docker: Annotated[
-        str, typer.Option("--docker", help="docker jobs: 'host' runs them on this host, 'fail' refuses them.")
+        str,
+        typer.Option(
+            "--docker",
+            envvar="CIRCLET_RUNNER_DOCKER",
+            help="docker jobs when there is no container engine: 'host' runs them on this host, 'fail' refuses them.",
+        ),
     ] = "host",
+    container_engine: Annotated[
+        str,
+        typer.Option(
+            "--container-engine",
+            envvar="CIRCLET_RUNNER_CONTAINER_ENGINE",
+            help="Where docker jobs run: 'auto' (podman, else docker, if one answers), 'podman', 'docker', 'none'.",
+        ),
+    ] = "auto",
+    container_engine_args: Annotated[
+        str,
+        typer.Option(
+            "--container-engine-args",
+            envvar="CIRCLET_RUNNER_CONTAINER_ENGINE_ARGS",
+            help="Global arguments for the engine's CLI, e.g. '--runtime runc --cgroup-manager=cgroupfs'.",
+        ),
+    ] = "",
+    containers_conf: Annotated[
+        Path | None,
+        typer.Option(
+            "--containers-conf",
+            envvar="CIRCLET_RUNNER_CONTAINERS_CONF",
+            help="podman only: the containers.conf it reads instead of the system's (CONTAINERS_CONF).",
+        ),
+    ] = None,
     once: Annotated[bool, typer.Option("--once", help="Run one task, then exit.")] = False,
     name: Annotated[
         str | None, typer.Option("--name", help="This runner's name for the server (default: the host name).")
@@ -47,12 +78,18 @@ def runner_command(
     if docker not in DOCKER_MODES:
         typer.echo(json.dumps({"error": f"--docker must be one of {', '.join(DOCKER_MODES)}"}), err=True)
         raise typer.Exit(2)
+    if container_engine not in ENGINE_CHOICES:
+        typer.echo(json.dumps({"error": f"--container-engine must be one of {', '.join(ENGINE_CHOICES)}"}), err=True)
+        raise typer.Exit(2)
     configure_logging()
     options = AgentOptions(
         resource_class=resource_class,
         work_dir=work_dir,
         max_tasks=max_tasks,
         docker="host" if docker == "host" else "fail",
+        container_engine=ENGINE_CHOICES[ENGINE_CHOICES.index(container_engine)],
+        container_engine_args=tuple(shlex.split(container_engine_args)),
+        containers_conf=containers_conf,
         once=once,
     )
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from circlet.runner.containers import TaskContainers
 from circlet.runner.job_tools import HALT_MARKER, TIMINGS_FILE
 from circlet.runner.job_tools import install as install_job_tools
 from circlet.runner.masking import MaskingStream
@@ -137,6 +138,9 @@ class StepContext:
     """Runs a step nested in this one (``when``/``unless``), writing to this step's output."""
     storage: TaskStorage | None = None
     """Caches, workspace, artifacts and test results on the server (None: this runner has none)."""
+    containers: TaskContainers | None = None
+    """The job's containers, when it is a docker job run in real ones: ``run`` steps go into the
+    primary; every other step runs on the host, on the same bind-mounted files."""
 
     def resolve(self, path: object) -> Path:
         """A step's path argument: ``~`` expanded, relative to the job's working directory."""

@@ -1,4 +1,5 @@
-"""Runs one task's steps on this host, in a fresh directory, and says how the task ended."""
+"""Runs one task's steps in a fresh directory, on this host or (docker jobs, when the runner has a
+container engine) in the job's containers, and says how the task ended."""
 
 from __future__ import annotations
 
@@ -15,6 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from circlet.runner.containers import (
+    ContainerConfigError,
+    ContainerEngine,
+    TaskContainers,
+    agent_python_mounts,
+    container_specs,
+)
 from circlet.runner.context import EventSink, StepContext, StepOutcome, StepOutput, TaskDirs, TaskStorage
 from circlet.runner.masking import Masker
 from circlet.runner.process import ProcessGroups
@@ -55,14 +63,30 @@ class TaskRunner:
         docker: DockerMode = "host",
         kill_grace: float = 5.0,
         storage: TaskStorage | None = None,
+        engine: ContainerEngine | None = None,
     ) -> None:
         self.task = task
         self._sink = sink
         self._storage = storage
         self._docker = docker
+        self._engine = engine
         self._dirs = TaskDirs(work_root / f"task-{task.task_id}")
         self._groups = ProcessGroups(kill_grace)
-        self._masker = Masker([*task.secrets, *key_secrets(task.ssh_keys)])
+        self._containers: TaskContainers | None = None
+        self._container_problem: str | None = None
+        registry_passwords: list[str] = []
+        if engine is not None and task.executor.type == "docker":
+            try:
+                specs = container_specs(task.executor.raw, task.environment)
+            except ContainerConfigError as exc:
+                self._container_problem = str(exc)
+            else:
+                self._containers = TaskContainers(
+                    engine, task.task_id, self._dirs.root, specs, read_only_mounts=agent_python_mounts()
+                )
+                registry_passwords = [spec.auth[1] for spec in specs if spec.auth is not None]
+        self._starting: asyncio.Task[str | None] | None = None
+        self._masker = Masker([*task.secrets, *key_secrets(task.ssh_keys), *registry_passwords])
         self._stopped: TaskResult | None = None
         self._stopping: asyncio.Task[None] | None = None
         self._background: list[asyncio.Task[StepOutcome]] = []
@@ -75,6 +99,8 @@ class TaskRunner:
             return
         self._stopped = TaskResult(status, message)
         self._stopping = asyncio.create_task(self._groups.kill_all())
+        if self._starting is not None:
+            self._starting.cancel()  # a pull may take minutes
 
     async def run(self) -> TaskResult:
         refusal = self._refusal()
@@ -84,6 +110,10 @@ class TaskRunner:
         if self.task.test_timings is not None:
             self._dirs.timings.write_text(json.dumps(self.task.test_timings))
         try:
+            if self._containers is not None:
+                problem = await self._start_containers(self._containers)
+                if problem is not None:
+                    return self._stopped or TaskResult("failed", problem)
             return await self._run_steps()
         finally:
             self._job_ending = True
@@ -91,10 +121,38 @@ class TaskRunner:
             await asyncio.gather(*self._background, return_exceptions=True)
             if self._stopping is not None:
                 await self._stopping
+            if self._containers is not None:
+                await self._containers.remove()
             remove_tree(self._dirs.root)
+
+    async def _start_containers(self, containers: TaskContainers) -> str | None:
+        """Start the job's containers; their notes go at the top of the first step's output."""
+        notes: list[str] = []
+
+        async def note(line: str) -> None:
+            notes.append(line + "\n")
+
+        self._starting = asyncio.create_task(containers.start(note))
+        try:
+            problem = await self._starting
+        except asyncio.CancelledError:
+            if self._stopped is None:
+                raise
+            return "canceled while the job's containers were starting"
+        finally:
+            self._starting = None
+        self._first_step_note = "".join(notes)
+        if problem is not None:
+            log.warning("containers did not start", extra={"task_id": self.task.task_id, "problem": problem})
+            return self._masker.mask(problem.encode()).decode()
+        return None
 
     def _refusal(self) -> str | None:
         executor = self.task.executor
+        if self._container_problem is not None:
+            return self._container_problem
+        if self._containers is not None:
+            return None
         if executor.type == "docker" and self._docker == "host":
             self._first_step_note = (
                 f"circlet runner: warning: this docker job runs directly on the runner's host (--docker host); "
@@ -110,7 +168,11 @@ class TaskRunner:
     async def _run_steps(self) -> TaskResult:
         working_directory = self._dirs.expand(self.task.executor.working_directory, self._dirs.home)
         working_directory.mkdir(parents=True, exist_ok=True)
-        environment = self._environment(working_directory)
+        environment = (
+            self._environment(working_directory)
+            if self._containers is None
+            else self._container_environment(self._containers)
+        )
         for index, step in enumerate(self.task.steps):
             if self._stopped is not None:
                 break
@@ -158,8 +220,15 @@ class TaskRunner:
             groups=self._groups,
             output=output,
             storage=self._storage,
+            containers=self._containers,
         )
-        context.run_nested = lambda nested: step_type(nested.type).handler(dataclasses.replace(context, step=nested))
+
+        async def run_nested(nested: Step) -> StepOutcome:
+            self._note_host_writes(nested)
+            return await step_type(nested.type).handler(dataclasses.replace(context, step=nested))
+
+        context.run_nested = run_nested
+        self._note_host_writes(step)
         log.info("step started", extra={"task_id": self.task.task_id, "step": index, "step_name": step.name})
         try:
             outcome = await step_type(step.type).handler(context)
@@ -178,6 +247,11 @@ class TaskRunner:
             self._failure = outcome
         return outcome
 
+    def _note_host_writes(self, step: Step) -> None:
+        """Steps other than ``run`` write as the agent: the container's user must get the files back."""
+        if self._containers is not None and step.type not in ("run", "deploy"):
+            self._containers.ownership_stale = True
+
     def _result(self) -> TaskResult:
         if self._stopped is not None:
             return self._stopped
@@ -192,6 +266,19 @@ class TaskRunner:
         environment.update({name: value for name, value in os.environ.items() if name.startswith("LC_")})
         environment.setdefault("PATH", FALLBACK_PATH)
         environment.update(self.task.environment)
+        return self._with_runner_variables(environment)
+
+    def _container_environment(self, containers: TaskContainers) -> dict[str, str]:
+        """In the primary: the image's own environment (the engine gives it), then the primary's
+        ``environment``, the task's variables, and what only the runner knows. Nothing of the
+        agent's host environment: its ``PATH`` is the image's."""
+        environment = dict(containers.specs[0].environment)
+        environment.update(self.task.environment)
+        environment["PATH"] = environment.get("PATH") or containers.shell.path
+        return self._with_runner_variables(environment)
+
+    def _with_runner_variables(self, environment: dict[str, str]) -> dict[str, str]:
+        """The task's ``bin/`` first on ``PATH``, and the variables only the runner knows."""
         environment["PATH"] = f"{self._dirs.bin}{os.pathsep}{environment['PATH']}"
         job = self.task.job
         environment.update(

@@ -3,8 +3,10 @@
 Every secret of at least ``MIN_SECRET_LENGTH`` characters is replaced by ``MASK``. Matching is
 leftmost first and, at one position, longest first, so a secret that contains another is masked
 whole. A stream is masked chunk by chunk with the same result as masking the whole text at once: a
-position is decided only once every secret that could start there has been seen in full, so at most
-``longest secret - 1`` bytes are held back between chunks.
+position is decided only once every secret that could start there has been seen in full: only the
+longest tail of the output that is the beginning of a secret is held back between chunks (at most
+``longest secret - 1`` bytes), so output that cannot be part of a secret leaves at once — a live tail
+shows ``echo 1; sleep 1; echo 2`` line by line even when the project has secrets.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ class Masker:
         ordered = sorted(values, key=lambda value: (-len(value), value))
         self.longest = len(ordered[0]) if ordered else 0
         self._pattern = re.compile(b"|".join(re.escape(value) for value in ordered)) if ordered else None
+        self._by_first_byte: dict[int, list[bytes]] = {}
+        for value in ordered:
+            self._by_first_byte.setdefault(value[0], []).append(value)
 
     def mask(self, data: bytes) -> bytes:
         """The whole of ``data`` masked at once."""
@@ -37,6 +42,16 @@ class Masker:
     def search(self, data: bytes, start: int) -> re.Match[bytes] | None:
         return self._pattern.search(data, start) if self._pattern is not None else None
 
+    def unfinished_tail(self, data: bytes) -> int:
+        """The length of the longest tail of ``data`` that a secret starts with but is longer than:
+        what may still become a secret when more output comes."""
+        for start in range(max(0, len(data) - self.longest + 1), len(data)):
+            tail = data[start:]
+            for value in self._by_first_byte.get(data[start], ()):
+                if len(value) > len(tail) and value.startswith(tail):
+                    return len(tail)
+        return 0
+
 
 class MaskingStream:
     """Masks one output stream chunk by chunk; call ``finish`` at its end for the held-back tail."""
@@ -49,7 +64,9 @@ class MaskingStream:
         if self._masker.longest == 0:
             return chunk
         data = self._pending + chunk
-        decided = len(data) - (self._masker.longest - 1)  # every secret starting before here is complete
+        # Every secret that starts before ``decided`` is complete in ``data``: had one not been, the
+        # tail from its start would be a longer unfinished tail.
+        decided = len(data) - self._masker.unfinished_tail(data)
         out = bytearray()
         position = 0
         while position < decided:

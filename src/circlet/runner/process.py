@@ -23,6 +23,10 @@ class ProcessResult:
     """Ended by ``ProcessGroups.kill_all`` (cancel, shutdown or end of job)."""
 
 
+SignalRemote = Callable[[signal.Signals], Awaitable[None]]
+"""Signals what a host process runs elsewhere (a step inside a container, behind ``exec``)."""
+
+
 class ProcessGroups:
     """The live process groups of one task. After ``kill_all`` no new process may start."""
 
@@ -30,23 +34,38 @@ class ProcessGroups:
         self.kill_grace = kill_grace
         self.closed = False
         self._live: set[int] = set()
+        self._remote: dict[int, SignalRemote] = {}
 
-    def add(self, pgid: int) -> None:
+    def add(self, pgid: int, signal_remote: SignalRemote | None = None) -> None:
         self._live.add(pgid)
+        if signal_remote is not None:
+            self._remote[pgid] = signal_remote
 
     def discard(self, pgid: int) -> None:
         self._live.discard(pgid)
+        self._remote.pop(pgid, None)
+
+    def forget_remote(self, pgid: int) -> None:
+        """The remote side has ended with its host process: nothing there to signal any more."""
+        self._remote.pop(pgid, None)
 
     async def kill(self, pgid: int) -> None:
-        """SIGTERM the group, then SIGKILL whatever is left of it after ``kill_grace`` seconds."""
-        if not _signal_group(pgid, signal.SIGTERM):
+        """SIGTERM the group, then SIGKILL whatever is left of it after ``kill_grace`` seconds.
+        A group with a remote side gets the signals there first; its host process (the ``exec``
+        client) is then left to end with it, so the step's last output still arrives."""
+        remote = self._remote.get(pgid)
+        if remote is not None:
+            await remote(signal.SIGTERM)
+        elif not _signal_group(pgid, signal.SIGTERM):
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.kill_grace
         while loop.time() < deadline:
-            await asyncio.sleep(0.05)
             if not group_alive(pgid):
                 return
+            await asyncio.sleep(0.05)
+        if remote is not None:
+            await remote(signal.SIGKILL)
         _signal_group(pgid, signal.SIGKILL)
 
     async def kill_all(self) -> None:
@@ -88,6 +107,8 @@ async def run_process(
     groups: ProcessGroups,
     on_output: Callable[[bytes], Awaitable[None]],
     no_output_timeout: float | None = None,
+    signal_remote: SignalRemote | None = None,
+    stdin: bytes | None = None,
 ) -> ProcessResult:
     """Run ``argv`` in a new session with stdout and stderr combined, passing output to
     ``on_output`` as it comes, until the output ends (every process holding it closed it) and the
@@ -98,12 +119,16 @@ async def run_process(
         *argv,
         cwd=cwd,
         env=dict(env),
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,
     )
-    groups.add(process.pid)
+    groups.add(process.pid, signal_remote)
+    if stdin is not None:
+        assert process.stdin is not None
+        process.stdin.write(stdin)
+        process.stdin.close()  # asyncio sends what is buffered before it closes
     if groups.closed:  # killed while starting
         await groups.kill(process.pid)
     assert process.stdout is not None
@@ -124,6 +149,8 @@ async def run_process(
             last_output = loop.time()
             await on_output(chunk)
         returncode = await process.wait()
+        if not timed_out and not groups.closed:
+            groups.forget_remote(process.pid)
     except BaseException:
         await groups.kill(process.pid)
         raise

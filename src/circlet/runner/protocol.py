@@ -6,14 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+from typing import Any, BinaryIO
+from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 
@@ -113,10 +114,20 @@ class SshKey:
 
     fingerprint: str
     private_key: str
+    aliases: tuple[str, ...] = ()
+    """Other fingerprints of the same key (its ``SHA256:`` form) that a step may name it by."""
+    hostnames: tuple[str, ...] = ()
+    """The hosts (ssh ``Host`` patterns) the key is for; empty: every host."""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SshKey:
-        return cls(fingerprint=str(data["fingerprint"]).strip(), private_key=str(data["private_key"]))
+        # ``aliases`` and ``hostnames`` are optional: a server that predates them sends neither.
+        return cls(
+            fingerprint=str(data["fingerprint"]).strip(),
+            private_key=str(data["private_key"]),
+            aliases=tuple(str(alias).strip() for alias in data.get("aliases") or []),
+            hostnames=tuple(str(host).strip() for host in data.get("hostnames") or []),
+        )
 
 
 @dataclass(frozen=True)
@@ -213,6 +224,9 @@ class RunnerClient:
         self.runner_name = runner_name
         self._token = token
         self._backoff_template = backoff or Backoff()
+        self.direct = _direct_endpoint(url) if transport is None else None
+        """(host, port, path prefix) for blob uploads and downloads over a plain socket; None: httpx only."""
+        self.backoff_first, self.backoff_most = self._backoff_template.first, self._backoff_template.most
         self._http = httpx.AsyncClient(
             base_url=url.rstrip("/"),
             timeout=httpx.Timeout(30.0, connect=10.0),
@@ -286,14 +300,24 @@ class RunnerClient:
 
 
 class FileBody:
-    """A request body read from a file in chunks; iterable again, so a retried call resends it whole."""
+    """A request body read from a file in chunks; iterable again, so a retried call resends it whole.
+
+    Its length is taken when it is made and sent as ``Content-Length``: a chunked body costs a copy of
+    every chunk on the way out (h11 joins each with its framing). A file that shrinks meanwhile fails
+    the call rather than sending less than announced; one that grows is sent up to that length."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.size = path.stat().st_size
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        left = self.size
         with open(self.path, "rb") as handle:
-            while chunk := handle.read(FILE_CHUNK):
+            while left > 0:
+                chunk = handle.read(min(FILE_CHUNK, left))
+                if not chunk:
+                    raise ProtocolError(f"{self.path.name} shrank while it was being sent")
+                left -= len(chunk)
                 yield chunk
 
 
@@ -399,32 +423,59 @@ class TaskClient:
         )
 
     async def _upload(self, path: str, source: Path, params: dict[str, str] | None = None) -> httpx.Response:
-        return await self._send(
-            "PUT",
-            path,
-            params=params,
-            content=FileBody(source),
-            headers={"Content-Type": "application/octet-stream"},
-        )
+        direct = self._runner.direct
+        if direct is None:
+            body = FileBody(source)
+            return await self._send(
+                "PUT",
+                path,
+                params=params,
+                content=body,
+                headers={"Content-Type": "application/octet-stream", "Content-Length": str(body.size)},
+            )
+        query = "?" + urlencode(params, quote_via=quote) if params else ""
+        headers = {"Authorization": f"Bearer {self._task.task_token}", "Content-Type": "application/octet-stream"}
+        backoff = Backoff(self._runner.backoff_first, self._runner.backoff_most)
+        started = time.monotonic()
+        while True:  # as ``RunnerClient.send``: transport errors and 5xx are retried, the body sent whole again
+            try:
+                response = await _direct(direct, "PUT", self._base + path + query, headers, source=source)
+                if response.status_code < 500:
+                    return response
+                problem = f"server answered {response.status_code}"
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() - started >= self._task.lease_seconds:
+                raise TaskLost(f"server unreachable for {self._task.lease_seconds:.0f}s ({problem})")
+            await asyncio.sleep(backoff.delay())
 
     async def _download(self, path: str, target: Path) -> None:
         """Stream a stored blob into ``target`` (retried whole on transport errors and 5xx)."""
         backoff = Backoff()
         started = time.monotonic()
         headers = {"Authorization": f"Bearer {self._task.task_token}"}
+        direct = self._runner.direct
         while True:
             try:
-                async with self._runner.http.stream("GET", self._base + path, headers=headers) as response:
-                    if response.status_code < 500:
-                        if response.status_code != 200:
-                            await response.aread()
-                            self._check(response, path)
-                        with open(target, "wb") as handle:
-                            async for chunk in response.aiter_bytes(FILE_CHUNK):
-                                handle.write(chunk)
+                if direct is not None:
+                    response = await _direct(direct, "GET", self._base + path, headers, target=target)
+                    if response.status_code == 200:
                         return
+                    if response.status_code < 500:
+                        self._check(response, path)
+                        raise ProtocolError(f"{path} answered {response.status_code}")
+                else:
+                    async with self._runner.http.stream("GET", self._base + path, headers=headers) as response:
+                        if response.status_code < 500:
+                            if response.status_code != 200:
+                                await response.aread()
+                                self._check(response, path)
+                            with open(target, "wb") as handle:
+                                async for chunk in response.aiter_bytes():  # as they arrive: no re-chunking copies
+                                    handle.write(chunk)
+                            return
                 problem = f"server answered {response.status_code}"
-            except httpx.TransportError as exc:
+            except (httpx.TransportError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             if time.monotonic() - started >= self._task.lease_seconds:
                 raise TaskLost(f"server unreachable for {self._task.lease_seconds:.0f}s ({problem})")
@@ -460,6 +511,122 @@ class TaskClient:
             return {}
         body = response.json()
         return body if isinstance(body, dict) else {}
+
+
+# -- blob bodies over a plain socket ----------------------------------------------------------------
+
+DIRECT_READ = 1024 * 1024
+DIRECT_TIMEOUT = 30.0
+PROXY_VARIABLES = ("http_proxy", "all_proxy")
+
+
+def _direct_endpoint(url: str) -> tuple[str, int, str] | None:
+    """Where downloads may go over a plain socket: an ``http://`` server that no proxy setting of the
+    environment could apply to (httpx honours them; this path does not, so it steps aside)."""
+    parsed = urlsplit(url)
+    if parsed.scheme != "http" or not parsed.hostname:
+        return None
+    if any(os.environ.get(name) or os.environ.get(name.upper()) for name in PROXY_VARIABLES):
+        return None
+    return parsed.hostname, parsed.port or 80, parsed.path.rstrip("/")
+
+
+async def _direct(
+    endpoint: tuple[str, int, str],
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    *,
+    source: Path | None = None,
+    target: Path | None = None,
+) -> httpx.Response:
+    """One bare HTTP/1.1 exchange on a new connection, for the bodies of blobs: ``source`` is sent with
+    ``sendfile`` (the kernel copies it from the page cache to the socket), a 200's body is written to
+    ``target`` as it comes, 1 MiB a time.
+
+    httpx reads a body 64 KiB at a time through three layers (httpcore, h11, anyio, which pauses and
+    resumes the socket for every read), and sends one through two copies: a 200 MB cache cost the
+    runner ~1.1 s of CPU to download and ~0.7 s to upload that way (docs/performance.md, issue 6).
+    The answer comes back as an ``httpx.Response`` (a 200's body in ``target``, if given; any other's
+    in the response), so callers check it as they check httpx's."""
+    host, port, prefix = endpoint
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=DIRECT_READ), 10.0)
+    try:
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 literal is bracketed
+        request = [f"{method} {prefix}{path} HTTP/1.1", f"Host: {authority}", "User-Agent: circlet-runner"]
+        request += ["Accept-Encoding: identity", "Connection: close"]
+        request += [f"{name}: {value}" for name, value in headers.items()]
+        size = source.stat().st_size if source is not None else 0
+        if source is not None:
+            request.append(f"Content-Length: {size}")
+        writer.write(("\r\n".join(request) + "\r\n\r\n").encode("latin-1"))
+        if source is not None:
+            await _send_file(writer, source, size)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), DIRECT_TIMEOUT)
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        status = int(status_line.split(" ", 2)[1])
+        fields = {}
+        for line in lines:
+            name, _, value = line.partition(":")
+            fields[name.strip().lower()] = value.strip()
+        chunked = "chunked" in fields.get("transfer-encoding", "").lower()
+        length = None if chunked or "content-length" not in fields else int(fields["content-length"])
+        if status != 200 or target is None:
+            body = await _read_body(reader, length, chunked, None)
+            return httpx.Response(status, headers=fields, content=body)
+        with open(target, "wb") as handle:
+            await _read_body(reader, length, chunked, handle)
+        return httpx.Response(status, headers=fields)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def _send_file(writer: asyncio.StreamWriter, source: Path, size: int) -> None:
+    """``size`` bytes of ``source`` to the socket. A server that answers before reading the whole body
+    (a refusal) may close its side: its answer is read all the same, by the caller."""
+    loop = asyncio.get_running_loop()
+    with open(source, "rb") as file:
+        try:
+            sent = await loop.sendfile(writer.transport, file, 0, size)
+        except ConnectionError:
+            return
+    if sent < size:
+        raise ProtocolError(f"{source.name} shrank while it was being sent")
+    await writer.drain()
+
+
+async def _read_body(reader: asyncio.StreamReader, length: int | None, chunked: bool, handle: BinaryIO | None) -> bytes:
+    """The body (into ``handle``, or returned): ``length`` bytes, chunked, or up to the end."""
+    kept = bytearray()
+
+    async def take(count: int | None) -> None:
+        while count is None or count > 0:
+            size = DIRECT_READ if count is None else min(count, DIRECT_READ)
+            data = await asyncio.wait_for(reader.read(size), DIRECT_TIMEOUT)
+            if not data:
+                if count is None:
+                    return
+                raise asyncio.IncompleteReadError(b"", count)
+            if count is not None:
+                count -= len(data)
+            if handle is not None:
+                handle.write(data)
+            else:
+                kept.extend(data)
+
+    if not chunked:
+        await take(length)
+        return bytes(kept)
+    while True:
+        line = await asyncio.wait_for(reader.readuntil(b"\r\n"), DIRECT_TIMEOUT)
+        size = int(line.split(b";", 1)[0].strip(), 16)
+        if size == 0:
+            await asyncio.wait_for(reader.readuntil(b"\r\n"), DIRECT_TIMEOUT)  # no trailers are sent
+            return bytes(kept)
+        await take(size)
+        await asyncio.wait_for(reader.readexactly(2), DIRECT_TIMEOUT)
 
 
 def _message(response: httpx.Response) -> str:

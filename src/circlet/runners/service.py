@@ -30,6 +30,7 @@ from circlet.orgs import repository as orgs
 from circlet.pipelines.service import slug_of
 from circlet.projects import repository as projects
 from circlet.projects.service import ProjectService
+from circlet.projects.ssh_keys import ssh_keys_for_task
 from circlet.storage import repository as storage
 from circlet.users import repository as users
 from circlet.users.tokens import token_hash
@@ -214,6 +215,7 @@ class RunnerService:
             "environment": environment,
             "secrets": masked,
             "test_timings": await test_timings(session, project.id),
+            "ssh_keys": await ssh_keys_for_task(session, self.project_service.keyring, project.id),
             "steps": spec["steps"],
         }
 

@@ -1,14 +1,19 @@
-"""The ``run`` step: a command in a shell, in its own process group."""
+"""The ``run`` step: a command in a shell, in its own process group (on the host, or inside the
+job's primary container)."""
 
 from __future__ import annotations
 
 import functools
 import shlex
 import shutil
+import signal
 import subprocess
+from pathlib import Path
 
+from circlet.runner.containers import TaskContainers, environment_script
 from circlet.runner.context import StepContext, StepOutcome
 from circlet.runner.durations import parse_duration
+from circlet.runner.process import ProcessResult, run_process
 
 DEFAULT_NO_OUTPUT_TIMEOUT = "10m"
 SOURCE_BASH_ENV = '[ -f "$BASH_ENV" ] && . "$BASH_ENV"\n'
@@ -38,11 +43,15 @@ async def run(context: StepContext) -> StepOutcome:
     except ValueError as exc:
         await context.output.line(f"circlet runner: no_output_timeout: {exc}")
         return StepOutcome("failed", None, f"step {context.step.name!r}: {exc}")
+    containers = context.containers
     shell_text = args.get("shell") or context.task.executor.shell
     if shell_text:
         shell, prelude = shlex.split(str(shell_text)), ""
     else:
-        fallback, sources = default_shell()
+        if containers is not None:
+            fallback, sources = containers.shell.shell, containers.shell.sources_bash_env
+        else:
+            fallback, sources = default_shell()
         shell, prelude = list(fallback), SOURCE_BASH_ENV if sources else ""
     script = context.dirs.data / f"step-{context.index}.sh"
     script.write_text(prelude + command + ("" if command.endswith("\n") else "\n"))
@@ -50,7 +59,43 @@ async def run(context: StepContext) -> StepOutcome:
     cwd.mkdir(parents=True, exist_ok=True)
     environment = dict(context.environment)
     environment.update({str(k): "" if v is None else str(v) for k, v in (args.get("environment") or {}).items()})
-    result = await context.run([*shell, str(script)], cwd=cwd, env=environment, no_output_timeout=timeout)
+    if containers is None:
+        result = await context.run([*shell, str(script)], cwd=cwd, env=environment, no_output_timeout=timeout)
+    else:
+        result = await run_in_container(context, containers, [*shell, str(script)], cwd, environment, timeout)
     if result.timed_out:
         await context.output.line(f"\nToo long with no output (exceeded {timeout_text})")
     return StepOutcome.of_process(result, f"step {context.step.name!r}", timeout_text)
+
+
+async def run_in_container(
+    context: StepContext,
+    containers: TaskContainers,
+    argv: list[str],
+    cwd: Path,
+    environment: dict[str, str],
+    timeout: float,
+) -> ProcessResult:
+    """``argv`` in the primary container through the engine's ``exec``. A kill (cancel, timeout, end
+    of the job) signals the step's process group inside the container, not only the ``exec`` client."""
+    chowned = await containers.give_files_to_user()
+    if chowned is not None and not chowned.ok:
+        await context.output.line(
+            f"circlet runner: warning: could not give the job's files to user {containers.user}: {chowned.last_line()}"
+        )
+    pid_file = context.dirs.data / f"step-{context.index}.pid"
+    pid_file.unlink(missing_ok=True)
+
+    async def signal_step(signum: signal.Signals) -> None:
+        await containers.signal_step(pid_file, signum)
+
+    return await run_process(
+        containers.exec_argv(pid_file, cwd, argv),
+        cwd=context.dirs.root,
+        env=containers.engine.environment,
+        groups=context.groups,
+        on_output=context.output.write,
+        no_output_timeout=timeout,
+        signal_remote=signal_step,
+        stdin=environment_script(environment),
+    )

@@ -1,5 +1,8 @@
 """The ``add_ssh_keys`` step: the project's SSH keys (the task's ``ssh_keys``) installed in the job's
-``~/.ssh``, all of them or those whose ``fingerprints`` the step lists.
+``~/.ssh``, all of them or those whose ``fingerprints`` the step lists (by a key's fingerprint or any
+of its ``aliases``: CircleCI takes both the MD5 and the ``SHA256:`` form), each as
+``~/.ssh/id_rsa_<the fingerprint as named>``. ``~/.ssh/config`` offers a key with ``hostnames`` only
+to those hosts (a ``Host <hostname>`` entry) and every other key to every host (``Host *``).
 
 ssh reads the config of the user's home in the password database, not ``$HOME``; the job's home is
 the task's own, so the step also puts an ``ssh`` first on the job's ``PATH`` that passes
@@ -18,6 +21,8 @@ from circlet.runner.context import StepContext, StepOutcome
 from circlet.runner.protocol import SshKey
 
 KEY_PREFIX = "id_rsa_"
+# What may follow ``Host`` for a key's hostname: one ssh pattern, nothing that ends the line.
+HOST_PATTERN = re.compile(r"^[A-Za-z0-9._:*?-]{1,255}$")
 
 
 def key_file_name(fingerprint: str) -> str:
@@ -39,25 +44,35 @@ def key_secrets(keys: Iterable[SshKey]) -> list[str]:
 
 
 async def add_ssh_keys(context: StepContext) -> StepOutcome:
-    available = {key.fingerprint: key for key in context.task.ssh_keys}
+    available: dict[str, SshKey] = {}
+    for key in context.task.ssh_keys:
+        for name in (key.fingerprint, *key.aliases):
+            available.setdefault(name, key)
     listed = context.step.args.get("fingerprints") or []
     wanted = [str(fingerprint).strip() for fingerprint in ([listed] if isinstance(listed, str) else listed)]
+    wanted = list(dict.fromkeys(wanted))
     missing = [fingerprint for fingerprint in wanted if fingerprint not in available]
     if missing:
         message = f"add_ssh_keys: this project has no SSH key with fingerprint {', '.join(missing)}"
         await context.output.line(message)
         return StepOutcome("failed", None, message)
-    chosen = [available[fingerprint] for fingerprint in wanted] if wanted else context.task.ssh_keys
+    # Each key under the name the step gave it, so the file is ``id_rsa_<what the config says>``.
+    chosen = (
+        [(fingerprint, available[fingerprint]) for fingerprint in wanted]
+        if wanted
+        else [(key.fingerprint, key) for key in context.task.ssh_keys]
+    )
     if not chosen:
         await context.output.line("add_ssh_keys: this project has no SSH keys; nothing to add")
         return StepOutcome("success", 0)
     ssh_dir = context.dirs.home / ".ssh"
     ssh_dir.mkdir(exist_ok=True)
     ssh_dir.chmod(0o700)
-    for key in chosen:
-        write_private(ssh_dir / key_file_name(key.fingerprint), key.private_key)
-        await context.output.line(f"Added SSH key {key.fingerprint} as ~/.ssh/{key_file_name(key.fingerprint)}")
-    write_config(ssh_dir)
+    for name, key in chosen:
+        write_private(ssh_dir / key_file_name(name), key.private_key)
+        hosts = f" for {', '.join(key.hostnames)}" if key.hostnames else ""
+        await context.output.line(f"Added SSH key {name} as ~/.ssh/{key_file_name(name)}{hosts}")
+    write_config(ssh_dir, context.task.ssh_keys)
     install_ssh_wrapper(context)
     return StepOutcome("success", 0)
 
@@ -69,11 +84,40 @@ def write_private(path: Path, text: str) -> None:
     path.chmod(0o600)
 
 
-def write_config(ssh_dir: Path) -> None:
-    """``~/.ssh/config`` naming every key added so far (an earlier ``add_ssh_keys`` step's too)."""
-    identities = "".join(f'  IdentityFile "{path}"\n' for path in sorted(ssh_dir.glob(f"{KEY_PREFIX}*")))
+def write_config(ssh_dir: Path, keys: Iterable[SshKey] = ()) -> None:
+    """``~/.ssh/config`` naming every key added so far (an earlier ``add_ssh_keys`` step's too): a
+    ``Host <hostname>`` entry per hostname the task's keys are for, listing those keys' files, then
+    ``Host *`` with every other file. ssh gathers ``IdentityFile`` from every entry that matches, so
+    a host's own keys are tried first and the keys for every host after them.
+
+    Which hostnames a file's key is for comes from the task's keys, not the files, so the config is
+    rebuilt whole from what is on disk whichever step wrote it."""
+    # File name -> the hosts its key is for; a file not in it (a key for every host, or a file of
+    # the job's own) goes under ``Host *``.
+    hosts_of: dict[str, tuple[str, ...]] = {}
+    for key in keys:
+        if not key.hostnames:
+            continue
+        # A hostname that could break out of its ``Host`` line is dropped (the server never sends
+        # one); a key left with none is offered to no host rather than to every host.
+        hosts = tuple(host for host in key.hostnames if HOST_PATTERN.match(host))
+        for name in (key.fingerprint, *key.aliases):
+            hosts_of[key_file_name(name)] = hosts
+    by_host: dict[str, list[Path]] = {}
+    everywhere: list[Path] = []
+    for path in sorted(ssh_dir.glob(f"{KEY_PREFIX}*")):
+        if path.name not in hosts_of:
+            everywhere.append(path)
+        for host in hosts_of.get(path.name, ()):
+            by_host.setdefault(host, []).append(path)
+    scoped = "".join(
+        f"Host {host}\n" + "".join(f'  IdentityFile "{path}"\n' for path in paths)
+        for host, paths in sorted(by_host.items())
+    )
+    identities = "".join(f'  IdentityFile "{path}"\n' for path in everywhere)
     config = (
         "# Written by circlet's add_ssh_keys step\n"
+        f"{scoped}"
         "Host *\n"
         f"{identities}"
         "  StrictHostKeyChecking accept-new\n"

@@ -32,7 +32,7 @@ def _failed(what: str, reason: str) -> StepOutcome:
 
 @contextlib.asynccontextmanager
 async def _scratch(context: StepContext) -> AsyncIterator[Path]:
-    path = context.dirs.data / f"archive-{uuid.uuid4().hex}.tar.gz"
+    path = context.dirs.data / f"archive-{uuid.uuid4().hex}.tar"
     try:
         yield path
     finally:

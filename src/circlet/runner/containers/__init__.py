@@ -1,0 +1,29 @@
+"""Real containers for ``docker`` jobs, through a Docker-compatible CLI (podman or docker)."""
+
+from circlet.runner.containers.engine import (
+    ENGINE_CHOICES,
+    ContainerEngine,
+    EngineChoice,
+    detect_engine,
+)
+from circlet.runner.containers.pod import (
+    ContainerConfigError,
+    ContainerSpec,
+    TaskContainers,
+    agent_python_mounts,
+    container_specs,
+    environment_script,
+)
+
+__all__ = [
+    "ENGINE_CHOICES",
+    "ContainerConfigError",
+    "ContainerEngine",
+    "ContainerSpec",
+    "EngineChoice",
+    "TaskContainers",
+    "agent_python_mounts",
+    "container_specs",
+    "detect_engine",
+    "environment_script",
+]
