@@ -1,30 +1,33 @@
 """Benchmark of the runner's I/O (issue 6; results in docs/performance.md).
 
-    python bench/runner_io.py [--backend sqlite|postgresql] [--quick]
+    python bench/runner_io.py [--backend sqlite|postgresql] [--quick] [--rounds 3] [--profile DIR] [--keep]
 
 1. A temporary directory holds everything (server home, the runner's work directory, the baseline's
    files), so every figure is on the same disk. A git repository made here holds the config and
    ``gen.py``, which writes the cache's files (half random, half compressible text; seeded, so the
    job and the baseline write the same bytes).
 2. ``circlet serve --no-runner`` (SQLite in the home; PostgreSQL, from ``$CIRCLET_BENCH_POSTGRES`` or
-   127.0.0.1:5432, on a fresh database) and a separate ``circlet runner`` process with a runner token
-   of class ``bench/io``, ``--docker host`` and ``CIRCLET_RUNNER_CONTAINER_ENGINE=none``: the jobs are
-   ``machine`` jobs that run on this host.
-3. Output: a job whose one step prints 50 MiB (``head -c … /dev/urandom | base64``). The runner's peak
-   RSS is the agent process's ``VmHWM`` (its children here are ``bash``, ``head`` and ``base64``, not
-   Python). The server's storing rate is the bytes stored in ``step_output`` over the step's run time
-   (step start to step end: the producer, the runner and the server together), and also over the
-   first to the last chunk's arrival (their ``created_at``). The baselines, in the same run: the same
-   bytes piped through ``cat > file`` on the same disk, and inserted by a bare ``sqlite3`` script in
-   the chunk sizes the server stored, one transaction per chunk as the server does.
-4. Cache: a job writes 200 MiB in 100 files with ``gen.py`` and ``save_cache``s them; a job of the next
-   pipeline ``restore_cache``s them (and checks they are all there). Each step's time is its
-   ``start_time``/``end_time`` from API v1.1's job details. Baselines, measured in the same run (median
-   of three): ``tar -cf`` of the same files into a file plus ``cp`` of it (save); ``cp`` of the tar plus
-   ``tar -xf`` (restore).
+   127.0.0.1:5432, on a fresh database) and a separate agent process, ``python -m circlet.runner`` (the
+   agent ``circlet serve`` starts for itself; ``circlet runner``'s idle RSS is reported apart, as its
+   module imports the server first), with a runner token of class ``bench/io``, ``--docker host`` and
+   ``CIRCLET_RUNNER_CONTAINER_ENGINE=none``: the jobs are ``machine`` jobs that run on this host.
+3. Each round (3; 1 with ``--quick``) runs three pipelines of one job each:
+   - output: one step prints 51.8 MiB (``head -c … /dev/urandom | base64``). The runner's peak RSS is
+     the agent's ``VmHWM``, reset before each job (its children here are ``bash``, ``head`` and
+     ``base64``, not Python). The storing rate is the bytes stored in ``step_output`` over the time from
+     the step's start to the last chunk's arrival (its ``created_at``): the producer, the runner and the
+     server together; also over the first to the last chunk's arrival;
+   - save: a step writes 200 MiB in 100 files with ``gen.py``, then ``save_cache``;
+   - restore: ``restore_cache`` of the newest of those caches, and a check that all files are there.
+   Each storage step's time is its ``start_time``/``end_time`` from API v1.1's job details.
+4. Baselines, in the same run, on the same disk: before each save, ``tar -cf`` of the same files into a
+   file plus ``cp`` of it; before each restore, ``cp`` of that tar plus ``tar -xf``; their CPU time (from
+   ``getrusage``) against the server's and the runner's during the job. For output, once at the end: the
+   same bytes piped through ``cat > file``, and inserted by a bare ``sqlite3`` script in the chunk sizes
+   the server stored, one transaction per chunk as the server does.
 
-Prints a report with the ratios and PASS/FAIL per target; exit status 1 if a target is missed.
-Traffic goes to 127.0.0.1 only.
+Prints the medians over the rounds (each round in brackets), the ratios and PASS/FAIL per target;
+exit status 1 if a target is missed. Traffic goes to 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -335,7 +338,7 @@ async def output_rows(db_url: str, job_id: str) -> tuple[list[int], float, float
 
 
 async def run(args: argparse.Namespace) -> int:
-    output_raw = (8 if args.quick else 38) * MIB + (0 if args.quick else MIB * 3 // 8)  # base64: 10.8 / 50.7 MiB
+    output_raw = (8 if args.quick else 38) * MIB + (0 if args.quick else MIB * 3 // 8)  # base64: 10.8 / 51.8 MiB
     cache_files = 20 if args.quick else 100
     cache_file_size = 2 * MIB
     rounds = args.rounds or (1 if args.quick else 3)
@@ -521,7 +524,7 @@ async def run(args: argparse.Namespace) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
-    parser.add_argument("--quick", action="store_true", help="8 MiB of output and a 40 MiB cache")
+    parser.add_argument("--quick", action="store_true", help="10.8 MiB of output and a 40 MiB cache")
     parser.add_argument("--rounds", type=int, default=0, help="rounds of the three jobs (default 3; 1 with --quick)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, database)")
     parser.add_argument("--profile", type=Path, help="py-spy the server and the runner into this directory")

@@ -80,3 +80,21 @@ def test_audit_records_tokens_and_contexts(live_server: LiveServer) -> None:
     assert by_action["context.create"]["actor"] == "alice"
     assert by_action["context.create"]["details"] == {"name": "audited"}
     assert all(account["token"] not in line for line in lines)
+
+
+def test_circlet_runner_does_not_load_the_server() -> None:
+    """A runner machine runs only the agent: ``circlet runner`` must not import the server's stack."""
+    probe = (
+        "import sys\n"
+        "sys.argv = ['circlet', 'runner', '--help']\n"
+        "from circlet.entry import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code in (0, None), exit.code\n"
+        "loaded = sorted(name for name in ('fastapi', 'sqlalchemy', 'circlet.app') if name in sys.modules)\n"
+        "print('LOADED', loaded)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert "--resource-class" in result.stdout
+    assert "LOADED []" in result.stdout

@@ -96,3 +96,32 @@ async def test_waiting_for_the_write_turn_times_out_as_sqlite_would(
             pass
     release.set()
     await task
+
+
+async def test_commits_leave_the_wal_to_the_checkpoint_thread(tmp_path: Path) -> None:
+    """No COMMIT on the loop's thread copies the WAL into the file (SQLite's automatic checkpoint
+    is off); the checkpoint thread does, soon after."""
+    path = tmp_path / "wal.db"
+    database = create_database(f"sqlite+aiosqlite:///{path}")
+    assert database.sqlite_checkpointer is not None
+    database.sqlite_checkpointer.close()  # stopped: only the commits below could checkpoint
+    try:
+        async with database.writing() as session:
+            await session.execute(text("CREATE TABLE blobs (data BLOB NOT NULL)"))
+        for _ in range(8):  # 8 MB: 2,000 pages, twice SQLite's automatic checkpoint threshold
+            async with database.writing() as session:
+                await session.execute(text("INSERT INTO blobs VALUES (randomblob(1048576))"))
+        assert path.stat().st_size < 1024 * 1024
+        assert Path(f"{path}-wal").stat().st_size > 8 * 1024 * 1024
+
+        checkpointer = engine.SqliteCheckpointer(str(path), False)
+        try:
+            for _ in range(100):
+                if path.stat().st_size > 8 * 1024 * 1024:
+                    break
+                await asyncio.sleep(0.05)
+            assert path.stat().st_size > 8 * 1024 * 1024
+        finally:
+            checkpointer.close()
+    finally:
+        await database.dispose()

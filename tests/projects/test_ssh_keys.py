@@ -40,6 +40,18 @@ sYn4C1tzYILXI1UIXRukkRGNDAMjTSRptEIkYqTLWcLetrvx1f82+VQdMj1wr61kuuanpg
 30cTrGNynjR1zqo/6jawh1TWAe/Pc8inZDIn8=
 -----END OPENSSH PRIVATE KEY-----
 """
+# A throwaway 512-bit RSA key (`openssl genrsa 512`): cryptography will not make one under 1024 bits.
+RSA_512 = """-----BEGIN PRIVATE KEY-----
+MIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEAswu9wgYBchGM/TJ+
+F3cBWuTdsRy0jndIWCxFNfmE9OE4OuQjfHqpdh9dL0gLw1DYG1994PAT9mAJ8rRc
+w5sgJQIDAQABAkBy7R9xsk8tPAzG3alIQJAzGuMec7GGHRTn3ArU+YQZdn81hfN6
++sEAYJ8FZBEVBbDldNW7Nxv1kYCyxpWgWa4FAiEA7ddl0xCyws3kFwpbGnfA8J4t
+D8FrbDq8phd+l8Tlh7cCIQDAty/OAKAbm0caEqA2m9siUrQQIC6224Ltn/pUZp+/
+AwIhANkdklRUn/r43MizqWrF+xksK9KALMIF9IRiWivNkAKNAiEAtYAR0ud942Iz
+7dda8vOIx+OyWHmm5WsJ/XitEC5zBzcCIEkjVby7yFcMRGs9nJDgswzyNtPWpj3k
+JRtgvYsMeL0X
+-----END PRIVATE KEY-----
+"""
 
 
 def pem(key: Any, form: serialization.PrivateFormat = OPENSSH, password: bytes | None = None) -> str:
@@ -54,6 +66,13 @@ def fingerprints(key: Any) -> tuple[str, str, str]:
     md5 = hashlib.md5(blob).hexdigest()
     sha256 = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
     return line, ":".join(md5[i : i + 2] for i in range(0, 32, 2)), f"SHA256:{sha256}"
+
+
+def same_key(one: str, other: str) -> bool:
+    """Whether two OpenSSH texts hold the same key (each writing of one differs: its check bytes are random)."""
+    keys = [serialization.load_ssh_private_key(text.encode(), None) for text in (one, other)]
+    raw = [key.private_bytes(serialization.Encoding.DER, PKCS8, serialization.NoEncryption()) for key in keys]
+    return raw[0] == raw[1]
 
 
 def body_lines(private_key: str) -> list[str]:
@@ -217,10 +236,10 @@ async def test_bad_input_is_400(client: httpx.AsyncClient, admin: Account, body:
     [
         (lambda: pem(dsa.generate_private_key(2048), PKCS8), "not a private key circlet can read"),
         (lambda: pem(ec.generate_private_key(ec.SECP256K1()), PKCS8), "ssh takes P-256, P-384 or P-521 only"),
-        (lambda: pem(rsa.generate_private_key(65537, 768), TRADITIONAL), "an RSA key of 1024 to 16384 bits"),
+        (lambda: RSA_512, "an RSA key of 1024 to 16384 bits"),
         (_bad_rsa, "the RSA key is damaged"),
     ],
-    ids=["dsa", "secp256k1", "rsa-768", "rsa-mismatched"],
+    ids=["dsa", "secp256k1", "rsa-512", "rsa-mismatched"],
 )
 async def test_keys_ssh_cannot_use_are_400(
     client: httpx.AsyncClient, admin: Account, make: Callable[[], str], says: str
@@ -310,27 +329,49 @@ async def test_other_orgs_projects_and_no_token(client: httpx.AsyncClient, team:
         assert response.status_code == 401 and set(response.json()) == {"message"}
 
 
+def secret_needles(key: Any) -> list[bytes]:
+    """Pieces of a key's private numbers as any plaintext form of it would hold them: raw, hex, and
+    base64 at each of the three byte alignments. (Not lines of the key file: an OpenSSH or PEM private
+    key holds its public half too, which is stored in the clear on purpose.)"""
+    if isinstance(key, rsa.RSAPrivateKey):
+        numbers = key.private_numbers()
+        values = [numbers.d, numbers.p, numbers.q]
+        secrets = [value.to_bytes((value.bit_length() + 7) // 8, "big") for value in values]
+    elif isinstance(key, ed25519.Ed25519PrivateKey):
+        secrets = [key.private_bytes_raw()]
+    else:
+        secrets = [key.private_numbers().private_value.to_bytes(48, "big").lstrip(b"\0")]
+    needles = []
+    for secret in secrets:
+        needles += [secret[:16], secret.hex()[:32].encode()]
+        for shift in range(3):
+            encoded = base64.b64encode(secret[shift:])
+            needles += [encoded[start : start + 16] for start in range(4, len(encoded) - 16, 16)]
+    return needles
+
+
 async def test_private_keys_never_reach_the_database_in_plaintext(
     client: httpx.AsyncClient, admin: Account, database_url: str
 ) -> None:
     slug = await project(client, admin)
-    private_keys = [pem(rsa.generate_private_key(65537, 2048), TRADITIONAL), pem(ed25519.Ed25519PrivateKey.generate())]
-    for private in private_keys:
-        assert (await add(client, admin, slug, private, "github.com")).status_code == 201
-    lines = [line for private in private_keys for line in body_lines(private) if len(line) >= 40]
-    # What is stored is the OpenSSH form of each key, so look for that form's lines too.
+    keys = [rsa.generate_private_key(65537, 2048), ed25519.Ed25519PrivateKey.generate()]
+    for key, form in zip(keys, [TRADITIONAL, OPENSSH], strict=True):
+        assert (await add(client, admin, slug, pem(key, form), "github.com")).status_code == 201
+    needles = [needle for key in keys for needle in secret_needles(key)]
+    # The needles do find the keys in plaintext: in the OpenSSH form the runner gets.
     project_id = (await client.get(f"{V2}/project/{slug}", headers=admin.headers)).json()["id"]
     database = client.app.state.database  # type: ignore[attr-defined]
     async with database.reading() as session:
         sent = await ssh_keys_for_task(session, client.app.state.keyring, uuid.UUID(project_id))  # type: ignore[attr-defined]
-    lines += [line for key in sent for line in body_lines(key["private_key"]) if len(line) >= 40]
-    assert len(sent) == 2 and lines
+    for key in sent:
+        body = "".join(body_lines(key["private_key"])).encode()
+        assert any(needle in body for needle in needles)
     if database_url.startswith("sqlite"):
         raw = raw_sqlite_bytes(database_url)
-        assert not [line for line in lines if line.encode() in raw]
+        assert not [needle for needle in needles if needle in raw]
     else:
         dump = await postgres_dump(database_url)
-        assert not [line for line in lines if line in dump]
+        assert not [needle for needle in needles if needle.decode("latin-1") in dump]
 
 
 async def test_rotation_reseals_ssh_keys(
@@ -357,7 +398,7 @@ async def test_rotation_reseals_ssh_keys(
     drop_previous_keys(settings.home)
     async with database.reading() as session:
         [sent] = await ssh_keys_for_task(session, load_keyring(settings.home), project_id)
-    assert sent["private_key"] == private
+    assert same_key(sent["private_key"], private)
 
 
 async def test_deleting_the_project_deletes_its_keys(
@@ -404,4 +445,4 @@ async def test_a_claimed_task_carries_each_key_once_with_its_names_and_hosts(
         [scoped_sha],
         ["github.com", "*.example.com"],
     )
-    assert keys[scoped_md5]["private_key"] == pem(scoped)
+    assert same_key(keys[scoped_md5]["private_key"], pem(scoped))

@@ -25,7 +25,7 @@ from circlet.runner.containers import (
     environment_script,
 )
 from circlet.runner.containers.engine import probe
-from circlet.runner.containers.pod import qualified
+from circlet.runner.containers.pod import qualified, with_hint
 from circlet.runner.executor import TaskRunner
 from circlet.runner.protocol import Task
 from tests.runner.conftest import MemorySink, Run, make_task, run_step
@@ -322,3 +322,9 @@ def test_the_runner_refuses_an_unknown_engine() -> None:
     )
     assert done.returncode == 2
     assert '"--container-engine must be one of auto, podman, docker, none"' in done.stderr
+
+
+def test_the_rlimit_error_of_a_sandboxed_host_says_what_to_do() -> None:
+    error = "Error: runc: runc create failed: error setting rlimits for ready process: operation not permitted"
+    assert "default_ulimits = []" in with_hint(error)
+    assert with_hint("Error: no such image") == "Error: no such image"

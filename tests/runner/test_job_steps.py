@@ -96,6 +96,65 @@ class TestAddSshKeys:
         assert run.result.message == "add_ssh_keys: this project has no SSH key with fingerprint SHA256:unknown"
         assert run.sink.output(0) == f"{run.result.message}\n"
 
+    async def test_a_key_is_named_by_any_of_its_fingerprints_and_scoped_to_its_hosts(
+        self, work_root: Path, keys: tuple[Key, Key]
+    ) -> None:
+        """The server sends a key once, by its MD5 fingerprint, with its ``SHA256:`` form in
+        ``aliases``; the file is named after the form the step used. A key with ``hostnames`` is
+        offered to those hosts only, before the keys for every host."""
+        first, second = keys
+        md5 = "aa:bb:cc:00:11"
+        scoped = {**first.payload(), "fingerprint": md5, "aliases": [first.fingerprint], "hostnames": ["github.com"]}
+        steps = [
+            {"type": "add_ssh_keys", "fingerprints": [first.fingerprint]},
+            {"type": "add_ssh_keys", "fingerprints": [second.fingerprint, md5]},
+            run_step('stat -c "%a %n" ~/.ssh/id_rsa_* | sed "s|$HOME|~|"; cat ~/.ssh/config | sed "s|$HOME|~|"'),
+        ]
+        run = await execute(make_task(steps, ssh_keys=[scoped, second.payload()]), work_root)
+        assert run.result.status == "success", run.sink.outputs
+        assert run.sink.output(0) == f"Added SSH key {first.fingerprint} as ~/.ssh/{first.file_name} for github.com\n"
+        files = sorted([first.file_name, second.file_name, key_file_name(md5)])
+        scoped_files = sorted([first.file_name, key_file_name(md5)])
+        assert run.sink.output(2) == (
+            "".join(f"600 ~/.ssh/{name}\n" for name in files) + "# Written by circlet's add_ssh_keys step\n"
+            "Host github.com\n" + "".join(f'  IdentityFile "~/.ssh/{name}"\n' for name in scoped_files) + "Host *\n"
+            f'  IdentityFile "~/.ssh/{second.file_name}"\n'
+            "  StrictHostKeyChecking accept-new\n"
+            '  UserKnownHostsFile "~/.ssh/known_hosts"\n'
+        )
+        if shutil.which("ssh") is not None:
+            show = 'ssh -G {} 2>/dev/null | grep "^identityfile " | sed "s|$HOME|~|"'
+            probe = [run_step(show.format("github.com")), run_step(show.format("gitlab.com"))]
+            again = await execute(
+                make_task([{"type": "add_ssh_keys"}, *probe], ssh_keys=[scoped, second.payload()]), work_root
+            )
+            assert again.sink.output(1) == (
+                f"identityfile ~/.ssh/{key_file_name(md5)}\nidentityfile ~/.ssh/{second.file_name}\n"
+            )
+            assert again.sink.output(2) == f"identityfile ~/.ssh/{second.file_name}\n"
+
+    async def test_a_hostname_that_could_break_the_config_is_dropped(
+        self, work_root: Path, keys: tuple[Key, Key]
+    ) -> None:
+        first, _ = keys
+        evil = {**first.payload(), "hostnames": ["x\n  ProxyCommand touch /tmp/pwned", "bad host"]}
+        steps = [{"type": "add_ssh_keys"}, run_step("cat ~/.ssh/config")]
+        run = await execute(make_task(steps, ssh_keys=[evil]), work_root)
+        assert run.result.status == "success", run.sink.outputs
+        assert "ProxyCommand" not in run.sink.output(1) and "IdentityFile" not in run.sink.output(1)
+
+    def test_the_payload_with_and_without_aliases_and_hostnames(self) -> None:
+        task = Task.from_json(
+            make_task(
+                [],
+                ssh_keys=[
+                    {"fingerprint": "aa:bb", "private_key": "K", "aliases": [" SHA256:x "], "hostnames": ["h.io"]},
+                    {"fingerprint": "cc:dd", "private_key": "L"},
+                ],
+            )
+        )
+        assert [(key.aliases, key.hostnames) for key in task.ssh_keys] == [(("SHA256:x",), ("h.io",)), ((), ())]
+
     def test_file_names(self) -> None:
         assert key_file_name("aa:bb:0c") == "id_rsa_aabb0c"
         assert key_file_name("SHA256:ab/c+d=") == "id_rsa_SHA256ab_c_d_"

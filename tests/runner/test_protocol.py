@@ -4,6 +4,7 @@ server of ``fake_server.py`` on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import time
 from pathlib import Path
 
@@ -219,7 +220,7 @@ async def test_direct_transfers_read_both_framings_and_send_files_whole(tmp_path
         assert response.status_code == 200 and target.read_bytes() == body
     missing = await _direct(endpoint, "GET", "/missing", auth, target=tmp_path / "none")
     assert missing.status_code == 404 and missing.json() == {"message": "no"} and not (tmp_path / "none").exists()
-    with pytest.raises(asyncio.IncompleteReadError):  # a body cut short is an error the caller retries
+    with pytest.raises(http.client.IncompleteRead):  # a body cut short is an error the caller retries
         await _direct(endpoint, "GET", "/short", auth, target=tmp_path / "short")
     source = tmp_path / "source"
     source.write_bytes(body)
@@ -228,6 +229,32 @@ async def test_direct_transfers_read_both_framings_and_send_files_whole(tmp_path
     assert received["/p/upload?path=a%2Fb"] == body
     server.close()
     await server.wait_closed()
+
+
+async def test_a_cancelled_direct_transfer_stops_at_once(tmp_path: Path) -> None:
+    """The exchange blocks in a thread: cancelling the caller must end it, not leave it for the
+    socket's 30 s timeout."""
+
+    closed = asyncio.Event()
+
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\nabc")
+        await writer.drain()
+        await reader.read()  # the end of the connection: the runner's side closed it
+        closed.set()
+
+    server = await asyncio.start_server(stall, "127.0.0.1", 0)
+    endpoint = ("127.0.0.1", server.sockets[0].getsockname()[1], "")
+    transfer = asyncio.create_task(_direct(endpoint, "GET", "/blob", {}, target=tmp_path / "blob"))
+    await asyncio.sleep(0.3)
+    started = time.monotonic()
+    transfer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await transfer
+    await asyncio.wait_for(closed.wait(), 2)
+    assert time.monotonic() - started < 2
+    server.close()
 
 
 def test_direct_transfers_step_aside_for_https_and_proxies(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -258,6 +258,7 @@ class SqliteWriter:
             connection.execute(f"PRAGMA busy_timeout={self._timeout * 1000}")
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute("PRAGMA foreign_keys=ON")
+            connection.execute("PRAGMA wal_autocheckpoint=0")  # circlet.db.engine.SqliteCheckpointer does it
             self._connection = connection
         return connection
 

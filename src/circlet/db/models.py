@@ -487,7 +487,7 @@ class Cache(Base):
 
 
 class WorkspaceLayer(Base):
-    """A ``persist_to_workspace`` of one job (its original job, for reruns): a tar.gz blob."""
+    """A ``persist_to_workspace`` of one job (its original job, for reruns): a tar blob."""
 
     __tablename__ = "workspace_layers"
     __table_args__ = (Index("ix_workspace_layers_job", "job_id"),)

@@ -3,8 +3,8 @@
 Every request to a FastAPI app goes through Starlette's and FastAPI's layers before it reaches a
 route: the server-error and exception middleware, FastAPI's telemetry check, exception and body-limit
 layers, an ``AsyncExitStack`` middleware, the router's loop, and, around the endpoint, a second
-exception wrapper and two more exit stacks. For ``/me`` that was about a third of the server's CPU
-time; for a project's variables, a sixth. ``HotRoutesApp.__call__`` matches the lean routes that
+exception wrapper and two more exit stacks. For ``/me`` that was about 40 % of the server's CPU
+time (docs/performance.md, round 4). ``HotRoutesApp.__call__`` matches the lean routes that
 the router would try first (``circlet.http.routing.add_hot_routes``), and answers a request that one of
 them takes fully itself, doing what those layers and ``circlet.http.middleware.RequestMiddleware`` do
 for it:
@@ -60,7 +60,7 @@ class HotRoutesApp(FastAPI):
 
     def enable_hot_routes(self, max_body_bytes: int) -> None:
         telemetry = getattr(self, "_native_telemetry", None)
-        if telemetry is not None and telemetry.enabled():
+        if self.root_path or (telemetry is not None and telemetry.enabled()):
             self.hot_routes = ()
             return
         leading: list[LeanRoute] = []

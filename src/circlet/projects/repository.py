@@ -91,38 +91,36 @@ class ProjectRef:
 # the cost does not grow with the number of organizations or projects.
 _PROJECT_COLUMNS = (
     "SELECT projects.id, projects.org_id, projects.name, projects.vcs_url, projects.default_branch, "
-    "organizations.name, organizations.vcs_type"
+    "organizations.name, organizations.vcs_type FROM projects JOIN organizations ON organizations.id = projects.org_id "
 )
-_PROJECT_FROM = " FROM projects JOIN organizations ON organizations.id = projects.org_id "
 _PROJECT_KINDS = (UUID, UUID, PLAIN, PLAIN, PLAIN, PLAIN, PLAIN)
-_BY_NAMES = "WHERE organizations.vcs_type = ? AND organizations.name_key = ? AND projects.name_key = ?"
-_BY_IDS = "WHERE projects.id = ? AND organizations.id = ?"
 _PROJECT_BY_NAMES = RawQuery(
-    _PROJECT_COLUMNS + _PROJECT_FROM + _BY_NAMES, params=(PLAIN, PLAIN, PLAIN), columns=_PROJECT_KINDS
+    _PROJECT_COLUMNS + "WHERE organizations.vcs_type = ? AND organizations.name_key = ? AND projects.name_key = ?",
+    params=(PLAIN, PLAIN, PLAIN),
+    columns=_PROJECT_KINDS,
 )
-_PROJECT_BY_IDS = RawQuery(_PROJECT_COLUMNS + _PROJECT_FROM + _BY_IDS, params=(UUID, UUID), columns=_PROJECT_KINDS)
-
-
-def _slug_arguments(slug: ProjectSlug) -> tuple[bool, tuple[Any, ...]]:
-    """Whether the slug names the project by ids, and the values of the matching ``WHERE``."""
-    if slug.project_id is not None:
-        return True, (slug.project_id, slug.org.org_id)
-    assert slug.org.name is not None and slug.name is not None
-    return False, (slug.org.vcs_type, slug.org.name.lower(), slug.name.lower())
-
-
-def _project_ref(row: tuple[Any, ...]) -> ProjectRef:
-    project_id, org_id, name, vcs_url, default_branch, org_name, vcs_type = row[:7]
-    return ProjectRef(
-        ProjectFields(project_id, org_id, name, vcs_url, default_branch), OrgFields(org_id, org_name, vcs_type)
-    )
+_PROJECT_BY_IDS = RawQuery(
+    _PROJECT_COLUMNS + "WHERE projects.id = ? AND organizations.id = ?",
+    params=(UUID, UUID),
+    columns=_PROJECT_KINDS,
+)
 
 
 async def find_project_ref(session: AsyncSession, slug: ProjectSlug) -> ProjectRef | None:
     """What ``find_project`` finds, as plain values."""
-    by_ids, arguments = _slug_arguments(slug)
-    rows = await fetch_all(session, _PROJECT_BY_IDS if by_ids else _PROJECT_BY_NAMES, *arguments)
-    return _project_ref(rows[0]) if rows else None
+    if slug.project_id is not None:
+        rows = await fetch_all(session, _PROJECT_BY_IDS, slug.project_id, slug.org.org_id)
+    else:
+        assert slug.org.name is not None and slug.name is not None
+        rows = await fetch_all(
+            session, _PROJECT_BY_NAMES, slug.org.vcs_type, slug.org.name.lower(), slug.name.lower()
+        )
+    if not rows:
+        return None
+    project_id, org_id, name, vcs_url, default_branch, org_name, vcs_type = rows[0]
+    return ProjectRef(
+        ProjectFields(project_id, org_id, name, vcs_url, default_branch), OrgFields(org_id, org_name, vcs_type)
+    )
 
 
 async def find_project_by_name(session: AsyncSession, org_id: uuid.UUID, name: str) -> Project | None:
@@ -192,47 +190,18 @@ async def save_settings(session: AsyncSession, project_id: uuid.UUID, values: di
 
 # A project's variables are read on every list and before every job: fixed SQL on the driver's
 # connection (circlet.db.dialect.fetch_all), as for the project lookup above.
-_ENV_VAR_COLUMNS = (
-    "project_env_vars.name, project_env_vars.key_id, project_env_vars.ciphertext, project_env_vars.created_at"
-)
-_ENV_VAR_KINDS = (PLAIN, PLAIN, PLAIN, TIME)
 _ENV_VARS = RawQuery(
-    f"SELECT {_ENV_VAR_COLUMNS} FROM project_env_vars WHERE project_env_vars.project_id = ? "
+    "SELECT project_env_vars.name, project_env_vars.key_id, project_env_vars.ciphertext, "
+    "project_env_vars.created_at FROM project_env_vars WHERE project_env_vars.project_id = ? "
     "ORDER BY project_env_vars.name",
     params=(UUID,),
-    columns=_ENV_VAR_KINDS,
-)
-# The list of a project's variables by slug: the project and its variables in one statement (a
-# second statement cost as much as the project lookup); a project without variables is one row of
-# NULL variable columns.
-_WITH_ENV_VARS = (
-    f"{_PROJECT_COLUMNS}, {_ENV_VAR_COLUMNS}{_PROJECT_FROM}"
-    "LEFT JOIN project_env_vars ON project_env_vars.project_id = projects.id "
-)
-_ENV_VARS_ORDER = " ORDER BY project_env_vars.name"
-_PROJECT_ENV_VARS_BY_NAMES = RawQuery(
-    _WITH_ENV_VARS + _BY_NAMES + _ENV_VARS_ORDER, params=(PLAIN, PLAIN, PLAIN), columns=_PROJECT_KINDS + _ENV_VAR_KINDS
-)
-_PROJECT_ENV_VARS_BY_IDS = RawQuery(
-    _WITH_ENV_VARS + _BY_IDS + _ENV_VARS_ORDER, params=(UUID, UUID), columns=_PROJECT_KINDS + _ENV_VAR_KINDS
+    columns=(PLAIN, PLAIN, PLAIN, TIME),
 )
 
-EnvVarRow = tuple[str, str, bytes, datetime]
 
-
-async def list_env_vars(session: AsyncSession, project_id: uuid.UUID) -> list[EnvVarRow]:
+async def list_env_vars(session: AsyncSession, project_id: uuid.UUID) -> list[tuple[str, str, bytes, datetime]]:
     """(name, key_id, ciphertext, created_at) of every variable of the project, by name."""
     return await fetch_all(session, _ENV_VARS, project_id)
-
-
-async def find_project_env_vars(session: AsyncSession, slug: ProjectSlug) -> tuple[ProjectRef, list[EnvVarRow]] | None:
-    """``find_project_ref`` and ``list_env_vars`` of that project, in one statement."""
-    by_ids, arguments = _slug_arguments(slug)
-    rows = await fetch_all(session, _PROJECT_ENV_VARS_BY_IDS if by_ids else _PROJECT_ENV_VARS_BY_NAMES, *arguments)
-    if not rows:
-        return None
-    variables: list[EnvVarRow] = [row[7:] for row in rows if row[7] is not None]
-    return _project_ref(rows[0]), variables
 
 
 async def get_env_var(session: AsyncSession, project_id: uuid.UUID, name: str) -> ProjectEnvVar | None:

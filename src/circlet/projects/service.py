@@ -129,14 +129,6 @@ def check_project_name(name: str, vcs_type: str) -> None:
         raise BadRequest("name: 1 to 100 printable characters, no '/', no surrounding whitespace.")
 
 
-def _readable(principal: Principal, found: ProjectRef | None) -> ProjectRef:
-    """The project found, if the caller is a member of its organization (any role): else 404."""
-    if found is None:
-        raise NotFound(MISSING_PROJECT)
-    require_role(principal, found.org.id, ROLE_VIEWER, missing=MISSING_PROJECT, action="read it")
-    return found
-
-
 @dataclass
 class ProjectService:
     keyring: Keyring
@@ -163,7 +155,11 @@ class ProjectService:
     async def find_to_read(self, session: AsyncSession, principal: Principal, slug: tuple[str, str, str]) -> ProjectRef:
         """``find`` for members of every role, as plain values: for the reads that change nothing."""
         parsed = parse_project_slug(*slug)
-        return _readable(principal, await projects.find_project_ref(session, parsed) if parsed is not None else None)
+        found = await projects.find_project_ref(session, parsed) if parsed is not None else None
+        if found is None:
+            raise NotFound(MISSING_PROJECT)
+        require_role(principal, found.org.id, ROLE_VIEWER, missing=MISSING_PROJECT, action="read it")
+        return found
 
     async def create_in_org(
         self,
@@ -254,20 +250,16 @@ class ProjectService:
     async def list_env_vars(
         self, session: AsyncSession, principal: Principal, slug: tuple[str, str, str]
     ) -> dict[str, Any]:
-        parsed = parse_project_slug(*slug)
-        found = await projects.find_project_env_vars(session, parsed) if parsed is not None else None
-        if found is None:
-            raise NotFound(MISSING_PROJECT)
-        project, variables = found
+        project_id = (await self.find_to_read(session, principal, slug)).project.id
         # env_var_context(project_id, name) for each row, with the project's part formatted once
-        bound_to = env_var_context(_readable(principal, project).project.id, "")
+        bound_to = env_var_context(project_id, "")
         items = [
             {
                 "name": name,
                 "value": masked(self.keyring.open(SealedValue(key_id, sealed), bound_to + name)),
                 "created-at": timestamp(created_at),
             }
-            for name, key_id, sealed, created_at in variables
+            for name, key_id, sealed, created_at in await projects.list_env_vars(session, project_id)
         ]
         return {"items": items, "next_page_token": None}
 

@@ -14,7 +14,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -92,9 +91,20 @@ def _check_rsa(key: rsa.RSAPrivateKey) -> None:
     numbers = key.private_numbers()
     n, e = numbers.public_numbers.n, numbers.public_numbers.e
     p, q, d = numbers.p, numbers.q, numbers.d
-    # The halves belong together: n = pq and d inverts e modulo p-1 and q-1. Big-integer products,
-    # microseconds even at 16384 bits (primality tests are what make OpenSSL's check slow).
-    if p < 2 or q < 2 or p * q != n or (d * e) % (p - 1) != 1 % (p - 1) or (d * e) % (q - 1) != 1 % (q - 1):
+    # The numbers belong together: n = pq, d inverts e modulo p-1 and q-1, and the CRT values ssh
+    # signs with follow from them. Big-integer products and remainders, microseconds even at 16384
+    # bits (primality tests are what make OpenSSL's own check slow).
+    consistent = (
+        p > 2
+        and q > 2
+        and p * q == n
+        and (d * e) % (p - 1) == 1
+        and (d * e) % (q - 1) == 1
+        and numbers.dmp1 == d % (p - 1)
+        and numbers.dmq1 == d % (q - 1)
+        and (numbers.iqmp * q) % p == 1
+    )
+    if not consistent:
         raise BadRequest("private_key: the RSA key is damaged (its numbers do not belong together).")
 
 
@@ -103,12 +113,15 @@ def parse_private_key(text: str) -> ParsedSshKey:
     if len(text) > MAX_PRIVATE_KEY_CHARS:
         raise BadRequest(f"private_key: longer than {MAX_PRIVATE_KEY_CHARS} characters; not an SSH private key.")
     # Pasted keys arrive with Windows line ends or stray indentation; PEM parsers take neither.
-    data = "\n".join(line.strip() for line in text.strip().splitlines()).encode("utf-8", "surrogateescape") + b"\n"
+    data = "\n".join(line.strip() for line in text.strip().splitlines()).encode("utf-8", "replace") + b"\n"
     try:
         key = _load(data)
-    except TypeError:  # cryptography's way of saying "encrypted, and no password given"
-        raise BadRequest(HAS_PASSPHRASE) from None
-    except (ValueError, UnsupportedAlgorithm):
+    except TypeError as exc:  # cryptography's way of saying "encrypted, and no password given"
+        raise BadRequest(HAS_PASSPHRASE if "password" in str(exc).lower() else NOT_A_KEY) from None
+    except Exception:
+        # Whatever the parsers raise for damaged input: ValueError mostly, but the OpenSSH one also
+        # NotImplementedError, UnsupportedAlgorithm and others (found by fuzzing); all mean "not a
+        # key we can use", never a server error.
         raise BadRequest(NOT_A_KEY) from None
     if isinstance(key, rsa.RSAPrivateKey):
         _check_rsa(key)
@@ -119,10 +132,13 @@ def parse_private_key(text: str) -> ParsedSshKey:
         raise BadRequest(NOT_A_KEY)
     # Stored and installed in OpenSSH form whatever form it came in: every ssh since 6.5 reads it
     # for all three types (an Ed25519 key in PKCS#8 PEM, for one, only recent ones do).
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-    ).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    try:
+        private = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        ).decode()
+        public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    except Exception:  # a key that loaded but that OpenSSH's format cannot hold
+        raise BadRequest(NOT_A_KEY) from None
     public_line = public.decode()
     return ParsedSshKey(private, public_line, md5_fingerprint(public_line), sha256_fingerprint(public_line))
 
@@ -204,9 +220,11 @@ class SshKeyService:
     ) -> None:
         """Removes the key for ``hostname``, or for every hostname when none is given."""
         found = await self.projects.find(session, principal, slug, ROLE_ADMIN, "delete SSH keys")
-        rows = await ssh_keys.find_ssh_keys(
-            session, found.project.id, fingerprint.strip(), None if hostname is None else hostname.strip().lower()
-        )
+        fingerprint = fingerprint.strip()
+        if not fingerprint.startswith("SHA256:"):  # MD5 hex is shown lower-case; base64 is case-sensitive
+            fingerprint = fingerprint.lower()
+        host = None if hostname is None else hostname.strip().lower()
+        rows = await ssh_keys.find_ssh_keys(session, found.project.id, fingerprint, host)
         if not rows:
             raise NotFound(MISSING_KEY)
         await ssh_keys.delete_ssh_keys(session, [row.id for row in rows])

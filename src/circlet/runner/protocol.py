@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import logging
 import os
 import random
+import socket
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
@@ -443,7 +445,7 @@ class TaskClient:
                 if response.status_code < 500:
                     return response
                 problem = f"server answered {response.status_code}"
-            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            except (OSError, http.client.HTTPException) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             if time.monotonic() - started >= self._task.lease_seconds:
                 raise TaskLost(f"server unreachable for {self._task.lease_seconds:.0f}s ({problem})")
@@ -475,7 +477,7 @@ class TaskClient:
                                     handle.write(chunk)
                             return
                 problem = f"server answered {response.status_code}"
-            except (httpx.TransportError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            except (httpx.TransportError, OSError, http.client.HTTPException) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             if time.monotonic() - started >= self._task.lease_seconds:
                 raise TaskLost(f"server unreachable for {self._task.lease_seconds:.0f}s ({problem})")
@@ -540,93 +542,73 @@ async def _direct(
     source: Path | None = None,
     target: Path | None = None,
 ) -> httpx.Response:
-    """One bare HTTP/1.1 exchange on a new connection, for the bodies of blobs: ``source`` is sent with
-    ``sendfile`` (the kernel copies it from the page cache to the socket), a 200's body is written to
-    ``target`` as it comes, 1 MiB a time.
+    """One HTTP/1.1 exchange for the body of a blob, with the standard library's ``http.client`` on a
+    thread: ``source`` is sent 1 MiB at a time, a 200's body is written to ``target`` as it comes,
+    1 MiB at a time.
 
     httpx reads a body 64 KiB at a time through three layers (httpcore, h11, anyio, which pauses and
     resumes the socket for every read), and sends one through two copies: a 200 MB cache cost the
     runner ~1.1 s of CPU to download and ~0.7 s to upload that way (docs/performance.md, issue 6).
     The answer comes back as an ``httpx.Response`` (a 200's body in ``target``, if given; any other's
-    in the response), so callers check it as they check httpx's."""
-    host, port, prefix = endpoint
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=DIRECT_READ), 10.0)
+    in the response), so callers check it as they check httpx's. Cancelled, the exchange's socket is
+    shut down, which ends the thread's blocking call at once."""
+    exchange = _BlobExchange(endpoint, method, path, headers, source, target)
     try:
-        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 literal is bracketed
-        request = [f"{method} {prefix}{path} HTTP/1.1", f"Host: {authority}", "User-Agent: circlet-runner"]
-        request += ["Accept-Encoding: identity", "Connection: close"]
-        request += [f"{name}: {value}" for name, value in headers.items()]
-        size = source.stat().st_size if source is not None else 0
-        if source is not None:
-            request.append(f"Content-Length: {size}")
-        writer.write(("\r\n".join(request) + "\r\n\r\n").encode("latin-1"))
-        if source is not None:
-            await _send_file(writer, source, size)
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), DIRECT_TIMEOUT)
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        status = int(status_line.split(" ", 2)[1])
-        fields = {}
-        for line in lines:
-            name, _, value = line.partition(":")
-            fields[name.strip().lower()] = value.strip()
-        chunked = "chunked" in fields.get("transfer-encoding", "").lower()
-        length = None if chunked or "content-length" not in fields else int(fields["content-length"])
-        if status != 200 or target is None:
-            body = await _read_body(reader, length, chunked, None)
-            return httpx.Response(status, headers=fields, content=body)
-        with open(target, "wb") as handle:
-            await _read_body(reader, length, chunked, handle)
-        return httpx.Response(status, headers=fields)
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+        return await asyncio.shield(asyncio.to_thread(exchange.run))
+    except asyncio.CancelledError:
+        exchange.abort()
+        raise
 
 
-async def _send_file(writer: asyncio.StreamWriter, source: Path, size: int) -> None:
-    """``size`` bytes of ``source`` to the socket. A server that answers before reading the whole body
-    (a refusal) may close its side: its answer is read all the same, by the caller."""
-    loop = asyncio.get_running_loop()
-    with open(source, "rb") as file:
+class _BlobExchange:
+    def __init__(
+        self,
+        endpoint: tuple[str, int, str],
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        source: Path | None,
+        target: Path | None,
+    ) -> None:
+        host, port, prefix = endpoint
+        self._connection = http.client.HTTPConnection(host, port, timeout=DIRECT_TIMEOUT, blocksize=DIRECT_READ)
+        self._request = (method, prefix + path)
+        self._headers = {"User-Agent": "circlet-runner", "Accept-Encoding": "identity", **headers}
+        self._source, self._target = source, target
+
+    def abort(self) -> None:
+        sock = self._connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def run(self) -> httpx.Response:
+        method, url = self._request
         try:
-            sent = await loop.sendfile(writer.transport, file, 0, size)
-        except ConnectionError:
-            return
-    if sent < size:
-        raise ProtocolError(f"{source.name} shrank while it was being sent")
-    await writer.drain()
-
-
-async def _read_body(reader: asyncio.StreamReader, length: int | None, chunked: bool, handle: BinaryIO | None) -> bytes:
-    """The body (into ``handle``, or returned): ``length`` bytes, chunked, or up to the end."""
-    kept = bytearray()
-
-    async def take(count: int | None) -> None:
-        while count is None or count > 0:
-            size = DIRECT_READ if count is None else min(count, DIRECT_READ)
-            data = await asyncio.wait_for(reader.read(size), DIRECT_TIMEOUT)
-            if not data:
-                if count is None:
-                    return
-                raise asyncio.IncompleteReadError(b"", count)
-            if count is not None:
-                count -= len(data)
-            if handle is not None:
-                handle.write(data)
+            if self._source is None:
+                self._connection.request(method, url, headers=self._headers)
             else:
-                kept.extend(data)
-
-    if not chunked:
-        await take(length)
-        return bytes(kept)
-    while True:
-        line = await asyncio.wait_for(reader.readuntil(b"\r\n"), DIRECT_TIMEOUT)
-        size = int(line.split(b";", 1)[0].strip(), 16)
-        if size == 0:
-            await asyncio.wait_for(reader.readuntil(b"\r\n"), DIRECT_TIMEOUT)  # no trailers are sent
-            return bytes(kept)
-        await take(size)
-        await asyncio.wait_for(reader.readexactly(2), DIRECT_TIMEOUT)
+                with open(self._source, "rb") as body:
+                    size = os.fstat(body.fileno()).st_size
+                    try:
+                        self._connection.request(method, url, body, {**self._headers, "Content-Length": str(size)})
+                    except ConnectionError:
+                        pass  # a server refusing the body may answer and close first: read its answer
+                    else:
+                        if body.tell() < size:  # else the server would wait for the rest
+                            raise ProtocolError(f"{self._source.name} shrank while it was being sent")
+            response = self._connection.getresponse()
+            fields = {name.lower(): value for name, value in response.getheaders()}
+            if response.status != 200 or self._target is None:
+                return httpx.Response(response.status, headers=fields, content=response.read())
+            with open(self._target, "wb") as handle:
+                while chunk := response.read(DIRECT_READ):
+                    handle.write(chunk)
+            if response.length:  # read(amt) ends quietly when the connection ends early
+                raise http.client.IncompleteRead(b"", response.length)
+            return httpx.Response(response.status, headers=fields)
+        finally:
+            self._connection.close()
 
 
 def _message(response: httpx.Response) -> str:

@@ -133,6 +133,17 @@ def environment_script(environment: Mapping[str, str]) -> bytes:
     return "".join(lines).encode()
 
 
+RLIMIT_HINT = (
+    " (this host does not let the engine set its default ulimits: give the runner a containers.conf"
+    " with `[containers]` `default_ulimits = []` through --containers-conf or CIRCLET_RUNNER_CONTAINERS_CONF)"
+)
+
+
+def with_hint(engine_error: str) -> str:
+    """The engine's error, with what to do about the one a sandboxed host gives for every container."""
+    return engine_error + RLIMIT_HINT if "setting rlimit" in engine_error else engine_error
+
+
 def agent_python_mounts() -> list[Path]:
     """Directories to mount read-only, at the same paths, so the job's ``circleci`` helpers (which
     run the agent's interpreter) work in the container: the venv, the interpreter's own prefix and
@@ -267,7 +278,7 @@ class TaskContainers:
         self._created.append(name)  # before: a start canceled half-way may have created it
         started = await self.engine.call(*args, spec.image, *command)
         if not started.ok:
-            return f"the service container {spec.image} did not start: {started.last_line()}"
+            return f"the service container {spec.image} did not start: {with_hint(started.last_line())}"
         return None
 
     async def _start_primary(self, network: list[str]) -> str | None:
@@ -278,7 +289,7 @@ class TaskContainers:
         self._created.append(self.primary)
         started = await self.engine.call(*args, "--entrypoint", "/bin/sh", self.specs[0].image, "-c", KEEP_ALIVE)
         if not started.ok:
-            return f"the primary container {self.specs[0].image} did not start: {started.last_line()}"
+            return f"the primary container {self.specs[0].image} did not start: {with_hint(started.last_line())}"
         return None
 
     async def _probe_shell(self) -> PrimaryShell:
