@@ -8,9 +8,9 @@
    job and the baseline write the same bytes).
 2. ``circlet serve --no-runner`` (SQLite in the home; PostgreSQL, from ``$CIRCLET_BENCH_POSTGRES`` or
    127.0.0.1:5432, on a fresh database) and a separate agent process, ``python -m circlet.runner`` (the
-   agent ``circlet serve`` starts for itself; ``circlet runner``'s idle RSS is reported apart, as its
-   module imports the server first), with a runner token of class ``bench/io``, ``--docker host`` and
-   ``CIRCLET_RUNNER_CONTAINER_ENGINE=none``: the jobs are ``machine`` jobs that run on this host.
+   agent ``circlet serve`` starts for itself; ``circlet runner``'s idle RSS is reported apart: it
+   starts the same agent, without the server's imports), with a runner token of class ``bench/io``,
+   ``--docker host`` and ``CIRCLET_RUNNER_CONTAINER_ENGINE=none``: the jobs are ``machine`` jobs that run on this host.
 3. Each round (3; 1 with ``--quick``) runs three pipelines of one job each:
    - output: one step prints 51.8 MiB (``head -c … /dev/urandom | base64``). The runner's peak RSS is
      the agent's ``VmHWM``, reset before each job (its children here are ``bash``, ``head`` and
@@ -299,8 +299,13 @@ class CacheBaseline:
         made, stored = self.base / "made.tar", self.base / "stored.tar"
         elapsed = timed(["tar", "-cf", str(made), "-C", str(self.source), "data"])
         elapsed += timed(["cp", str(made), str(stored)])
+        self.last_sync = timed(["sync", str(stored)])
         made.unlink()
         return elapsed
+
+    last_sync = 0.0
+    """The ``fsync`` of the copy after the last ``save``: circlet's blob store syncs every blob before
+    it records it (a blob is whole or absent after a crash); ``cp`` does not."""
 
     def restore(self) -> float:
         stored, fetched, unpacked = self.base / "stored.tar", self.base / "fetched.tar", self.base / "out"
@@ -393,7 +398,8 @@ async def run(args: argparse.Namespace) -> int:
                 "CIRCLET_RUNNER_CONTAINER_ENGINE": "none",  # jobs run on this host, never in a container
             }
             report["circlet_runner_cli_idle_rss_mb"] = idle_rss(
-                [sys.executable, "-m", "circlet.cli", "runner", "--url", url, "--resource-class", RESOURCE_CLASS],
+                [sys.executable, "-c", "from circlet.entry import main; main()", "runner", "--url", url,
+                 "--resource-class", RESOURCE_CLASS],
                 runner_env,
             )
             # The agent as `circlet serve` starts its own: `python -m circlet.runner`, the same agent as
@@ -444,6 +450,7 @@ async def run(args: argparse.Namespace) -> int:
                 reset_peak(runner.pid)
                 cpu = children_cpu()
                 record("baseline_save_s", baseline.save())
+                record("baseline_save_sync_s", baseline.last_sync)
                 record("baseline_save_cpu_s", children_cpu() - cpu)
                 cpu = cpu_seconds(server.pid) + cpu_seconds(runner.pid)
                 details = await api.run_job("save", timeout=600)
@@ -508,6 +515,10 @@ async def run(args: argparse.Namespace) -> int:
         (
             "restore_cache time / (cp + tar -xf) (median of rounds)", report["restore_ratio"], "<= 2",
             report["restore_ratio"] <= 2,
+        ),
+        (
+            "save_cache time / (tar -cf + cp + fsync of the copy), for information",
+            report["save_cache_s"] / (report["baseline_save_s"] + report["baseline_save_sync_s"]), "", True,
         ),
         (
             "save job CPU (server + runner) / baseline CPU",

@@ -128,3 +128,46 @@ async def test_concurrent_claims_never_share_a_task(
     assert len(claimed) == 12
     assert len({task["task_id"] for task in claimed}) == 12
     assert sorted(task["job"]["parallel_index"] for task in claimed) == list(range(12))
+
+
+async def test_a_runner_gone_before_its_claim_is_answered_gets_no_task(
+    client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
+) -> None:
+    """A long-poll whose runner went away (stopped, restarted, killed) must not take a task: nobody
+    would read the answer, and the task would wait out its lease, then fail."""
+    make_repo(tmp_path / "repo", {".circleci/config.yml": CONFIG})
+    slug = await make_project(database, admin, tmp_path / "repo")
+    token = await runner_token(database, "acme/linux")
+    auth = {"Authorization": f"Bearer {token}"}
+    await client.post(f"/api/v2/project/{slug}/pipeline", headers=admin.headers)
+    depth = {"unclaimed_task_count": 0}
+    for _ in range(200):
+        answer = await client.get("/api/v3/runner/tasks", params={"resource-class": "acme/linux"}, headers=auth)
+        depth = answer.json()
+        if depth["unclaimed_task_count"] == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert depth == {"unclaimed_task_count": 2}
+
+    # The claim's request, on a connection that is closed by the time the server looks for a task.
+    body = b'{"resource_class": "acme/linux", "wait_seconds": 5}'
+    messages = [{"type": "http.request", "body": body, "more_body": False}, {"type": "http.disconnect"}]
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/api/v3/runner/claim", "raw_path": b"/api/v3/runner/claim", "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"circlet.test"), (b"authorization", f"Bearer {token}".encode()),
+                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        "client": ("127.0.0.1", 50000), "server": ("circlet.test", 80),
+    }  # fmt: skip
+    await client.app(scope, receive, send)  # type: ignore[attr-defined]
+    assert sent[0]["status"] == 204
+    answer = await client.get("/api/v3/runner/tasks", params={"resource-class": "acme/linux"}, headers=auth)
+    assert answer.json() == {"unclaimed_task_count": 2}

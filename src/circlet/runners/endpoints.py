@@ -40,12 +40,16 @@ async def claim(request: Request, body: Claim, authorization: Authorization = No
     deadline = time.monotonic() + body.wait_seconds
     while True:
         seen = signal.generation(runner.resource_class)
+        # A runner that went away while it waited (stopped, restarted, killed) must not be given a
+        # task: nobody would read the answer, and the task would wait out its lease, then fail.
+        if await request.is_disconnected():
+            return Response(status_code=204)
         async with database.writing() as session:
             task = await service.claim(session, runner, body.runner_name)
         if task is not None:
             return json_response(task)
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or signal.closed or await request.is_disconnected():
+        if remaining <= 0 or signal.closed:
             return Response(status_code=204)
         await signal.wait(runner.resource_class, seen, remaining)
 
