@@ -197,10 +197,10 @@ async def test_every_form_of_key_is_taken_and_installed_in_openssh_form(
 
 
 def _bad_rsa() -> str:
-    """A key whose numbers do not belong together: the private exponent of another key."""
-    one, other = rsa.generate_private_key(65537, 1024), rsa.generate_private_key(65537, 1024)
-    a, b = one.private_numbers(), other.private_numbers()
-    broken = rsa.RSAPrivateNumbers(a.p, a.q, b.d, a.dmp1, a.dmq1, a.iqmp, a.public_numbers)
+    """A key whose numbers do not belong together: a private exponent that is not the key's (still
+    under the modulus, so that the key can be built at all)."""
+    a = rsa.generate_private_key(65537, 1024).private_numbers()
+    broken = rsa.RSAPrivateNumbers(a.p, a.q, a.d - 2, a.dmp1, a.dmq1, a.iqmp, a.public_numbers)
     return pem(broken.private_key(unsafe_skip_rsa_key_validation=True), TRADITIONAL)
 
 

@@ -106,6 +106,7 @@ def tar_with(name: str, data: bytes = b"x", kind: bytes = tarfile.REGTYPE, link:
         tar_with("link", kind=tarfile.LNKTYPE, link="../../outside"),
         b"\x1f\x8b garbage",
     ],
+    ids=["dot-dot", "absolute", "symlink-out", "hardlink-out", "garbage"],  # the bytes hold a gzip time
 )
 async def test_tampered_archives_write_nothing_outside(tmp_path: Path, archive: bytes) -> None:
     target = tmp_path / "target"

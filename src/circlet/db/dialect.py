@@ -39,6 +39,10 @@ async def notify(session: AsyncSession, channel: str, payload: str) -> None:
 UUID = "uuid"  # SQLite: 32 hex characters (SQLAlchemy's ``Uuid``); PostgreSQL: uuid
 TIME = "time"  # SQLite: naive UTC text (SQLAlchemy's ``DATETIME``); PostgreSQL: timestamp; aware UTC in Python
 PLAIN = "plain"  # text, numbers, bytes: the same on both
+# A time read only to be written into a response: the RFC 3339 text CircleCI writes
+# (``circlet.http.responses.timestamp``: ``YYYY-MM-DDTHH:MM:SS.mmmZ``), with no ``datetime`` in between
+# on SQLite, whose stored text already holds those characters. Result columns only.
+STAMP = "stamp"
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,27 @@ def _sqlite_time(value: Any) -> Any:
     return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
+def _sqlite_stamp(value: Any) -> Any:
+    # SQLAlchemy's SQLite DATETIME writes "2025-01-01 00:00:09.001000" (always six digits of
+    # microseconds): its first 23 characters, "T" for the space, are what ``timestamp`` makes of the
+    # ``datetime`` (isoformat truncates to milliseconds, as the cut does). Any other spelling goes the
+    # long way, through the ``datetime``.
+    if value is None:
+        return None
+    if len(value) == 26 and value[10] == " " and value[19] == ".":
+        return value[:10] + "T" + value[11:23] + "Z"
+    return _rfc3339(_sqlite_time(value))
+
+
+def _rfc3339(value: datetime) -> str:
+    # exactly circlet.http.responses.timestamp (the database layer does not import the HTTP one)
+    return value.isoformat(timespec="milliseconds")[:23] + "Z"
+
+
+def _postgresql_stamp(value: Any) -> Any:
+    return None if value is None else _rfc3339(value)
+
+
 def _postgresql_uuid(value: Any) -> Any:
     # asyncpg's own UUID subclass, made a plain uuid.UUID as SQLAlchemy's Uuid type returns it
     return None if value is None or type(value) is uuid.UUID else uuid.UUID(bytes=value.bytes)
@@ -107,8 +132,8 @@ def _postgresql_time(value: Any) -> Any:
 
 
 _CONVERTERS = {
-    "sqlite": {UUID: _sqlite_uuid, TIME: _sqlite_time},
-    "postgresql": {UUID: _postgresql_uuid, TIME: _postgresql_time},
+    "sqlite": {UUID: _sqlite_uuid, TIME: _sqlite_time, STAMP: _sqlite_stamp},
+    "postgresql": {UUID: _postgresql_uuid, TIME: _postgresql_time, STAMP: _postgresql_stamp},
 }
 
 

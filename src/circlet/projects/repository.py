@@ -11,7 +11,7 @@ from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from circlet.db.dialect import PLAIN, TIME, UUID, RawQuery, fetch_all, insert_for
+from circlet.db.dialect import PLAIN, STAMP, UUID, RawQuery, fetch_all, insert_for
 from circlet.db.models import (
     CheckoutKey,
     ContextRestriction,
@@ -195,12 +195,13 @@ _ENV_VARS = RawQuery(
     "project_env_vars.created_at FROM project_env_vars WHERE project_env_vars.project_id = ? "
     "ORDER BY project_env_vars.name",
     params=(UUID,),
-    columns=(PLAIN, PLAIN, PLAIN, TIME),
+    columns=(PLAIN, PLAIN, PLAIN, STAMP),
 )
 
 
-async def list_env_vars(session: AsyncSession, project_id: uuid.UUID) -> list[tuple[str, str, bytes, datetime]]:
-    """(name, key_id, ciphertext, created_at) of every variable of the project, by name."""
+async def list_env_vars(session: AsyncSession, project_id: uuid.UUID) -> list[tuple[str, str, bytes, str]]:
+    """(name, key_id, ciphertext, created-at) of every variable of the project, by name; created-at is
+    the response's RFC 3339 text (``circlet.http.responses.timestamp`` of the time)."""
     return await fetch_all(session, _ENV_VARS, project_id)
 
 

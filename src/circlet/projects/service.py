@@ -257,7 +257,7 @@ class ProjectService:
             {
                 "name": name,
                 "value": masked(self.keyring.open(SealedValue(key_id, sealed), bound_to + name)),
-                "created-at": timestamp(created_at),
+                "created-at": created_at,
             }
             for name, key_id, sealed, created_at in await projects.list_env_vars(session, project_id)
         ]
