@@ -26,9 +26,9 @@ class Masker:
         ordered = sorted(values, key=lambda value: (-len(value), value))
         self.longest = len(ordered[0]) if ordered else 0
         self._pattern = re.compile(b"|".join(re.escape(value) for value in ordered)) if ordered else None
-        self._by_first_byte: dict[int, list[bytes]] = {}
+        self._by_first_byte: dict[bytes, list[bytes]] = {}
         for value in ordered:
-            self._by_first_byte.setdefault(value[0], []).append(value)
+            self._by_first_byte.setdefault(value[:1], []).append(value)
 
     def mask(self, data: bytes) -> bytes:
         """The whole of ``data`` masked at once."""
@@ -44,13 +44,20 @@ class Masker:
 
     def unfinished_tail(self, data: bytes) -> int:
         """The length of the longest tail of ``data`` that a secret starts with but is longer than:
-        what may still become a secret when more output comes."""
-        for start in range(max(0, len(data) - self.longest + 1), len(data)):
-            tail = data[start:]
-            for value in self._by_first_byte.get(data[start], ()):
-                if len(value) > len(tail) and value.startswith(tail):
-                    return len(tail)
-        return 0
+        what may still become a secret when more output comes. Only the positions holding a
+        secret's first byte are tried, and nothing of ``data`` is copied: a secret may be 32k
+        characters long, and this runs on every chunk of output."""
+        earliest = len(data)
+        window = max(0, len(data) - self.longest + 1)
+        for first, values in self._by_first_byte.items():
+            position = data.find(first, window, earliest)
+            while position != -1:
+                size = len(data) - position
+                if any(len(value) > size and data.endswith(value[:size]) for value in values):
+                    earliest = position
+                    break
+                position = data.find(first, position + 1, earliest)
+        return len(data) - earliest
 
 
 class MaskingStream:
