@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 CHUNK_BYTES = 1024 * 1024
+WRITEBACK_BYTES = 16 * 1024 * 1024
 BLOB_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -47,7 +48,8 @@ class BlobStore(Protocol):
 
 class FileBlobStore:
     """Blobs as files ``ROOT/ab/abcdef...``. A put writes a temporary file in ``ROOT/tmp``, syncs it and
-    renames it into place, so a blob is either whole or absent; content is never held in memory."""
+    renames it into place, so a blob is either whole or absent; content is never held in memory. The sync
+    overlaps the writing (``_Writeback``)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -65,13 +67,17 @@ class FileBlobStore:
         size = 0
         try:
             with open(temporary, "wb") as handle:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    if max_bytes is not None and size > max_bytes:
-                        raise BlobTooLarge(f"more than {max_bytes} bytes")
-                    handle.write(chunk)
-                handle.flush()
-                await asyncio.to_thread(os.fsync, handle.fileno())
+                writeback = _Writeback(handle)
+                try:
+                    async for chunk in chunks:
+                        size += len(chunk)
+                        if max_bytes is not None and size > max_bytes:
+                            raise BlobTooLarge(f"more than {max_bytes} bytes")
+                        handle.write(chunk)
+                        writeback.wrote(len(chunk))
+                    await writeback.finish()
+                finally:
+                    await writeback.settle()  # before the file closes: a sync may still hold its descriptor
             target = self._path(blob_id)
             target.parent.mkdir(exist_ok=True)
             os.replace(temporary, target)
@@ -94,6 +100,48 @@ class FileBlobStore:
             self._path(blob_id).unlink(missing_ok=True)
         except FileNotFoundError:
             return
+
+
+class _Writeback:
+    """Syncs a file being written while it is written. Every ``WRITEBACK_BYTES`` a ``fdatasync`` starts on
+    a thread (unless one is still running) while the body keeps arriving, so the disk writes overlap the
+    transfer and the final ``fsync`` finds little left to write: a 200 MiB cache spent 0.34 s of its
+    0.88 s in one ``fsync`` at the end (docs/performance.md, runner)."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self._unsynced = 0
+        self._running: asyncio.Future[None] | None = None
+
+    def wrote(self, count: int) -> None:
+        self._unsynced += count
+        if self._unsynced < WRITEBACK_BYTES or (self._running is not None and not self._running.done()):
+            return
+        if self._running is not None:
+            self._running.result()  # a failed sync fails the put
+        self._handle.flush()
+        self._unsynced = 0
+        self._running = asyncio.ensure_future(asyncio.to_thread(os.fdatasync, self._handle.fileno()))
+
+    async def finish(self) -> None:
+        self._handle.flush()
+        if self._running is not None:
+            await asyncio.shield(self._running)  # shielded: a cancel leaves it to ``settle``
+        self._running = asyncio.ensure_future(asyncio.to_thread(os.fsync, self._handle.fileno()))
+        await asyncio.shield(self._running)
+
+    async def settle(self) -> None:
+        """Wait out a sync still running (a thread cannot be cancelled), whatever happened meanwhile."""
+        running = self._running
+        if running is None:
+            return
+        while not running.done():
+            try:
+                await asyncio.wait([running])
+            except asyncio.CancelledError:
+                continue  # finish waiting; the put is abandoned anyway
+        if not running.cancelled():
+            running.exception()  # retrieved, so an error here is not reported as unhandled
 
 
 async def _read(handle: BinaryIO) -> AsyncIterator[bytes]:
