@@ -7,12 +7,16 @@ import hashlib
 import uuid
 
 import httpx
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select, update
 
 from circlet.db.engine import Database
+from circlet.db.models import ProjectEnvVar
+from circlet.projects import service as project_service
 from circlet.projects.service import ProjectService, reseal_checkout_keys, reseal_env_vars
-from circlet.secrets.keyring import drop_previous_keys, load_keyring, rotate_key_file
+from circlet.secrets.keyring import SecretKeyError, drop_previous_keys, load_keyring, rotate_key_file
 from circlet.settings import Limits, Settings
 from tests.conftest import Account, postgres_dump, raw_sqlite_bytes
 
@@ -178,3 +182,115 @@ async def test_rotation_reseals_project_secrets(
     async with database.reading() as session:
         assert await service.env_var_values(session, uuid.UUID(project_id)) == {"S": SECRET}
         assert await service.preferred_private_key(session, uuid.UUID(project_id)) is not None
+
+
+# The list keeps the masks it made (``ProjectService.list_env_vars``); what it answers must be what it
+# would answer by opening every value, whatever changed since.
+
+
+async def test_listed_masks_follow_every_new_value(client: httpx.AsyncClient, admin: Account) -> None:
+    slug, project_id = await project_slug(client, admin)
+    url = f"{API}/project/{slug}/envvar"
+    await client.post(url, json={"name": "A", "value": "first-value-aaaa"}, headers=admin.headers)
+    await client.post(url, json={"name": "B", "value": "short"}, headers=admin.headers)
+    first = await client.get(url, headers=admin.headers)
+    assert [(i["name"], i["value"]) for i in first.json()["items"]] == [("A", "xxxxaaaa"), ("B", "xxxx")]
+    assert (await client.get(url, headers=admin.headers)).content == first.content
+    # the same project by ids lists the same bytes; a wrong organization id is 404
+    by_ids = f"{API}/project/circleci/{admin.org_id}/{project_id}/envvar"
+    assert (await client.get(by_ids, headers=admin.headers)).content == first.content
+    wrong = await client.get(f"{API}/project/circleci/{uuid.uuid4()}/{project_id}/envvar", headers=admin.headers)
+    assert wrong.status_code == 404
+    await client.post(url, json={"name": "A", "value": "second-value-bbbb"}, headers=admin.headers)
+    await client.post(url, json={"name": "B", "value": "now-long-enough-cccc"}, headers=admin.headers)
+    second = (await client.get(url, headers=admin.headers)).json()["items"]
+    assert [(i["name"], i["value"]) for i in second] == [("A", "xxxxbbbb"), ("B", "xxxxcccc")]
+    await client.delete(f"{url}/A", headers=admin.headers)
+    await client.post(url, json={"name": "A", "value": "first-value-aaaa"}, headers=admin.headers)
+    third = (await client.get(url, headers=admin.headers)).json()["items"]
+    assert [(i["name"], i["value"]) for i in third] == [("A", "xxxxaaaa"), ("B", "xxxxcccc")]
+
+
+async def test_listed_masks_keep_no_value(client: httpx.AsyncClient, admin: Account) -> None:
+    slug, _ = await project_slug(client, admin)
+    url = f"{API}/project/{slug}/envvar"
+    await client.post(url, json={"name": "S", "value": SECRET}, headers=admin.headers)
+    await client.post(url, json={"name": "PIN", "value": "4321"}, headers=admin.headers)
+    assert (await client.get(url, headers=admin.headers)).status_code == 200
+    service: ProjectService = client.app.state.project_service  # type: ignore[attr-defined]
+    assert sorted(service._masks.values()) == ["xxxx", "xxxx1234"]
+    assert not any(SECRET in context or SECRET.encode() in sealed for _, context, sealed in service._masks)
+
+
+async def test_listed_masks_are_bounded(
+    client: httpx.AsyncClient, admin: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(project_service, "MAX_KEPT_MASKS", 3)
+    slug, _ = await project_slug(client, admin)
+    url = f"{API}/project/{slug}/envvar"
+    for i in range(5):
+        await client.post(url, json={"name": f"V{i}", "value": f"value-number-{i}"}, headers=admin.headers)
+    service: ProjectService = client.app.state.project_service  # type: ignore[attr-defined]
+    for _ in range(2):
+        listed = (await client.get(url, headers=admin.headers)).json()["items"]
+        assert [i["value"] for i in listed] == [f"xxxxer-{i}" for i in range(5)]
+        assert 0 < len(service._masks) <= 3
+
+
+async def test_masks_of_long_values_are_not_kept(client: httpx.AsyncClient, admin: Account) -> None:
+    """A long value is opened at every list rather than kept by its sealed bytes (memory stays bounded)."""
+    slug, _ = await project_slug(client, admin)
+    url = f"{API}/project/{slug}/envvar"
+    long_value = "L" * (project_service.MAX_KEPT_SEALED_BYTES + 100) + "tail"
+    await client.post(url, json={"name": "LONG", "value": long_value}, headers=admin.headers)
+    await client.post(url, json={"name": "SHORT", "value": "short-value"}, headers=admin.headers)
+    service: ProjectService = client.app.state.project_service  # type: ignore[attr-defined]
+    service._masks.clear()
+    for _ in range(2):
+        listed = (await client.get(url, headers=admin.headers)).json()["items"]
+        assert {i["name"]: i["value"] for i in listed} == {"LONG": "xxxxtail", "SHORT": "xxxxalue"}
+    assert sorted(service._masks.values()) == ["xxxxalue"]
+
+
+async def test_a_listed_value_copied_to_another_row_still_does_not_open(
+    client: httpx.AsyncClient, admin: Account, database: Database
+) -> None:
+    """A value is bound to its row: its sealed bytes in another row fail to open even once listed."""
+    slug, project_id = await project_slug(client, admin)
+    url = f"{API}/project/{slug}/envvar"
+    await client.post(url, json={"name": "A", "value": "value-of-a-aaaa"}, headers=admin.headers)
+    await client.post(url, json={"name": "B", "value": "value-of-b-bbbb"}, headers=admin.headers)
+    assert (await client.get(url, headers=admin.headers)).status_code == 200
+    async with database.writing() as session:
+        row = (
+            await session.execute(
+                select(ProjectEnvVar.key_id, ProjectEnvVar.ciphertext).where(
+                    ProjectEnvVar.project_id == uuid.UUID(project_id), ProjectEnvVar.name == "A"
+                )
+            )
+        ).one()
+        await session.execute(
+            update(ProjectEnvVar)
+            .where(ProjectEnvVar.project_id == uuid.UUID(project_id), ProjectEnvVar.name == "B")
+            .values(key_id=row.key_id, ciphertext=row.ciphertext)
+        )
+    with pytest.raises(SecretKeyError):
+        await client.get(url, headers=admin.headers)
+
+
+async def test_listed_masks_survive_rotation(
+    client: httpx.AsyncClient, admin: Account, database: Database, settings: Settings
+) -> None:
+    slug, _ = await project_slug(client, admin)
+    url = f"{API}/project/{slug}/envvar"
+    await client.post(url, json={"name": "S", "value": SECRET}, headers=admin.headers)
+    before = await client.get(url, headers=admin.headers)
+    rotate_key_file(settings.home)
+    rotated = load_keyring(settings.home)
+    async with database.writing() as session:
+        assert await reseal_env_vars(session, rotated) == 1
+    drop_previous_keys(settings.home)
+    after = await client.get(url, headers=admin.headers)
+    assert after.content == before.content
+    service: ProjectService = client.app.state.project_service  # type: ignore[attr-defined]
+    assert rotated.current_id in {key_id for key_id, _, _ in service._masks}

@@ -112,15 +112,45 @@ async def find_project_ref(session: AsyncSession, slug: ProjectSlug) -> ProjectR
         rows = await fetch_all(session, _PROJECT_BY_IDS, slug.project_id, slug.org.org_id)
     else:
         assert slug.org.name is not None and slug.name is not None
-        rows = await fetch_all(
-            session, _PROJECT_BY_NAMES, slug.org.vcs_type, slug.org.name.lower(), slug.name.lower()
-        )
+        rows = await fetch_all(session, _PROJECT_BY_NAMES, slug.org.vcs_type, slug.org.name.lower(), slug.name.lower())
     if not rows:
         return None
     project_id, org_id, name, vcs_url, default_branch, org_name, vcs_type = rows[0]
     return ProjectRef(
         ProjectFields(project_id, org_id, name, vcs_url, default_branch), OrgFields(org_id, org_name, vcs_type)
     )
+
+
+# The same lookups for the reads that need only the project's id and its organization's (a project's
+# variables): the same index probes, two columns instead of seven, no objects built from them.
+_PROJECT_IDS = (
+    "SELECT projects.id, projects.org_id FROM projects JOIN organizations ON organizations.id = projects.org_id "
+)
+_PROJECT_IDS_BY_NAMES = RawQuery(
+    _PROJECT_IDS + "WHERE organizations.vcs_type = ? AND organizations.name_key = ? AND projects.name_key = ?",
+    params=(PLAIN, PLAIN, PLAIN),
+    columns=(UUID, UUID),
+)
+_PROJECT_IDS_BY_IDS = RawQuery(
+    _PROJECT_IDS + "WHERE projects.id = ? AND organizations.id = ?",
+    params=(UUID, UUID),
+    columns=(UUID, UUID),
+)
+
+
+async def find_project_ids(session: AsyncSession, slug: ProjectSlug) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """(project id, organization id) of the project ``find_project_ref`` finds."""
+    if slug.project_id is not None:
+        rows = await fetch_all(session, _PROJECT_IDS_BY_IDS, slug.project_id, slug.org.org_id)
+    else:
+        assert slug.org.name is not None and slug.name is not None
+        rows = await fetch_all(
+            session, _PROJECT_IDS_BY_NAMES, slug.org.vcs_type, slug.org.name.lower(), slug.name.lower()
+        )
+    if not rows:
+        return None
+    project_id, org_id = rows[0]
+    return project_id, org_id
 
 
 async def find_project_by_name(session: AsyncSession, org_id: uuid.UUID, name: str) -> Project | None:

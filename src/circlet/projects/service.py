@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,6 +36,12 @@ ENV_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 VCS_PROJECT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 MAX_ENV_VARS_PER_PROJECT = 1000
 MAX_CHECKOUT_KEYS_PER_PROJECT = 100
+# Masks kept by a service for the variables it listed (see ``ProjectService.list_env_vars``); all are
+# dropped when there would be more, as the authenticator drops its principals.
+MAX_KEPT_MASKS = 10_000
+# Only the masks of values sealed in at most this many bytes are kept (the key holds the sealed bytes,
+# so this bounds the memory at about 13 MB); a longer value is opened at every list.
+MAX_KEPT_SEALED_BYTES = 1024
 SETTING_DEFAULTS: dict[str, Any] = {
     "autocancel_builds": False,
     "build_fork_prs": False,
@@ -133,6 +139,8 @@ def check_project_name(name: str, vcs_type: str) -> None:
 class ProjectService:
     keyring: Keyring
     limits: Limits
+    # (key id, context, sealed bytes) -> the mask of the value they open to; only masks, never a value
+    _masks: dict[tuple[str, str, bytes], str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # -- projects ---------------------------------------------------------------------------------
 
@@ -250,18 +258,41 @@ class ProjectService:
     async def list_env_vars(
         self, session: AsyncSession, principal: Principal, slug: tuple[str, str, str]
     ) -> dict[str, Any]:
-        project_id = (await self.find_to_read(session, principal, slug)).project.id
+        """The project's variables, masked.
+
+        A mask is a function of what opens the value: the key (its id is a hash of it), the sealed
+        bytes (a random nonce, the ciphertext and its tag, new at every write and every re-seal) and
+        the context they are bound to (the project and the name). The service keeps the masks it made
+        by those three, so a value that has not changed since it was last listed is not opened again
+        (unsealing ten values was a fifth of the request). What is kept is only what the API shows any member,
+        in this process's memory; nothing is stored. A ciphertext altered or copied into another row
+        meets no kept mask, is opened and fails as before; a new value or a re-seal is new bytes."""
+        parsed = parse_project_slug(*slug)
+        found = await projects.find_project_ids(session, parsed) if parsed is not None else None
+        if found is None:
+            raise NotFound(MISSING_PROJECT)
+        project_id, org_id = found
+        require_role(principal, org_id, ROLE_VIEWER, missing=MISSING_PROJECT, action="read it")
         # env_var_context(project_id, name) for each row, with the project's part formatted once
         bound_to = env_var_context(project_id, "")
-        items = [
-            {
-                "name": name,
-                "value": masked(self.keyring.open(SealedValue(key_id, sealed), bound_to + name)),
-                "created-at": created_at,
-            }
-            for name, key_id, sealed, created_at in await projects.list_env_vars(session, project_id)
-        ]
+        masks = self._masks
+        items = []
+        for name, key_id, sealed, created_at in await projects.list_env_vars(session, project_id):
+            mask = masks.get((key_id, bound_to + name, sealed))
+            if mask is None:
+                mask = self._open_mask(key_id, bound_to + name, sealed)
+            items.append({"name": name, "value": mask, "created-at": created_at})
         return {"items": items, "next_page_token": None}
+
+    def _open_mask(self, key_id: str, context: str, sealed: bytes) -> str:
+        """The mask of a sealed value, opened (``SecretKeyError`` if it does not open), and kept."""
+        mask = masked(self.keyring.open(SealedValue(key_id, sealed), context))
+        if len(sealed) > MAX_KEPT_SEALED_BYTES:
+            return mask
+        if len(self._masks) >= MAX_KEPT_MASKS:
+            self._masks.clear()
+        self._masks[(key_id, context, sealed)] = mask
+        return mask
 
     async def create_env_var(
         self, session: AsyncSession, principal: Principal, slug: tuple[str, str, str], name: str, value: str
