@@ -29,9 +29,9 @@ def _parts(request: Request) -> tuple[Database, ContextService]:
 # The list's query parameters are validated by hand (circlet.http.params), for speed.
 LIST_CONTEXTS_QUERY: QuerySpec = (
     ("owner-id", TypeAdapter(uuid.UUID | None)),
-    ("owner-slug", TypeAdapter(str | None)),
+    ("owner-slug", None),
     ("owner-type", TypeAdapter(Literal["account", "organization"] | None)),
-    ("page-token", TypeAdapter(str | None)),
+    ("page-token", None),
 )
 
 

@@ -57,6 +57,20 @@ def restriction_body(restriction: Any) -> dict[str, Any]:
     return body
 
 
+_new_object = object.__new__
+_set_slot = object.__setattr__
+_SAFE_UNKNOWN = uuid.SafeUUID.unknown
+
+
+def _uuid_from_int(value: int) -> uuid.UUID:
+    # what ``uuid.UUID(int=value)`` builds (``value`` has at most 32 hex digits), without its checks
+    # of five other ways to make one
+    result = _new_object(uuid.UUID)
+    _set_slot(result, "int", value)
+    _set_slot(result, "is_safe", _SAFE_UNKNOWN)
+    return result
+
+
 @dataclass
 class ContextService:
     keyring: Keyring
@@ -76,10 +90,7 @@ class ContextService:
     ) -> dict[str, Any]:
         org_id = await self._owner_org(session, principal, owner_id, owner_slug)
         scope = f"contexts:{org_id}"
-        after = None
-        if page_token:
-            created, last_id = self._position(page_token, scope)
-            after = (created, last_id)
+        after = self._context_position(page_token, scope) if page_token else None
         rows = await contexts.list_contexts(session, org_id, after, PAGE_SIZE + 1)
         items = [context_body(*row) for row in rows[:PAGE_SIZE]]
         next_token = None
@@ -301,8 +312,37 @@ class ContextService:
             f"{len(principal.roles)} organizations, so the owner cannot be inferred."
         )
 
-    def _position(self, page_token: str, scope: str) -> tuple[datetime, uuid.UUID]:
+    def _context_position(self, page_token: str, scope: str) -> tuple[datetime, uuid.UUID]:
+        """``_position`` for the context list, the hot one, with the time naive UTC: what the tokens
+        we issue hold (``isoformat`` of an aware UTC time, a canonical UUID) is read without
+        ``uuid.UUID``'s parsing of every spelling, nor the query's conversion of an aware time back to
+        UTC, which together cost as much as verifying the token. The same rows, and the same 400s:
+        anything else takes ``_position``."""
         position = self.page_tokens.decode(page_token, scope)
+        if len(position) == 2:
+            created, last_id = position
+            if (
+                type(created) is str
+                and type(last_id) is str
+                and created.endswith("+00:00")
+                and len(last_id) == 36
+                and last_id[8] == last_id[13] == last_id[18] == last_id[23] == "-"
+            ):
+                digits = last_id.replace("-", "")
+                try:
+                    naive = datetime.fromisoformat(created[:-6])
+                    value = int(digits, 16)  # as uuid.UUID parses it, once the dashes are gone
+                except ValueError:
+                    raise BadRequest("page-token is invalid.") from None
+                if naive.tzinfo is None and len(digits) == 32:
+                    return naive, _uuid_from_int(value)
+        return self._checked_position(position)
+
+    def _position(self, page_token: str, scope: str) -> tuple[datetime, uuid.UUID]:
+        return self._checked_position(self.page_tokens.decode(page_token, scope))
+
+    @staticmethod
+    def _checked_position(position: list[Any]) -> tuple[datetime, uuid.UUID]:
         try:
             return datetime.fromisoformat(position[0]), uuid.UUID(position[1])
         except (ValueError, TypeError, IndexError):

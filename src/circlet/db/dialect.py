@@ -68,7 +68,8 @@ def _sqlite_param(kind: str, value: Any) -> Any:
     if kind == UUID:
         return value.hex
     if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
+        # a time already in UTC is only stripped of its zone: astimezone costs several times that
+        value = (value if value.tzinfo is UTC else value.astimezone(UTC)).replace(tzinfo=None)
     # exactly how SQLAlchemy's SQLite DATETIME writes it ("2025-01-01 00:00:09.001000", always six
     # digits of microseconds), so that stored and compared text agree; isoformat is strftime's third
     return value.isoformat(" ", "microseconds")

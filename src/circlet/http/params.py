@@ -17,7 +17,9 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
-QuerySpec = Sequence[tuple[str, TypeAdapter[Any]]]
+# ``None`` in place of an adapter: a string, taken as it arrives (a ``str | None`` adapter does nothing
+# else, at a cost of a few microseconds)
+QuerySpec = Sequence[tuple[str, TypeAdapter[Any] | None]]
 
 
 def query_values(request: Request, spec: QuerySpec) -> list[Any]:
@@ -30,8 +32,8 @@ def query_values(request: Request, spec: QuerySpec) -> list[Any]:
     errors: list[Any] = []
     for name, adapter in spec:
         raw = received.get(name)
-        if raw is None:
-            values.append(None)
+        if raw is None or adapter is None:
+            values.append(raw)
             continue
         try:
             values.append(adapter.validate_python(raw))
