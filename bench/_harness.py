@@ -1,11 +1,13 @@
 """Shared pieces of the API benchmarks (bench/api_contexts.py, bench/api_accounts.py): tools, the
-servers under test, wrk runs and their parsing, the server's CPU time per request.
+servers under test (circlet, the bare ASGI baseline, Stoplight's Prism mock), wrk runs and their
+parsing, the server's CPU time per request.
 
 Traffic goes to 127.0.0.1 only. Needs ``wrk`` (``apt-get install -y wrk``) and ``taskset``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -99,8 +101,12 @@ def bootstrap(env: dict[str, str]) -> dict[str, Any]:
 
 
 class Server:
-    def __init__(self, name: str, command: list[str], env: dict[str, str], port: int, log: Path):
+    """A server process for the ``with`` block. ``group``: the process leads its own process group,
+    and stopping it signals the whole group (for commands that may be wrappers or fork, e.g. Prism)."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], port: int, log: Path, group: bool = False):
         self.name, self.command, self.env, self.port, self.log = name, command, env, port, log
+        self.group = group
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -109,29 +115,53 @@ class Server:
 
     def __enter__(self) -> Server:
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                fail(f"{self.name} exited: {self.log.read_text()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.__exit__()
-        fail(f"{self.name} did not start listening on port {self.port}")
+            self.process = subprocess.Popen(
+                self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=self.group
+            )
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    fail(f"{self.name} exited: {self.log.read_text()[-2000:]}")
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                        return self
+                except OSError:
+                    time.sleep(0.05)
+            fail(f"{self.name} did not start listening on port {self.port}")
+        except BaseException:
+            self.__exit__()
+            raise
         raise AssertionError  # unreachable
 
     def __exit__(self, *_exc: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+        process, self.process = self.process, None
+        if process is None or process.returncode is not None:
+            return
+        if not self.group:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            return
+        # The group's id is the leader's pid, ours until the leader is reaped: wait for the leader to
+        # exit without reaping it, kill whatever is left in its group, then reap it.
+        _killpg(process.pid, signal.SIGINT)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None:
+                break
+            time.sleep(0.05)
+        _killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _killpg(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signum)
 
 
 # -- load -------------------------------------------------------------------------------------------
@@ -196,6 +226,22 @@ def check(url: str, token: str, method: str = "GET", body: Any = None) -> Any:
     return answer
 
 
+def wait_until_answers(server: Server, path: str, token: str, timeout: float = 30.0) -> Any:
+    """``GET path`` until the server answers 200 (it may listen before it is ready); its answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            status, answer = http("GET", server.url + path, token)
+        except (OSError, ValueError) as exc:
+            status, answer = 0, repr(exc)
+        if status == 200:
+            return answer
+        assert server.process is not None
+        if server.process.poll() is not None:
+            fail(f"{server.name} exited: {server.log.read_text()[-2000:]}")
+        if time.monotonic() > deadline:
+            fail(f"{server.name}: GET {path} did not answer 200 in {timeout:.0f} s: {status} {answer}")
+        time.sleep(0.2)
 
 
 def bench_env(home: Path, **limits: str) -> dict[str, str]:
@@ -240,6 +286,17 @@ def baseline_server(work: Path, env: dict[str, str], pin: bool, taskset: str) ->
         "warning",
     ]
     return Server("baseline", command, env, port, work / "baseline.log")
+
+
+def prism_server(work: Path, prism: str, spec: Path, pin: bool, taskset: str) -> Server:
+    """Stoplight's Prism (``prism mock``) serving ``spec`` with its static examples (the default mode),
+    pinned the same way. ``--verboseLevel error``: no log line per request, like ``--no-access-log``
+    (at the default ``info`` Prism writes ~10 lines per request and answers about half as many).
+    Prism serves the spec's paths as they are, without the base path of its ``servers`` URL."""
+    port = free_port()
+    pinned = [taskset, "-c", "1"] if pin else []
+    command = [*pinned, prism, "mock", "--host", "127.0.0.1", "--port", str(port), "--verboseLevel", "error", str(spec)]
+    return Server("prism mock", command, dict(os.environ), port, work / "prism.log", group=True)
 
 
 def pinning() -> bool:

@@ -1,6 +1,6 @@
 """Benchmark of the Context API against a bare ASGI baseline (issue 2; method in docs/performance.md).
 
-    python bench/api_contexts.py [--duration 10]
+    python bench/api_contexts.py [--duration 10] [--prism PATH | --no-prism | --prism-rps N]
 
 In one run, on one fresh SQLite database:
 
@@ -12,7 +12,13 @@ In one run, on one fresh SQLite database:
    found by walking the pages), and ``PUT …/environment-variable/NAME``;
 3. the same three requests against ``bench/baseline_asgi.py`` (a bare ASGI app running the same SQL
    with the stdlib ``sqlite3``) served by uvicorn with the same settings, pinned the same way;
-4. a table of req/s, p50 and p99, the ratios, and PASS/FAIL for each target. Exit status 1 if any
+4. if Stoplight's Prism is available (``--prism``; ``npm install --prefix /work/prism
+   @stoplight/prism-cli@5.14.2``, the last release for Node 20), ``prism mock`` of the official spec
+   (circlet's copy, ``src/circlet/openapi/circleci-api-v2.openapi.json``), static examples, pinned
+   the same way, under the same wrk load of the first page (Prism serves it at ``/context``: the
+   spec's paths without the ``/api/v2`` of its ``servers`` URL); otherwise the issue's reference
+   figure for Prism, or ``--prism-rps``;
+5. a table of req/s, p50 and p99, the ratios, and PASS/FAIL for each target. Exit status 1 if any
    target fails, 2 if the benchmark could not run.
 
 Traffic goes to 127.0.0.1 only. Needs ``wrk`` (``apt-get install -y wrk``) and ``taskset``.
@@ -24,6 +30,8 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import urllib.parse
@@ -45,7 +53,9 @@ from _harness import (
     pinning,
     print_checks,
     print_results,
+    prism_server,
     require_tools,
+    wait_until_answers,
     write_lua,
 )
 
@@ -58,6 +68,7 @@ DEEP_VS_FIRST = 0.90
 P99_LIMIT_MS = 50.0
 PRISM_FACTOR = 3.0
 PRISM_REFERENCE_RPS = 1100.0  # the issue's figure for Prism's mock of the spec on this machine kind
+PRISM_INSTALLED = Path("/work/prism/node_modules/.bin/prism")  # npm install --prefix /work/prism ...
 
 
 # -- setup ------------------------------------------------------------------------------------------
@@ -90,6 +101,37 @@ def seed_contexts(database_url: str, org_id: uuid.UUID) -> uuid.UUID:
     return env_context
 
 
+# -- Prism ------------------------------------------------------------------------------------------
+
+
+def find_prism(option: str | None) -> str | None:
+    """The prism command: ``--prism``, else ``$CIRCLET_BENCH_PRISM``, else ``prism`` on PATH, else
+    ``/work/prism/node_modules/.bin/prism``; None if there is none. One that is named but is not
+    there is an error."""
+    named = option or os.environ.get("CIRCLET_BENCH_PRISM")
+    if named:
+        found = shutil.which(named)
+        if found is None:
+            fail(f"prism: {named} is not an executable")
+        return found
+    found = shutil.which("prism")
+    if found is None and os.access(PRISM_INSTALLED, os.X_OK):
+        found = str(PRISM_INSTALLED)
+    return found
+
+
+def prism_version(prism: str) -> str:
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    try:
+        done = subprocess.run([prism, "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        fail(f"{prism} --version: {exc}")
+        raise  # unreachable
+    if done.returncode != 0:
+        fail(f"{prism} --version exited with {done.returncode}: {(done.stderr or done.stdout)[-2000:]}")
+    return f"Prism {done.stdout.strip()} (node {node or '?'})"
+
+
 # -- the run ----------------------------------------------------------------------------------------
 
 
@@ -98,24 +140,62 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds of each measured wrk run [10]")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of load before each measurement [3]")
     parser.add_argument("--deep", type=int, default=8_000, help="how many contexts deep the deep page starts [8000]")
-    parser.add_argument("--prism-rps", type=float, default=None, help="Prism's req/s if you measured it")
+    parser.add_argument(
+        "--prism",
+        metavar="PATH",
+        default=None,
+        help="the prism command to measure [$CIRCLET_BENCH_PRISM, else prism on PATH, else "
+        f"{PRISM_INSTALLED}, else not measured]",
+    )
+    parser.add_argument("--no-prism", action="store_true", help="do not measure Prism")
+    parser.add_argument("--prism-spec", type=Path, default=None, help="the spec Prism serves [circlet's copy]")
+    parser.add_argument(
+        "--prism-rps", type=float, default=None, help="Prism's req/s if you measured it (then Prism is not run)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory and print its path")
     args = parser.parse_args()
     wrk, taskset = require_tools()
     pin = pinning()
+    prism, spec = None, None
+    if args.prism_rps is not None:
+        print(f"Prism not run: --prism-rps {args.prism_rps:.0f} given")
+    elif args.no_prism:
+        print("Prism not run: --no-prism")
+    else:
+        prism = find_prism(args.prism)
+        if prism is None:
+            print(
+                f"note: Prism not found (--prism, $CIRCLET_BENCH_PRISM, PATH, {PRISM_INSTALLED}), so not measured;"
+                " install it with: npm install --prefix /work/prism @stoplight/prism-cli@5.14.2"
+            )
+        else:
+            from circlet.openapi.spec import OFFICIAL_SPEC
+
+            spec = args.prism_spec or OFFICIAL_SPEC
+            if not spec.is_file():
+                fail(f"the spec for Prism is not there: {spec}")
+            print(f"{prism_version(prism)}: {prism}, serving {spec}")
+    # A SIGTERM ends the run like Ctrl-C, through the ``with`` blocks that stop the servers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
     work = Path(tempfile.mkdtemp(prefix="circlet-bench-"))
     try:
-        rows = run_benchmark(args, work, wrk, taskset, pin)
+        rows = run_benchmark(args, work, wrk, taskset, pin, prism, spec)
     finally:
         if args.keep:
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    return report(rows, args.prism_rps)
+    if "prism first" in rows:
+        return report(rows, rows["prism first"].rps, "measured")
+    if args.prism_rps is not None:
+        return report(rows, args.prism_rps, "given with --prism-rps")
+    return report(rows, PRISM_REFERENCE_RPS, "the issue's reference figure, not measured here")
 
 
-def run_benchmark(args: argparse.Namespace, work: Path, wrk: str, taskset: str, pin: bool) -> dict[str, Result]:
+def run_benchmark(
+    args: argparse.Namespace, work: Path, wrk: str, taskset: str, pin: bool, prism: str | None, spec: Path | None
+) -> dict[str, Result]:
     home = work / "home"
     # 10,000 contexts in one org: the limit is raised for the benchmark.
     env = bench_env(home, CIRCLET_LIMITS__CONTEXTS_PER_ORG=str(CONTEXTS * 2))
@@ -166,6 +246,20 @@ def run_benchmark(args: argparse.Namespace, work: Path, wrk: str, taskset: str, 
             results[f"baseline {name}"] = load(
                 wrk, taskset, baseline, path, scripts[script], args.duration, args.warmup, pin
             )
+
+    if prism is not None:
+        assert spec is not None
+        # The list operation is ``/context`` in the spec; its ``servers`` URL carries the ``/api/v2``,
+        # which Prism does not serve. Same query, same headers (any Circle-Token passes its check).
+        prism_path = list_path.removeprefix("/api/v2")
+        with prism_server(work, prism, spec, pin, taskset) as mock:
+            answer = wait_until_answers(mock, prism_path, token, timeout=60)
+            if not isinstance(answer, dict) or "items" not in answer:
+                fail(f"Prism's answer to {prism_path} is not a context list: {answer}")
+            print("prism    first ...", flush=True)
+            results["prism first"] = load(
+                wrk, taskset, mock, prism_path, scripts["get"], args.duration, args.warmup, pin
+            )
     return results
 
 
@@ -179,7 +273,7 @@ def walk(url: str, token: str, depth: int) -> str:
     return page_token or ""
 
 
-def report(results: dict[str, Result], prism_rps: float | None) -> int:
+def report(results: dict[str, Result], prism: float, source: str) -> int:
     print()
     print(f"wrk -t1 -c{CONNECTIONS}, server on core 1, wrk on core 0; {CONTEXTS} contexts, SQLite")
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f} (2 would mean only wrk and the server)")
@@ -189,7 +283,8 @@ def report(results: dict[str, Result], prism_rps: float | None) -> int:
         return results[a].rps / results[b].rps
 
     checks: list[tuple[str, float, str, bool]] = []
-    failures = sum(r.bad_responses + r.socket_errors for r in results.values())
+    ours = [r for name, r in results.items() if not name.startswith("prism")]
+    failures = sum(r.bad_responses + r.socket_errors for r in ours)
     checks.append(("non-2xx responses and socket errors (timeouts: 2 s)", failures, "= 0", failures == 0))
     for case in ("first", "deep"):
         value = ratio(f"circlet {case}", f"baseline {case}")
@@ -202,9 +297,11 @@ def report(results: dict[str, Result], prism_rps: float | None) -> int:
     checks.append(("circlet deep / first req/s", value, f">= {DEEP_VS_FIRST:.2f}", value >= DEEP_VS_FIRST))
     value = ratio("circlet put", "baseline put")
     checks.append(("put: circlet / baseline req/s", value, f">= {PUT_VS_BASELINE:.2f}", value >= PUT_VS_BASELINE))
-    prism = prism_rps or PRISM_REFERENCE_RPS
+    if "prism first" in results:
+        # A non-2xx answer from Prism is not the list's answer: its req/s would not be comparable.
+        bad = results["prism first"].bad_responses
+        checks.append(("Prism: non-2xx responses", bad, "= 0", bad == 0))
     value = results["circlet first"].rps / prism
-    source = "measured" if prism_rps else "the issue's reference figure, not measured here"
     checks.append(
         (
             f"list first: circlet / Prism ({prism:.0f} req/s, {source})",
@@ -218,6 +315,11 @@ def report(results: dict[str, Result], prism_rps: float | None) -> int:
     for case in ("first", "deep", "put"):
         value = results[f"baseline {case}"].cpu_us / results[f"circlet {case}"].cpu_us
         checks.append((f"(info) {case}: baseline / circlet CPU time per request", value, "", True))
+    if "prism first" in results:
+        value = results["prism first"].cpu_us / results["circlet first"].cpu_us
+        checks.append(("(info) list first: Prism / circlet CPU time per request", value, "", True))
+        errors = results["prism first"].socket_errors
+        checks.append(("(info) Prism: socket errors (timeouts: 2 s)", errors, "", True))
 
     return print_checks(checks)
 
