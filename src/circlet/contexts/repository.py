@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Row, delete, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from circlet.db.dialect import PLAIN, TIME, UUID, Executor, RawQuery, fetch_all
+from circlet.db.dialect import PLAIN, STAMP, TIME, UUID, Executor, RawQuery, convert_value, fetch_all
 from circlet.db.models import Context, ContextEnvVar, ContextRestriction
 from circlet.db.types import utcnow
 
@@ -30,27 +31,38 @@ class EnvVarStamp:
 # (circlet.db.dialect.fetch_all), rather than built and run by SQLAlchemy, which cost several times what
 # the database takes to answer it. A page is 21 rows of (id, name, created_at), keyset-ordered on the
 # (org_id, created_at, id) index.
+# created_at twice: as the response's text (STAMP: no datetime made on SQLite), and as the driver
+# returns it, made a datetime only for the page's last row (``position_time``), whose token needs it
+# to the microsecond. Converting 21 times both ways was a fifth of the request.
 _CONTEXT_PAGE = RawQuery(
-    "SELECT contexts.id, contexts.name, contexts.created_at FROM contexts WHERE contexts.org_id = ? "
-    "ORDER BY contexts.created_at, contexts.id LIMIT ?",
+    "SELECT contexts.id, contexts.name, contexts.created_at, contexts.created_at FROM contexts "
+    "WHERE contexts.org_id = ? ORDER BY contexts.created_at, contexts.id LIMIT ?",
     params=(UUID, PLAIN),
-    columns=(UUID, PLAIN, TIME),
+    columns=(UUID, PLAIN, STAMP, PLAIN),
 )
 _CONTEXT_PAGE_AFTER = RawQuery(
-    "SELECT contexts.id, contexts.name, contexts.created_at FROM contexts WHERE contexts.org_id = ? "
-    "AND (contexts.created_at, contexts.id) > (?, ?) ORDER BY contexts.created_at, contexts.id LIMIT ?",
+    "SELECT contexts.id, contexts.name, contexts.created_at, contexts.created_at FROM contexts "
+    "WHERE contexts.org_id = ? AND (contexts.created_at, contexts.id) > (?, ?) "
+    "ORDER BY contexts.created_at, contexts.id LIMIT ?",
     params=(UUID, TIME, UUID, PLAIN),
-    columns=(UUID, PLAIN, TIME),
+    columns=(UUID, PLAIN, STAMP, PLAIN),
 )
 
 
 async def list_contexts(
     session: AsyncSession, org_id: uuid.UUID, after: tuple[datetime, uuid.UUID] | None, limit: int
-) -> list[tuple[uuid.UUID, str, datetime]]:
-    """(id, name, created_at) of up to ``limit`` contexts after ``after``, in keyset order."""
+) -> list[tuple[uuid.UUID, str, str, Any]]:
+    """(id, name, created_at as the API writes it, created_at for ``position_time``) of up to ``limit``
+    contexts after ``after``, in keyset order."""
     if after is None:
         return await fetch_all(session, _CONTEXT_PAGE, org_id, limit)
     return await fetch_all(session, _CONTEXT_PAGE_AFTER, org_id, after[0], after[1], limit)
+
+
+def position_time(session: AsyncSession, created_at: Any) -> datetime:
+    """The aware UTC time of a row's created_at as ``list_contexts`` returned it (its last column)."""
+    value: datetime = convert_value(session, TIME, created_at)
+    return value
 
 
 _CONTEXT_ORG = RawQuery("SELECT contexts.org_id FROM contexts WHERE contexts.id = ?", params=(UUID,), columns=(UUID,))

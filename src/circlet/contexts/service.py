@@ -92,11 +92,12 @@ class ContextService:
         scope = f"contexts:{org_id}"
         after = self._context_position(page_token, scope) if page_token else None
         rows = await contexts.list_contexts(session, org_id, after, PAGE_SIZE + 1)
-        items = [context_body(*row) for row in rows[:PAGE_SIZE]]
+        items = [{"id": id_, "name": name, "created_at": stamp} for id_, name, stamp, _ in rows[:PAGE_SIZE]]
         next_token = None
         if len(rows) > PAGE_SIZE:
-            last_id, _, last_created = rows[PAGE_SIZE - 1]
-            next_token = self.page_tokens.encode(scope, [last_created.isoformat(), str(last_id)])
+            last_id, _, _, last_created = rows[PAGE_SIZE - 1]
+            last_time = contexts.position_time(session, last_created)
+            next_token = self.page_tokens.encode(scope, [last_time.isoformat(), str(last_id)])
         return {"items": items, "next_page_token": next_token}
 
     async def create_context(

@@ -152,6 +152,15 @@ def _convert(rows: list[Any], kinds: tuple[str, ...], dialect: str) -> list[tupl
     return converted
 
 
+def convert_value(session: Executor, kind: str, value: Any) -> Any:
+    """A value read as ``PLAIN`` (the driver's own), converted as a column of ``kind`` would have been:
+    for a column a query needs in that form in one row only (a page's last time, for its token)."""
+    if kind == PLAIN:
+        return value
+    dialect = "sqlite" if type(session) is SqliteWriteUnit else _dialect_name(session)  # type: ignore[arg-type]
+    return _CONVERTERS[dialect][kind](value)
+
+
 def _dialect_name(session: AsyncSession) -> str:
     bind = session.bind
     assert bind is not None, "sessions are bound to the engine"
