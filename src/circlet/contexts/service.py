@@ -57,20 +57,6 @@ def restriction_body(restriction: Any) -> dict[str, Any]:
     return body
 
 
-_new_object = object.__new__
-_set_slot = object.__setattr__
-_SAFE_UNKNOWN = uuid.SafeUUID.unknown
-
-
-def _uuid_from_int(value: int) -> uuid.UUID:
-    # what ``uuid.UUID(int=value)`` builds (``value`` has at most 32 hex digits), without its checks
-    # of five other ways to make one
-    result = _new_object(uuid.UUID)
-    _set_slot(result, "int", value)
-    _set_slot(result, "is_safe", _SAFE_UNKNOWN)
-    return result
-
-
 @dataclass
 class ContextService:
     keyring: Keyring
@@ -336,7 +322,7 @@ class ContextService:
                 except ValueError:
                     raise BadRequest("page-token is invalid.") from None
                 if naive.tzinfo is None and len(digits) == 32:
-                    return naive, _uuid_from_int(value)
+                    return naive, uuid.UUID(int=value)
         return self._checked_position(position)
 
     def _position(self, page_token: str, scope: str) -> tuple[datetime, uuid.UUID]:
