@@ -24,8 +24,8 @@ from circlet.runner.containers import (
     detect_engine,
     environment_script,
 )
-from circlet.runner.containers.engine import probe
-from circlet.runner.containers.pod import qualified, with_hint
+from circlet.runner.containers.engine import COMMAND_SECONDS, EngineResult, probe
+from circlet.runner.containers.pod import environment_args, qualified, with_hint
 from circlet.runner.executor import TaskRunner
 from circlet.runner.protocol import Task
 from tests.runner.conftest import MemorySink, Run, make_task, run_step
@@ -166,6 +166,47 @@ async def test_steps_run_in_the_primary_and_reach_a_service_on_localhost(
     assert not task_root.exists()
 
 
+class RecordingEngine(ContainerEngine):
+    """The real engine, remembering the argument lists it was called with and the env-files they named
+    (read while they exist)."""
+
+    calls: list[tuple[str, ...]]
+    env_files: list[str]
+
+    async def call(
+        self, *args: str, timeout: float | None = COMMAND_SECONDS, stdin: bytes | None = None
+    ) -> EngineResult:
+        self.calls.append(args)
+        if "--env-file" in args:
+            self.env_files.append(Path(args[args.index("--env-file") + 1]).read_text())
+        return await super().call(*args, timeout=timeout, stdin=stdin)
+
+
+async def test_a_service_environment_reaches_it_literally_and_off_the_command_line(
+    engine: ContainerEngine, work_root: Path
+) -> None:
+    secret = "service-pa55word-value"
+    tricky = "a b=c #d $HOME `x` 'q' é"
+    service = {
+        "image": TEST_IMAGE,
+        "name": "envy",
+        "entrypoint": ["/bin/sh", "-c"],
+        "command": [echo_server(7002, "$SERVICE_PASSWORD|$TRICKY|$QUOTED|$MULTI")],
+        "environment": {"SERVICE_PASSWORD": secret, "TRICKY": tricky, "QUOTED": '"kept"', "MULTI": "one\ntwo"},
+    }
+    recording = RecordingEngine(engine.kind, engine.command, engine.environment, engine.rootless)
+    object.__setattr__(recording, "calls", [])
+    object.__setattr__(recording, "env_files", [])
+    payload = docker_task([run_step(connect("localhost", 7002), name="ask")], [{"image": TEST_IMAGE}, service])
+    run = await execute_in(recording, payload, work_root)
+
+    assert run.result.status == "success", (run.result, dict(run.sink.outputs))
+    assert run.sink.output(0).endswith(f'{secret}|{tricky}|"kept"|one\ntwo\n')
+    assert not any(secret in arg or tricky in arg for call in recording.calls for arg in call)
+    assert recording.env_files == [f"SERVICE_PASSWORD={secret}\nTRICKY={tricky}\n"]
+    assert containers_of(engine, payload["task_id"]) == []
+
+
 async def test_user_gets_the_checkout_and_the_files_come_back(
     engine: ContainerEngine, work_root: Path, repo: Any
 ) -> None:
@@ -294,6 +335,18 @@ def test_container_specs_from_the_compiled_executor() -> None:
         container_specs({"machine": True}, {})
     with pytest.raises(ContainerConfigError):
         container_specs({"docker": [{"name": "no image"}]}, {})
+
+
+def test_environment_args_write_a_private_file_and_keep_the_rest_on_the_command_line(tmp_path: Path) -> None:
+    env_file = tmp_path / "service.env"
+    args = environment_args(
+        {"PASSWORD": "p a=s s", "LINES": "a\nb", "NOT-A-NAME": "x", "QUOTED": "'q'", "EMPTY": ""}, env_file
+    )
+    assert args == ["--env-file", str(env_file), "--env", "LINES=a\nb", "--env", "NOT-A-NAME=x", "--env", "QUOTED='q'"]
+    assert env_file.read_text() == "PASSWORD=p a=s s\nEMPTY=\n"
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    assert environment_args({"ODD-NAME": "v"}, tmp_path / "unused.env") == ["--env", "ODD-NAME=v"]
+    assert not (tmp_path / "unused.env").exists()
 
 
 def test_environment_script_keeps_any_value_and_drops_unexportable_names() -> None:

@@ -139,6 +139,27 @@ RLIMIT_HINT = (
 )
 
 
+def environment_args(environment: Mapping[str, str], env_file: Path) -> list[str]:
+    """A service container's ``environment`` as engine arguments: in a private ``--env-file`` (mode
+    0600, removed once the container is created), not on the engine's command line, where ``ps`` on
+    the runner host would show every value. The file holds one ``NAME=value`` a line, read literally
+    by docker and podman alike; a name that is not a shell name, or a value with a line break (or that
+    starts with a quote, which newer env-file readers may unquote), goes on the command line (``--env``)."""
+    lines: list[str] = []
+    args: list[str] = []
+    for name, value in environment.items():
+        if SHELL_NAME.match(name) and "\n" not in value and "\r" not in value and value[:1] not in ("'", '"'):
+            lines.append(f"{name}={value}\n")
+        else:
+            args += ["--env", f"{name}={value}"]
+    if not lines:
+        return args
+    descriptor = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.writelines(lines)
+    return ["--env-file", str(env_file), *args]
+
+
 def with_hint(engine_error: str) -> str:
     """The engine's error, with what to do about the one a sandboxed host gives for every container."""
     return engine_error + RLIMIT_HINT if "setting rlimit" in engine_error else engine_error
@@ -269,14 +290,14 @@ class TaskContainers:
         args = ["run", "-d", "--name", name, "--label", self.label, *network]
         if spec.user:
             args += ["--user", spec.user]
-        for key, value in spec.environment.items():
-            args += ["--env", f"{key}={value}"]
         command = list(spec.command)
         if spec.entrypoint:
             args += ["--entrypoint", spec.entrypoint[0]]
             command = [*spec.entrypoint[1:], *command]
         self._created.append(name)  # before: a start canceled half-way may have created it
-        started = await self.engine.call(*args, spec.image, *command)
+        with tempfile.TemporaryDirectory(prefix="circlet-env-") as private:
+            args += environment_args(spec.environment, Path(private) / "service.env")
+            started = await self.engine.call(*args, spec.image, *command)
         if not started.ok:
             return f"the service container {spec.image} did not start: {with_hint(started.last_line())}"
         return None
