@@ -48,6 +48,7 @@ from circlet.runners.service import RunnerService
 from circlet.secrets import Keyring, load_keyring
 from circlet.settings import Settings
 from circlet.storage.service import StorageService
+from circlet.storage.sweeper import BlobSweeper
 from circlet.users.endpoints import router as users_router
 from circlet.workflows.endpoints import router as workflows_router
 from circlet.workflows.service import WorkflowService
@@ -100,7 +101,10 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, freeze
             gc.collect()
             gc.freeze()
             gc.set_threshold(*SERVER_GC_THRESHOLDS)
-        background = [asyncio.create_task(app.state.processor.run_sweeps())]
+        background = [
+            asyncio.create_task(app.state.processor.run_sweeps()),
+            asyncio.create_task(app.state.blob_sweeper.run()),
+        ]
         if not database.is_sqlite:
             background.append(asyncio.create_task(app.state.task_signal.listen(database.url)))
         try:
@@ -172,6 +176,9 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
     app.state.workflow_service = WorkflowService(orchestrator)
     blobs = FileBlobStore(settings.home / "blobs")
     app.state.storage_service = StorageService(blobs, settings.limits.upload_bytes)
+    app.state.blob_sweeper = BlobSweeper(
+        database, blobs, timedelta(days=settings.cache_retention_days), settings.blob_sweep_hours * 3600
+    )
     app.state.job_service = JobService(orchestrator, app.state.project_service, settings.base_url, blobs, page_tokens)
     app.state.legacy_service = LegacyService(app.state.job_service, settings.base_url)
     app.state.runner_service = RunnerService(

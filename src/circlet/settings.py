@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     public_url: str = Field(
         "", description="The URL people and runners reach the server at; empty means http://HOST:PORT."
     )
+    cache_retention_days: float = Field(
+        15, gt=0, description="Caches older than this are deleted, as CircleCI's default retention of 15 days."
+    )
+    blob_sweep_hours: float = Field(
+        6, gt=0, description="How often the server deletes expired caches and stored bytes no row refers to."
+    )
     limits: Limits = Field(default_factory=Limits)
 
     @property

@@ -3,12 +3,21 @@ results), and the Job reads that serve what they stored."""
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import update
 
+from circlet.blobs import FileBlobStore
 from circlet.db.engine import Database
+from circlet.db.models import Cache
+from circlet.db.types import utcnow
+from circlet.storage.sweeper import BlobSweeper
 from tests.conftest import Account, make_account
 from tests.pipelines.helpers import ProtocolRunner, make_project, make_repo, runner_token
 
@@ -203,3 +212,54 @@ async def test_test_results_are_parsed_and_bad_xml_refused(
         f"/api/v2/project/{slug}/1/tests", params={"page-token": "nope"}, headers=admin.headers
     )
     assert bad_token.status_code == 400
+
+
+async def test_the_blob_sweep_deletes_only_unrecorded_old_bytes_and_expired_caches(
+    client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
+) -> None:
+    slug, runner = await setup(client, database, admin, tmp_path)
+    task, storage = await next_task(runner, "a")
+    assert (await storage.put("/caches/v1-kept", b"cache bytes")).status_code == 201
+    assert (await storage.put("/workspace", b"layer bytes")).status_code == 201
+    assert (await storage.put("/artifacts", b"artifact bytes", path="out.txt")).status_code == 201
+    await runner.finish(task)
+
+    blobs: FileBlobStore = client.app.state.storage_service.blobs  # type: ignore[attr-defined]
+    sweeper: BlobSweeper = client.app.state.blob_sweeper  # type: ignore[attr-defined]
+    two_days_ago = time.time() - 2 * 86400
+
+    async def put(content: bytes) -> str:
+        async def body() -> AsyncIterator[bytes]:
+            yield content
+
+        return (await blobs.put(body())).id
+
+    orphan, young_orphan = await put(b"nobody records this"), await put(b"about to be recorded")
+    stale_part, live_part = blobs.root / "tmp" / "dead.part", blobs.root / "tmp" / "live.part"
+    stale_part.write_bytes(b"a crash left this")
+    live_part.write_bytes(b"a put is writing this")
+    for path in [*blobs.root.glob("??/*"), stale_part]:
+        if path.name != young_orphan:
+            os.utime(path, (two_days_ago, two_days_ago))
+    recorded = {path.name for path in blobs.root.glob("??/*")} - {orphan, young_orphan}
+    assert len(recorded) == 3
+
+    assert await sweeper.sweep() == (0, 1)
+    assert {path.name for path in blobs.root.glob("??/*")} == recorded | {young_orphan}
+    assert not stale_part.exists() and live_part.exists()
+    artifact = (await client.get(f"/api/v2/project/{slug}/1/artifacts", headers=admin.headers)).json()["items"][0]
+    assert (await client.get(artifact["url"], headers=admin.headers)).content == b"artifact bytes"
+
+    async with database.writing() as session:  # the cache saved 16 days ago: past the 15-day retention
+        await session.execute(update(Cache).values(created_at=utcnow() - timedelta(days=16)))
+    assert await sweeper.sweep() == (1, 1)
+    assert len({path.name for path in blobs.root.glob("??/*")} & recorded) == 2
+    task, storage = await next_task(runner, "b")
+    assert (await storage.get("/caches", keys="v1")).status_code == 404
+    visible = (await storage.get("/workspace")).json()
+    assert [(await storage.get(f"/workspace/{layer}")).content for layer in visible] == [b"layer bytes"]
+    await runner.finish(task)
+
+    assert (await client.delete(f"/api/v2/project/{slug}", headers=admin.headers)).status_code == 200
+    assert await sweeper.sweep() == (0, 2)
+    assert {path.name for path in blobs.root.glob("??/*")} == {young_orphan}

@@ -1,7 +1,7 @@
 """circlet's blob store: caches, workspace layers and artifacts, kept out of the database.
 
 ``BlobStore`` is the interface; ``FileBlobStore`` keeps blobs as files under ``$CIRCLET_HOME/blobs``.
-An S3-compatible store can implement the same four operations.
+An S3-compatible store can implement the same five operations.
 """
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -43,6 +44,11 @@ class BlobStore(Protocol):
 
     async def delete(self, blob_id: str) -> None:
         """Remove a blob; removing one that is not there is not an error."""
+        ...
+
+    def unchanged_since(self, seconds: float) -> Iterator[str]:
+        """The ids of blobs stored at least ``seconds`` ago (blocking: iterate on a thread), and on
+        the way, whatever a put interrupted by a crash left that long ago is removed."""
         ...
 
 
@@ -101,6 +107,18 @@ class FileBlobStore:
         except FileNotFoundError:
             return
 
+    def unchanged_since(self, seconds: float) -> Iterator[str]:
+        cutoff = time.time() - seconds
+        for part in _entries(self._tmp):  # a live put writes its part continually: only dead ones are old
+            if part.name.endswith(".part") and _modified(part) < cutoff:
+                Path(part.path).unlink(missing_ok=True)
+        for directory in sorted(_entries(self.root), key=lambda entry: entry.name):
+            if len(directory.name) != 2 or not directory.is_dir():
+                continue
+            for blob in _entries(Path(directory.path)):
+                if BLOB_ID.match(blob.name) and blob.name.startswith(directory.name) and _modified(blob) < cutoff:
+                    yield blob.name
+
 
 class _Writeback:
     """Syncs a file being written while it is written. Every ``WRITEBACK_BYTES`` a ``fdatasync`` starts on
@@ -142,6 +160,21 @@ class _Writeback:
                 continue  # finish waiting; the put is abandoned anyway
         if not running.cancelled():
             running.exception()  # retrieved, so an error here is not reported as unhandled
+
+
+def _entries(directory: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as entries:
+            return list(entries)
+    except FileNotFoundError:
+        return []
+
+
+def _modified(entry: os.DirEntry[str]) -> float:
+    try:
+        return entry.stat().st_mtime
+    except FileNotFoundError:  # removed meanwhile: as good as new, it is not listed
+        return float("inf")
 
 
 async def _read(handle: BinaryIO) -> AsyncIterator[bytes]:

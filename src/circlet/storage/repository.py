@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from circlet.db.models import Artifact, Cache, Job, TestResult, WorkspaceLayer
@@ -105,3 +106,22 @@ async def recent_test_results(session: AsyncSession, project_id: uuid.UUID, limi
         .limit(limit)
     )
     return list((await session.execute(query)).all())
+
+
+# -- the blob sweep -------------------------------------------------------------------------------
+
+
+async def referenced_blobs(session: AsyncSession, blob_ids: Sequence[str]) -> set[str]:
+    """Which of ``blob_ids`` a cache, a workspace layer or an artifact still records."""
+    query = union(
+        select(Cache.blob_id).where(Cache.blob_id.in_(blob_ids)),
+        select(WorkspaceLayer.blob_id).where(WorkspaceLayer.blob_id.in_(blob_ids)),
+        select(Artifact.blob_id).where(Artifact.blob_id.in_(blob_ids)),
+    )
+    return set((await session.execute(query)).scalars())
+
+
+async def delete_caches_created_before(session: AsyncSession, cutoff: datetime) -> int:
+    """Deletes the caches saved before ``cutoff``; their bytes go with the next blob sweep."""
+    result = await session.execute(delete(Cache).where(Cache.created_at < cutoff))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
