@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from circlet.runner.protocol import ProtocolError
+from circlet.runner.protocol import Gone, ProtocolError
 from circlet.runner.steps.archives import ArchiveError, create, extract
 from circlet.runner.steps.cache_keys import TemplateError, arch, render_key
 from tests.runner.conftest import execute, make_task, run_step
@@ -169,6 +169,22 @@ async def test_cache_saved_once_and_restored_by_prefix(work_root: Path) -> None:
     assert restored.result.status == "success"
     assert restored.sink.output(1) == "v1\nt\n"
     assert restored.sink.output(2) == "No cache is found for key: absent\n"
+
+
+async def test_a_cache_that_expires_between_find_and_download_is_a_miss(work_root: Path) -> None:
+    class ExpiringStorage(MemoryStorage):
+        async def download_cache(self, key: str, target: Path) -> None:
+            raise Gone("The stored bytes are gone.")  # what the server answers once the sweep took them
+
+    storage = ExpiringStorage()
+    storage.caches["deps-main"] = b"never read"
+    restore = [{"type": "restore_cache", "keys": ["deps-"]}, run_step("echo next")]
+    restored = await execute(make_task(restore), work_root, storage=storage)
+    assert restored.result.status == "success"
+    assert restored.sink.output(0) == (
+        "Found a cache at deps-main\nThe cache deps-main expired before it could be restored; no cache is restored\n"
+    )
+    assert restored.sink.output(1) == "next\n"
 
 
 async def test_workspace_artifacts_and_test_results(work_root: Path) -> None:

@@ -45,6 +45,10 @@ class ProtocolError(RunnerError):
     """An answer the protocol does not allow (a 4xx other than the ones above)."""
 
 
+class Gone(ProtocolError):
+    """404: what the task asked for is not there (a cache found a moment ago may have expired since)."""
+
+
 @dataclass(frozen=True)
 class JobInfo:
     id: str
@@ -487,6 +491,8 @@ class TaskClient:
     def _check(response: httpx.Response, path: str) -> None:
         if response.status_code in (401, 403, 409):
             raise TaskLost(f"{path} answered {response.status_code}: {_message(response)}")
+        if response.status_code == 404:
+            raise Gone(_message(response) or f"{path} answered 404")
         if response.status_code >= 400:
             raise ProtocolError(_message(response) or f"{path} answered {response.status_code}")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from circlet.runner.context import StepContext, StepOutcome, TaskStorage
-from circlet.runner.protocol import ProtocolError
+from circlet.runner.protocol import Gone, ProtocolError
 from circlet.runner.steps.archives import ArchiveError, create, expand, extract
 from circlet.runner.steps.cache_keys import TemplateError, render_key
 
@@ -109,7 +109,11 @@ async def _restore_cache(context: StepContext, storage: TaskStorage) -> StepOutc
         return StepOutcome("success", 0)
     await context.output.line(f"Found a cache at {found}")
     async with _scratch(context) as archive:
-        await storage.download_cache(found, archive)
+        try:
+            await storage.download_cache(found, archive)
+        except Gone:  # expired, and its bytes swept, since it was found: a miss, as if never found
+            await context.output.line(f"The cache {found} expired before it could be restored; no cache is restored")
+            return StepOutcome("success", 0)
         count = await extract(archive, context.dirs.home)
     await context.output.line(f"Restored {count} entries of cache {found} into {context.dirs.home}")
     return StepOutcome("success", 0)
