@@ -34,6 +34,7 @@ from circlet.http.responses import json_response
 from circlet.http.routing import API_PREFIX, add_hot_routes
 from circlet.jobs.endpoints import router as jobs_router
 from circlet.jobs.service import JobService
+from circlet.legacy.endpoints import private_router as legacy_private_router
 from circlet.legacy.endpoints import router as legacy_router
 from circlet.legacy.service import LegacyService
 from circlet.openapi.spec import served_spec
@@ -63,6 +64,7 @@ ROUTERS = (
     workflows_router,
     jobs_router,
     legacy_router,
+    legacy_private_router,
     runners_router,
 )
 

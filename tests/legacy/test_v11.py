@@ -188,3 +188,37 @@ async def test_a_claimed_task_carries_timings_from_stored_results(
         "classname": {"A": 2.75, "B": 1.0},
         "testname": {"one": 2.5, "three": 0.25, "two": 1.0},
     }
+
+
+async def test_private_raw_output_is_the_step_output_as_text(
+    client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
+) -> None:
+    """``/api/private/output/raw/{slug}/{job}/output/{index}/{step}`` and ``.../error/...``: what the
+    CircleCI MCP server reads for a failed step's logs (parallel index first, then step)."""
+    slug = await run_failing_build(client, database, admin, tmp_path)
+    vcs, org, repo = slug.split("/")
+    long_vcs = {"gh": "github", "bb": "bitbucket"}.get(vcs, vcs)
+    base = f"/api/private/output/raw/{slug}/1"
+    output = await client.get(f"{base}/output/1/1", headers=admin.headers)
+    assert output.status_code == 200
+    assert output.headers["content-type"] == "text/plain; charset=utf-8"
+    assert output.text == "node 1: FAIL here\n"
+    long_form = await client.get(f"/api/private/output/raw/{long_vcs}/{org}/{repo}/1/output/0/1", headers=admin.headers)
+    assert long_form.text == "node 0: FAIL here\n"
+    assert (await client.get(f"{base}/output/0/0", headers=admin.headers)).text == ""  # checkout printed nothing
+    error = await client.get(f"{base}/error/1/1", headers=admin.headers)
+    assert (error.status_code, error.text) == (200, "")
+
+    outsider = await make_account(database)
+    for path in (f"{base}/output/1/1", f"{base}/error/1/1"):
+        refused = await client.get(path, headers=outsider.headers)
+        assert refused.status_code == 404 and "message" in refused.json()
+        assert (await client.get(path)).status_code == 401
+    for path in (
+        f"{base}/output/1/7",
+        f"{base}/output/9/1",
+        f"{base}/error/9/1",
+        f"/api/private/output/raw/{slug}/99/output/0/1",
+    ):
+        missing = await client.get(path, headers=admin.headers)
+        assert missing.status_code == 404 and "message" in missing.json(), path

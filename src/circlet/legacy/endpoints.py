@@ -1,5 +1,7 @@
 """HTTP operations of API v1.1 (``/api/v1.1``): a job (a "build") with its steps, and a step's output;
-a project's settings and its additional SSH keys (``ssh-key``)."""
+a project's settings and its additional SSH keys (``ssh-key``). And the one private operation real
+clients read, a step's output as plain text (``/api/private/output/raw/...``: the CircleCI MCP server
+reads failure logs there)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from circlet.legacy.service import LegacyService, TailCursor
 from circlet.projects.ssh_keys import SshKeyService
 
 router = APIRouter(prefix="/api/v1.1", tags=["Legacy"])
+private_router = APIRouter(prefix="/api/private", tags=["Legacy"])
 Caller = Annotated[Principal, Depends(authenticate)]
 PROJECT = "/project/{vcs}/{organization}/{project}"
 BUILD = PROJECT + "/{build_num:int}"
@@ -116,6 +119,48 @@ async def output(
     async with database.reading() as session:
         body = await service.output(session, caller, (vcs, organization, project), build_num, step, index)
     return json_response(body)
+
+
+RAW_OUTPUT = "/output/raw/{vcs}/{organization}/{project}/{build_num:int}"
+PLAIN_TEXT = "text/plain; charset=utf-8"
+
+
+@private_router.get(RAW_OUTPUT + "/output/{index:int}/{step:int}", include_in_schema=False)
+async def raw_output(
+    request: Request,
+    caller: Caller,
+    vcs: str,
+    organization: str,
+    project: str,
+    build_num: int,
+    index: int,
+    step: int,
+) -> Response:
+    """A step's output of one parallel index as plain text (parallel index first, then step, as
+    CircleCI's path has them)."""
+    database, service = _parts(request)
+    async with database.reading() as session:
+        data, _ = await service.step_output(session, caller, (vcs, organization, project), build_num, step, index)
+    return Response(data.decode("utf-8", "replace"), media_type=PLAIN_TEXT)
+
+
+@private_router.get(RAW_OUTPUT + "/error/{index:int}/{step:int}", include_in_schema=False)
+async def raw_error(
+    request: Request,
+    caller: Caller,
+    vcs: str,
+    organization: str,
+    project: str,
+    build_num: int,
+    index: int,
+    step: int,
+) -> Response:
+    """A step's error stream: empty, since circlet keeps a step's stdout and stderr as one stream, in
+    order (docs/compatibility.md); the same 404s as the output."""
+    database, service = _parts(request)
+    async with database.reading() as session:
+        await service.step_output(session, caller, (vcs, organization, project), build_num, step, index)
+    return Response("", media_type=PLAIN_TEXT)
 
 
 def _cursor(request: Request) -> int:

@@ -190,16 +190,28 @@ class LegacyService:
         index: int,
     ) -> list[dict[str, Any]]:
         """A step's output of one parallel index, as one message: ``[]`` when it printed nothing."""
+        data, run = await self.step_output(session, principal, slug, number, step, index)
+        if not data:
+            return []
+        when = run.ended_at or run.started_at
+        return [{"message": data.decode("utf-8", "replace"), "type": "out", "time": _time(when)}]
+
+    async def step_output(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        slug: tuple[str, str, str],
+        number: int,
+        step: int,
+        index: int,
+    ) -> tuple[bytes, StepRun]:
+        """A step's output of one parallel index, and that step's run; 404 where the step did not run."""
         _, ran, _ = await self._ran(session, principal, slug, number)
         task = next((task for task in await engine.tasks_of(session, [ran.id]) if task.parallel_index == index), None)
         run = await self._step_run(session, task.id, step) if task is not None else None
         if task is None or run is None:
             raise NotFound(MISSING_OUTPUT)
-        data = await engine.output_of(session, task.id, step)
-        if not data:
-            return []
-        when = run.ended_at or run.started_at
-        return [{"message": data.decode("utf-8", "replace"), "type": "out", "time": _time(when)}]
+        return await engine.output_of(session, task.id, step), run
 
     @staticmethod
     async def _step_run(session: AsyncSession, task_id: uuid.UUID, step: int) -> StepRun | None:
