@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +23,15 @@ import pytest
 from circlet.runner.containers import (
     ContainerConfigError,
     ContainerEngine,
+    ContainerSpec,
+    TaskContainers,
     container_specs,
     detect_engine,
     environment_script,
+    remove_leftovers,
 )
 from circlet.runner.containers.engine import COMMAND_SECONDS, EngineResult, probe
+from circlet.runner.containers.leftovers import AGENT_LABEL, Owner, alive, this_agent
 from circlet.runner.containers.pod import environment_args, qualified, with_hint
 from circlet.runner.executor import TaskRunner
 from circlet.runner.protocol import Task
@@ -381,3 +388,71 @@ def test_the_rlimit_error_of_a_sandboxed_host_says_what_to_do() -> None:
     error = "Error: runc: runc create failed: error setting rlimits for ready process: operation not permitted"
     assert "default_ulimits = []" in with_hint(error)
     assert with_hint("Error: no such image") == "Error: no such image"
+
+
+# -- what agents killed mid-job left behind -------------------------------------------------------
+
+NO_PID = 2**22 + 1
+"""Above the largest ``pid_max`` a kernel allows: no process has it."""
+
+
+def test_an_owner_is_alive_while_its_process_runs_here_and_in_doubt() -> None:
+    me = this_agent()
+    assert me is not None
+    assert Owner.parse(str(me)) == me
+    assert alive(me, me)
+    assert not alive(replace(me, pid=NO_PID), me)
+    assert not alive(replace(me, started=str(int(me.started) + 1)), me)  # its id now another process's
+    assert not alive(replace(me, boot="an-earlier-boot"), me)  # the host restarted since
+    assert alive(replace(me, place="another-host:1", pid=NO_PID), me)  # its id means nothing here
+    assert [Owner.parse(text) for text in ("by-hand", "h:1/boot/x/7", "h:1/boot/0/7")] == [None, None, None]
+    labels = TaskContainers(ContainerEngine("podman", ("podman",)), "t1", Path("/t"), [ContainerSpec("i")]).labels
+    assert labels == ["--label", "circlet.task=t1", "--label", f"{AGENT_LABEL}={me}"]
+
+
+async def test_an_agent_removes_what_dead_agents_left_and_nothing_else(
+    engine: ContainerEngine, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dead agent's pod, a docker-style primary and service of an agent whose process id another
+    process now has, and a live agent's container (this test's own process, as an agent would be)."""
+    prefix = f"circlet-sweep-{uuid.uuid4().hex[:8]}"
+    # A place of its own: another agent starting meanwhile (the end-to-end tests') leaves these alone.
+    real = this_agent()
+    assert real is not None
+    me = replace(real, place=f"{real.place}-{prefix}")
+    monkeypatch.setattr("circlet.runner.containers.leftovers.this_agent", lambda: me)
+    env = dict(engine.environment)
+
+    def podman(*args: str) -> None:
+        subprocess.run(["podman", *args], env=env, capture_output=True, text=True, check=True, timeout=120)
+
+    def owned(owner: Owner) -> list[str]:
+        return ["--label", f"{AGENT_LABEL}={owner}"]
+
+    def existing() -> set[str]:
+        listed = [
+            subprocess.run(["podman", *ps, "--format", template], env=env, capture_output=True, text=True, check=True)
+            for ps, template in ((["ps", "-a"], "{{.Names}}"), (["pod", "ps"], "{{.Name}}"))
+        ]
+        return {name for done in listed for name in done.stdout.split() if name.startswith(prefix)}
+
+    gone, reused = replace(me, pid=NO_PID), replace(me, started=str(int(me.started) + 1))
+    keep_alive = ["--entrypoint", "/bin/sh", TEST_IMAGE, "-c", "trap 'exit 0' TERM; sleep 300 & wait"]
+    try:
+        podman("pod", "create", "--name", f"{prefix}-gone", *owned(gone))
+        podman("run", "-d", "--name", f"{prefix}-gone-primary", "--pod", f"{prefix}-gone", *owned(gone), *keep_alive)
+        podman("run", "-d", "--name", f"{prefix}-reused-primary", *owned(reused), *keep_alive)
+        network = ["--network", f"container:{prefix}-reused-primary"]
+        podman("run", "-d", "--name", f"{prefix}-reused-1", *network, *owned(reused), *keep_alive)
+        podman("run", "-d", "--name", f"{prefix}-live-primary", *owned(me), *keep_alive)
+
+        with caplog.at_level(logging.INFO, logger="circlet.runner"):
+            await remove_leftovers(engine)
+
+        assert existing() == {f"{prefix}-live-primary"}
+        [line] = [record for record in caplog.records if record.message.startswith("leftover containers")]
+        assert line.message == "leftover containers of dead agents removed", line.__dict__
+    finally:
+        podman("pod", "rm", "--force", "--ignore", "--time", "0", f"{prefix}-gone")
+        for name in (f"{prefix}-reused-1", f"{prefix}-reused-primary", f"{prefix}-live-primary"):
+            podman("rm", "--force", "--ignore", "--time", "0", name)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from circlet.runner.containers import ContainerEngine, EngineChoice, detect_engine
+from circlet.runner.containers import ContainerEngine, EngineChoice, detect_engine, remove_leftovers
 from circlet.runner.executor import DockerMode, TaskResult, TaskRunner
 from circlet.runner.protocol import (
     Backoff,
@@ -99,6 +99,8 @@ class Agent:
             self._engine = await detect_engine(
                 options.container_engine, options.container_engine_args, options.containers_conf
             )
+            if self._engine is not None:
+                await remove_leftovers(self._engine)
             with self._work_root() as work_root:
                 workers = 1 if self._options.once else max(1, self._options.max_tasks)
                 await asyncio.gather(*(self._work(work_root) for _ in range(workers)))

@@ -6,6 +6,7 @@ from circlet.runner.containers.engine import (
     EngineChoice,
     detect_engine,
 )
+from circlet.runner.containers.leftovers import remove_leftovers
 from circlet.runner.containers.pod import (
     ContainerConfigError,
     ContainerSpec,
@@ -26,4 +27,5 @@ __all__ = [
     "container_specs",
     "detect_engine",
     "environment_script",
+    "remove_leftovers",
 ]

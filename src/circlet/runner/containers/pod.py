@@ -27,6 +27,7 @@ from typing import Any
 
 import circlet
 from circlet.runner.containers.engine import ContainerEngine, EngineResult
+from circlet.runner.containers.leftovers import AGENT_LABEL, this_agent
 
 PULL_SECONDS = 15 * 60.0
 KEEP_ALIVE = "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"
@@ -203,7 +204,11 @@ class TaskContainers:
         self.read_only_mounts = list(read_only_mounts)
         self.prefix = f"circlet-{task_id}"
         self.primary = f"{self.prefix}-primary"
-        self.label = f"circlet.task={task_id}"
+        owner = this_agent()
+        # The owner lets a later agent remove what this one leaves if it is killed (leftovers.py).
+        self.labels = ["--label", f"circlet.task={task_id}"] + (
+            ["--label", f"{AGENT_LABEL}={owner}"] if owner is not None else []
+        )
         self.use_pod = engine.kind == "podman"
         self._created: list[str] = []
         self._pod_created = False
@@ -225,7 +230,7 @@ class TaskContainers:
         hosts = [arg for spec in self.specs[1:] if spec.name for arg in ("--add-host", f"{spec.name}:127.0.0.1")]
         if self.use_pod:
             self._pod_created = True
-            created = await self.engine.call("pod", "create", "--name", self.prefix, "--label", self.label, *hosts)
+            created = await self.engine.call("pod", "create", "--name", self.prefix, *self.labels, *hosts)
             if not created.ok:
                 return f"could not create the pod of the job's containers: {created.last_line()}"
             for index, spec in enumerate(self.specs[1:], start=1):
@@ -287,7 +292,7 @@ class TaskContainers:
 
     async def _start_service(self, index: int, spec: ContainerSpec, network: list[str]) -> str | None:
         name = f"{self.prefix}-{index}"
-        args = ["run", "-d", "--name", name, "--label", self.label, *network]
+        args = ["run", "-d", "--name", name, *self.labels, *network]
         if spec.user:
             args += ["--user", spec.user]
         command = list(spec.command)
@@ -304,7 +309,7 @@ class TaskContainers:
 
     async def _start_primary(self, network: list[str]) -> str | None:
         root = str(self.task_root)
-        args = ["run", "-d", "--name", self.primary, "--label", self.label, *network, "-v", f"{root}:{root}"]
+        args = ["run", "-d", "--name", self.primary, *self.labels, *network, "-v", f"{root}:{root}"]
         for path in self.read_only_mounts:
             args += ["-v", f"{path}:{path}:ro"]
         self._created.append(self.primary)
