@@ -222,3 +222,33 @@ async def test_private_raw_output_is_the_step_output_as_text(
     ):
         missing = await client.get(path, headers=admin.headers)
         assert missing.status_code == 404 and "message" in missing.json(), path
+
+
+async def test_private_followed_projects_are_the_projects_of_the_callers_organizations(
+    client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo", {".circleci/config.yml": CONFIG})
+    slug_b = await make_project(database, admin, tmp_path / "repo", name="b-app")
+    slug_a = await make_project(database, admin, tmp_path / "repo", name="A-app")
+    outsider = await make_account(database)
+    await make_project(database, outsider, tmp_path / "repo", name="theirs")
+
+    response = await client.get("/api/private/me/followed-projects", headers=admin.headers)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["next_page_token"] is None
+    assert [item["slug"] for item in body["items"]] == [slug_a, slug_b]
+    first = body["items"][0]
+    project = (await client.get(f"/api/v2/project/{slug_a}", headers=admin.headers)).json()
+    assert first == {
+        "default_branch": "main",
+        "id": project["id"],
+        "name": "A-app",
+        "organization_id": project["organization_id"],
+        "organization_name": project["organization_name"],
+        "slug": slug_a,
+        "vcs_type": "github",
+    }
+    theirs = (await client.get("/api/private/me/followed-projects", headers=outsider.headers)).json()["items"]
+    assert [item["name"] for item in theirs] == ["theirs"]
+    assert (await client.get("/api/private/me/followed-projects")).status_code == 401

@@ -1,7 +1,7 @@
 """HTTP operations of API v1.1 (``/api/v1.1``): a job (a "build") with its steps, and a step's output;
-a project's settings and its additional SSH keys (``ssh-key``). And the one private operation real
-clients read, a step's output as plain text (``/api/private/output/raw/...``: the CircleCI MCP server
-reads failure logs there)."""
+a project's settings and its additional SSH keys (``ssh-key``). And the private operations real
+clients use (the CircleCI MCP server): a step's output as plain text (``/api/private/output/raw/...``)
+and the projects a user follows (``/api/private/me/followed-projects``)."""
 
 from __future__ import annotations
 
@@ -118,6 +118,15 @@ async def output(
     database, service = _parts(request)
     async with database.reading() as session:
         body = await service.output(session, caller, (vcs, organization, project), build_num, step, index)
+    return json_response(body)
+
+
+@private_router.get("/me/followed-projects", include_in_schema=False)
+async def followed_projects(request: Request, caller: Caller) -> Response:
+    """Every project of the caller's organizations (circlet has no following; docs/compatibility.md)."""
+    state = request.app.state
+    async with state.database.reading() as session:
+        body = await state.project_service.followed_projects(session, caller)
     return json_response(body)
 
 

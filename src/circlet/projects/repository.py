@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -51,6 +52,19 @@ def project_by_slug(slug: ProjectSlug) -> Select[Project, Organization]:
         Organization.name_key == slug.org.name.lower(),
         Project.name_key == slug.name.lower(),
     )
+
+
+async def projects_in_orgs(session: AsyncSession, org_ids: Sequence[uuid.UUID]) -> list[tuple[Project, Organization]]:
+    """The projects of these organizations, by organization name, then project name."""
+    if not org_ids:
+        return []
+    query = (
+        select(Project, Organization)
+        .join(Organization, Organization.id == Project.org_id)
+        .where(Project.org_id.in_(org_ids))
+        .order_by(Organization.name_key, Organization.id, Project.name_key)
+    )
+    return [(project, org) for project, org in (await session.execute(query)).all()]
 
 
 async def find_project(session: AsyncSession, slug: ProjectSlug) -> ProjectInOrg | None:

@@ -160,6 +160,24 @@ class ProjectService:
         require_role(principal, found.org.id, least, missing=MISSING_PROJECT, action=action)
         return found
 
+    async def followed_projects(self, session: AsyncSession, principal: Principal) -> dict[str, Any]:
+        """The projects CircleCI's private API says the user follows (``/api/private/me/followed-projects``,
+        what the CircleCI MCP server lists): circlet has no following, so every project of every
+        organization the user belongs to, in one page."""
+        items = [
+            {
+                "default_branch": project.default_branch,
+                "id": project.id,
+                "name": project.name,
+                "organization_id": org.id,
+                "organization_name": org.name,
+                "slug": project_slug(org.vcs_type, org.name, org.id, project.name, project.id),
+                "vcs_type": org.vcs_type,
+            }
+            for project, org in await projects.projects_in_orgs(session, list(principal.roles))
+        ]
+        return {"items": items, "next_page_token": None}
+
     async def find_to_read(self, session: AsyncSession, principal: Principal, slug: tuple[str, str, str]) -> ProjectRef:
         """``find`` for members of every role, as plain values: for the reads that change nothing."""
         parsed = parse_project_slug(*slug)
