@@ -219,6 +219,7 @@ async def test_private_raw_output_is_the_step_output_as_text(
         f"{base}/output/9/1",
         f"{base}/error/9/1",
         f"/api/private/output/raw/{slug}/99/output/0/1",
+        f"{base}/stdout/1/1",
     ):
         missing = await client.get(path, headers=admin.headers)
         assert missing.status_code == 404 and "message" in missing.json(), path

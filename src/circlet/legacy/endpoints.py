@@ -15,7 +15,7 @@ from starlette.responses import Response, StreamingResponse
 
 from circlet.db.engine import Database
 from circlet.http.auth import Principal, authenticate
-from circlet.http.errors import BadRequest
+from circlet.http.errors import BadRequest, NotFound
 from circlet.http.responses import json_response, message
 from circlet.legacy.schemas import AddSshKey, DeleteSshKey
 from circlet.legacy.service import LegacyService, TailCursor
@@ -134,7 +134,7 @@ RAW_OUTPUT = "/output/raw/{vcs}/{organization}/{project}/{build_num:int}"
 PLAIN_TEXT = "text/plain; charset=utf-8"
 
 
-@private_router.get(RAW_OUTPUT + "/output/{index:int}/{step:int}", include_in_schema=False)
+@private_router.get(RAW_OUTPUT + "/{stream}/{index:int}/{step:int}", include_in_schema=False)
 async def raw_output(
     request: Request,
     caller: Caller,
@@ -142,34 +142,20 @@ async def raw_output(
     organization: str,
     project: str,
     build_num: int,
+    stream: str,
     index: int,
     step: int,
 ) -> Response:
-    """A step's output of one parallel index as plain text (parallel index first, then step, as
-    CircleCI's path has them)."""
+    """A step's ``output`` or ``error`` stream of one parallel index as plain text (parallel index
+    first, then step, as CircleCI's path has them). ``error`` is empty: circlet keeps a step's stdout
+    and stderr as one stream, in order (docs/compatibility.md); it answers the same 404s."""
+    if stream not in ("output", "error"):
+        raise NotFound(f"No {stream} stream: output or error.")
     database, service = _parts(request)
     async with database.reading() as session:
         data, _ = await service.step_output(session, caller, (vcs, organization, project), build_num, step, index)
-    return Response(data.decode("utf-8", "replace"), media_type=PLAIN_TEXT)
-
-
-@private_router.get(RAW_OUTPUT + "/error/{index:int}/{step:int}", include_in_schema=False)
-async def raw_error(
-    request: Request,
-    caller: Caller,
-    vcs: str,
-    organization: str,
-    project: str,
-    build_num: int,
-    index: int,
-    step: int,
-) -> Response:
-    """A step's error stream: empty, since circlet keeps a step's stdout and stderr as one stream, in
-    order (docs/compatibility.md); the same 404s as the output."""
-    database, service = _parts(request)
-    async with database.reading() as session:
-        await service.step_output(session, caller, (vcs, organization, project), build_num, step, index)
-    return Response("", media_type=PLAIN_TEXT)
+    text = data.decode("utf-8", "replace") if stream == "output" else ""
+    return Response(text, media_type=PLAIN_TEXT)
 
 
 def _cursor(request: Request) -> int:
