@@ -37,6 +37,7 @@ from circlet.jobs.service import JobService
 from circlet.legacy.endpoints import private_router as legacy_private_router
 from circlet.legacy.endpoints import router as legacy_router
 from circlet.legacy.service import LegacyService
+from circlet.legacy.signed_urls import OutputUrlSigner
 from circlet.openapi.spec import served_spec
 from circlet.orgs.endpoints import router as orgs_router
 from circlet.pipelines.endpoints import router as pipelines_router
@@ -182,7 +183,9 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
         database, blobs, timedelta(days=settings.cache_retention_days), settings.blob_sweep_hours * 3600
     )
     app.state.job_service = JobService(orchestrator, app.state.project_service, settings.base_url, blobs, page_tokens)
-    app.state.legacy_service = LegacyService(app.state.job_service, settings.base_url)
+    app.state.legacy_service = LegacyService(
+        app.state.job_service, settings.base_url, OutputUrlSigner(keyring.derive("output-urls"))
+    )
     app.state.runner_service = RunnerService(
         orchestrator,
         app.state.project_service,

@@ -4,12 +4,16 @@ logs), and the test timings a claimed task carries, over HTTP against the real a
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import delete
 
 from circlet.db.engine import Database
+from circlet.db.models import Membership
 from tests.conftest import Account, make_account
 from tests.pipelines.helpers import ProtocolRunner, make_project, make_repo, runner_token
 
@@ -253,3 +257,41 @@ async def test_private_followed_projects_are_the_projects_of_the_callers_organiz
     theirs = (await client.get("/api/private/me/followed-projects", headers=outsider.headers)).json()["items"]
     assert [item["name"] for item in theirs] == ["theirs"]
     assert (await client.get("/api/private/me/followed-projects")).status_code == 401
+
+
+async def test_output_url_is_signed_for_its_user_and_path_and_needs_no_token(
+    client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
+) -> None:
+    """As on CircleCI, where ``output_url`` is a storage URL clients fetch as it is: circlet's is
+    signed for the user who read the job, for that path, for an hour."""
+    slug = await run_failing_build(client, database, admin, tmp_path)
+    viewer = await make_account(database, org=admin.org_slug.rsplit("/", 1)[-1], role="viewer")
+    build = (await client.get(f"/api/v1.1/project/{slug}/1", headers=viewer.headers)).json()
+    url = httpx.URL(build["steps"][1]["actions"][1]["output_url"])
+    assert set(url.params) == {"expires", "signer", "signature"} and url.params["signer"] == viewer.user_id
+
+    fetched = await client.get(str(url))  # no token
+    assert fetched.status_code == 200
+    assert fetched.json()[0]["message"] == "node 1: FAIL here\n"
+
+    other_path = url.copy_with(path=url.path.replace("/output/1/1", "/output/1/0"))
+    tampered = url.copy_set_param("signature", "0" * 64)
+    forged_signer = url.copy_set_param("signer", admin.user_id)
+    expired = url.copy_set_param("expires", "1000")
+    garbage = url.copy_set_param("expires", "x" * 40)
+    signer = client.app.state.legacy_service.output_urls  # type: ignore[attr-defined]
+    past = int(time.time()) - 10
+    signed_but_expired = url.copy_merge_params(
+        {"expires": str(past), "signature": signer._signature(url.path, past, viewer.user_id)}
+    )
+    for refused in (other_path, tampered, forged_signer, expired, garbage, signed_but_expired):
+        answer = await client.get(str(refused))
+        assert answer.status_code == 401, refused
+        assert "signature is invalid or has expired" in answer.json()["message"]
+    # With a token the token decides, whatever the query holds.
+    assert (await client.get(str(tampered), headers=admin.headers)).status_code == 200
+
+    # The URL acts for its user as they are now: out of the organization, the output is not theirs.
+    async with database.writing() as session:
+        await session.execute(delete(Membership).where(Membership.user_id == uuid.UUID(viewer.user_id)))
+    assert (await client.get(str(url))).status_code == 404

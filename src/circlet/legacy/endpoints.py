@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response, StreamingResponse
 
 from circlet.db.engine import Database
-from circlet.http.auth import Principal, authenticate
+from circlet.http.auth import Principal, authenticate, token_from_request
 from circlet.http.errors import BadRequest, NotFound
 from circlet.http.responses import json_response, message
 from circlet.legacy.schemas import AddSshKey, DeleteSshKey
@@ -103,10 +103,25 @@ async def build(
     return json_response(body)
 
 
+async def output_reader(
+    request: Request, vcs: str, organization: str, project: str, build_num: int, step: int, index: int
+) -> Principal:
+    """Who reads an ``output_url``: the caller of a token, as everywhere; else, for a signed URL (as
+    the job's details give it, fetched without a token as CircleCI's are), the user it was made for."""
+    query = request.query_params
+    if token_from_request(request) or "signature" not in query:
+        return await authenticate(request)
+    database, service = _parts(request)
+    path = f"/api/v1.1/project/{vcs}/{organization}/{project}/{build_num}/output/{step}/{index}"
+    user_id = service.output_urls.signer(path, query.get("expires"), query.get("signer"), query.get("signature"))
+    async with database.reading() as session:
+        return await service.signed_reader(session, user_id)
+
+
 @router.get(BUILD + "/output/{step:int}/{index:int}", include_in_schema=False)
 async def output(
     request: Request,
-    caller: Caller,
+    reader: Annotated[Principal, Depends(output_reader)],
     vcs: str,
     organization: str,
     project: str,
@@ -117,7 +132,7 @@ async def output(
     """The ``output_url`` of an action: the step's output as ``[{"message", "type", "time"}]``."""
     database, service = _parts(request)
     async with database.reading() as session:
-        body = await service.output(session, caller, (vcs, organization, project), build_num, step, index)
+        body = await service.output(session, reader, (vcs, organization, project), build_num, step, index)
     return json_response(body)
 
 

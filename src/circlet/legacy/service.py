@@ -14,11 +14,13 @@ from circlet.db.models import Job, StepRun
 from circlet.engine import repository as engine
 from circlet.engine import states
 from circlet.http.auth import Principal
-from circlet.http.errors import NotFound
+from circlet.http.errors import NotFound, Unauthorized
 from circlet.http.responses import timestamp
 from circlet.jobs.service import JobService
 from circlet.legacy import repository as tails
+from circlet.legacy.signed_urls import INVALID, OutputUrlSigner
 from circlet.pipelines.service import slug_of
+from circlet.users import repository as users
 
 # Job status -> (v1.1 status, lifecycle). A job still waiting (blocked, on hold) is queued.
 STATUS = {
@@ -89,6 +91,7 @@ def _millis(start: datetime | None, end: datetime | None) -> int | None:
 class LegacyService:
     job_service: JobService
     base_url: str
+    output_urls: OutputUrlSigner
 
     async def _ran(
         self, session: AsyncSession, principal: Principal, slug: tuple[str, str, str], number: int
@@ -115,17 +118,21 @@ class LegacyService:
         with_output = await engine.steps_with_output(session, task_ids)
         project_slug = slug_of(found.project, found.org)
         status, lifecycle = STATUS.get(job.status, (job.status, "finished"))
-        base = f"{self.base_url}/api/v1.1/project/{'/'.join(slug)}/{number}/output"
+        path = f"/api/v1.1/project/{'/'.join(slug)}/{number}/output"
         names = [step.get("name") or step.get("type", "") for step in ran.spec.get("steps", [])]
         by_step: dict[int, list[StepRun]] = {}
         for run in runs:
             by_step.setdefault(run.step_index, []).append(run)
         steps = []
         for step_index in sorted(by_step):
-            actions = [
-                self._action(run, index_of[run.task_id], (run.task_id, step_index) in with_output, base)
-                for run in sorted(by_step[step_index], key=lambda run: index_of[run.task_id])
-            ]
+            actions = []
+            for run in sorted(by_step[step_index], key=lambda run: index_of[run.task_id]):
+                index = index_of[run.task_id]
+                url = None
+                if (run.task_id, step_index) in with_output:
+                    output = f"{path}/{step_index}/{index}"
+                    url = f"{self.base_url}{output}?{self.output_urls.query(output, principal.user_id)}"
+                actions.append(self._action(run, index, url))
             fallback = names[step_index] if step_index < len(names) else ""
             steps.append({"name": by_step[step_index][0].name or fallback, "actions": actions})
         return {
@@ -162,7 +169,7 @@ class LegacyService:
         }
 
     @staticmethod
-    def _action(run: StepRun, index: int, has_output: bool, base: str) -> dict[str, Any]:
+    def _action(run: StepRun, index: int, output_url: str | None) -> dict[str, Any]:
         status = STEP_STATUS.get(run.status, run.status)
         return {
             "index": index,
@@ -173,12 +180,22 @@ class LegacyService:
             "start_time": _time(run.started_at),
             "end_time": _time(run.ended_at),
             "run_time_millis": _millis(run.started_at, run.ended_at),
-            "has_output": has_output,
-            "output_url": f"{base}/{run.step_index}/{index}" if has_output else None,
+            "has_output": output_url is not None,
+            "output_url": output_url,
             "failed": True if status == "failed" else None,
             "timedout": True if status == "timedout" else None,
             "canceled": True if status == "canceled" else None,
         }
+
+    @staticmethod
+    async def signed_reader(session: AsyncSession, user_id: uuid.UUID) -> Principal:
+        """The user a signed output URL acts for, with their memberships as they are now."""
+        user = await users.get_user(session, user_id)
+        if user is None:
+            raise Unauthorized(INVALID)
+        roles = await users.roles_of(session, user_id)
+        # No token was used: the nil token id (nothing audits a read of output).
+        return Principal(user.id, user.login, user.name, user.avatar_url, uuid.UUID(int=0), roles)
 
     async def output(
         self,
