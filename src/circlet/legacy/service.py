@@ -208,10 +208,7 @@ class LegacyService:
     ) -> list[dict[str, Any]]:
         """A step's output of one parallel index, as one message: ``[]`` when it printed nothing."""
         data, run = await self.step_output(session, principal, slug, number, step, index)
-        if not data:
-            return []
-        when = run.ended_at or run.started_at
-        return [{"message": data.decode("utf-8", "replace"), "type": "out", "time": _time(when)}]
+        return [_message(data, run.ended_at or run.started_at)] if data else []
 
     async def step_output(
         self,

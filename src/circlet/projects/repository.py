@@ -122,11 +122,7 @@ _PROJECT_BY_IDS = RawQuery(
 
 async def find_project_ref(session: AsyncSession, slug: ProjectSlug) -> ProjectRef | None:
     """What ``find_project`` finds, as plain values."""
-    if slug.project_id is not None:
-        rows = await fetch_all(session, _PROJECT_BY_IDS, slug.project_id, slug.org.org_id)
-    else:
-        assert slug.org.name is not None and slug.name is not None
-        rows = await fetch_all(session, _PROJECT_BY_NAMES, slug.org.vcs_type, slug.org.name.lower(), slug.name.lower())
+    rows = await _by_slug(session, slug, _PROJECT_BY_NAMES, _PROJECT_BY_IDS)
     if not rows:
         return None
     project_id, org_id, name, vcs_url, default_branch, org_name, vcs_type = rows[0]
@@ -154,17 +150,22 @@ _PROJECT_IDS_BY_IDS = RawQuery(
 
 async def find_project_ids(session: AsyncSession, slug: ProjectSlug) -> tuple[uuid.UUID, uuid.UUID] | None:
     """(project id, organization id) of the project ``find_project_ref`` finds."""
-    if slug.project_id is not None:
-        rows = await fetch_all(session, _PROJECT_IDS_BY_IDS, slug.project_id, slug.org.org_id)
-    else:
-        assert slug.org.name is not None and slug.name is not None
-        rows = await fetch_all(
-            session, _PROJECT_IDS_BY_NAMES, slug.org.vcs_type, slug.org.name.lower(), slug.name.lower()
-        )
+    rows = await _by_slug(session, slug, _PROJECT_IDS_BY_NAMES, _PROJECT_IDS_BY_IDS)
     if not rows:
         return None
     project_id, org_id = rows[0]
     return project_id, org_id
+
+
+async def _by_slug(
+    session: AsyncSession, slug: ProjectSlug, by_names: RawQuery, by_ids: RawQuery
+) -> list[tuple[Any, ...]]:
+    """The rows of one of a pair of lookups: by (vcs type, organization name, project name), or by
+    the ids of a ``circleci/<org-id>/<project-id>`` slug (both unique keys: names match case-insensitively)."""
+    if slug.project_id is not None:
+        return await fetch_all(session, by_ids, slug.project_id, slug.org.org_id)
+    assert slug.org.name is not None and slug.name is not None
+    return await fetch_all(session, by_names, slug.org.vcs_type, slug.org.name.lower(), slug.name.lower())
 
 
 async def find_project_by_name(session: AsyncSession, org_id: uuid.UUID, name: str) -> Project | None:
