@@ -279,12 +279,13 @@ async def test_output_url_is_signed_for_its_user_and_path_and_needs_no_token(
     forged_signer = url.copy_set_param("signer", admin.user_id)
     expired = url.copy_set_param("expires", "1000")
     garbage = url.copy_set_param("expires", "x" * 40)
+    non_ascii = url.copy_set_param("signature", "é" * 64).copy_set_param("signer", "ü")
     signer = client.app.state.legacy_service.output_urls  # type: ignore[attr-defined]
     past = int(time.time()) - 10
     signed_but_expired = url.copy_merge_params(
         {"expires": str(past), "signature": signer._signature(url.path, past, viewer.user_id)}
     )
-    for refused in (other_path, tampered, forged_signer, expired, garbage, signed_but_expired):
+    for refused in (other_path, tampered, forged_signer, expired, garbage, non_ascii, signed_but_expired):
         answer = await client.get(str(refused))
         assert answer.status_code == 401, refused
         assert "signature is invalid or has expired" in answer.json()["message"]

@@ -32,7 +32,9 @@ class OutputUrlSigner:
         """The user a signed URL acts for; 401 when it is not one we made for ``path``, or has expired."""
         if not (expires and signer and signature and expires.isascii() and expires.isdigit() and len(expires) < 12):
             raise Unauthorized(INVALID)
-        if not hmac.compare_digest(self._signature(path, int(expires), signer), signature):
+        # compared as bytes: compare_digest refuses str with non-ASCII characters (a TypeError)
+        expected = self._signature(path, int(expires), signer).encode()
+        if not hmac.compare_digest(expected, signature.encode("utf-8", "surrogateescape")):
             raise Unauthorized(INVALID)
         if int(expires) < time.time():
             raise Unauthorized(INVALID)
