@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -148,6 +149,18 @@ async def make_account(
 @pytest.fixture
 async def admin(database: Database) -> Account:
     return await make_account(database, role="admin")
+
+
+def reachable_by_jobs(path: Path) -> Path:
+    """Let other users pass through (not list) ``path`` and the directories above it: a runner started
+    as root runs jobs as other users, who must reach their task directories under it (pytest makes its
+    temporary directories owner-only)."""
+    path.mkdir(parents=True, exist_ok=True)
+    for directory in [path, *path.parents]:
+        mode = directory.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            directory.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+    return path
 
 
 def free_port() -> int:

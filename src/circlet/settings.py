@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from functools import cached_property
 from pathlib import Path
 
@@ -37,9 +39,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CIRCLET_", env_nested_delimiter="__", extra="ignore")
 
     home: Path = Field(default_factory=default_home, description="Where circlet keeps its data.")
-    database_url: str = Field(
-        "", description="SQLAlchemy URL; empty means SQLite at $CIRCLET_HOME/circlet.db."
-    )
+    database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite at $CIRCLET_HOME/circlet.db.")
     secret_key: str = Field(
         "",
         description="Base64 (or any) secret for encryption at rest; empty means a key file in $CIRCLET_HOME.",
@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     blob_sweep_hours: float = Field(
         6, gt=0, description="How often the server deletes expired caches and stored bytes no row refers to."
     )
+    trust_jobs: bool = Field(
+        False,
+        description="Let the embedded runner run jobs as the server's own user when it cannot switch users "
+        "(the server is not root): jobs can then read $CIRCLET_HOME, the key file and the database.",
+    )
     limits: Limits = Field(default_factory=Limits)
 
     @property
@@ -74,12 +79,45 @@ class Settings(BaseSettings):
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     def ensure_home(self) -> None:
-        """Create $CIRCLET_HOME readable by its owner only: it holds the database and the key file."""
+        """$CIRCLET_HOME and everything under it are its owner's only: it holds the key file, the
+        database, blobs and orbs. From here on this process creates files owner-only (umask 077,
+        which SQLite's WAL and SHM files and the blob store follow); an existing home is tightened
+        (group and other permissions removed from every entry); a home another user owns is refused."""
+        os.umask(os.umask(0o077) | 0o077)
         self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tighten_home(self.home)
 
     @cached_property
     def resolved_database_url(self) -> str:
         return normalize_database_url(self.database_url) or f"sqlite+aiosqlite:///{self.home / 'circlet.db'}"
+
+
+class HomeError(Exception):
+    """$CIRCLET_HOME cannot be made the server's own; the message says why."""
+
+
+def tighten_home(home: Path) -> None:
+    """Remove group and other permissions from ``home`` and everything under it, links excepted
+    (their mode means nothing; what they point at is not the home's)."""
+    owner = home.stat().st_uid
+    if owner != os.geteuid():
+        raise HomeError(
+            f"$CIRCLET_HOME {home} belongs to user id {owner}, not to this process's user ({os.geteuid()}): "
+            "run circlet as the home's owner, or give the home to this user"
+        )
+    _tighten(home)
+    for directory, dirs, files in os.walk(home):
+        for name in (*dirs, *files):
+            _tighten(Path(directory) / name)
+
+
+def _tighten(path: Path) -> None:
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISLNK(mode) and mode & 0o077:
+        os.chmod(path, stat.S_IMODE(mode) & 0o700)
 
 
 def normalize_database_url(url: str) -> str:

@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from tests.conftest import reachable_by_jobs
+
 
 class Api:
     def __init__(self, url: str, token: str):
@@ -53,7 +55,7 @@ class Api:
 def start_runner(url: str, token: str, resource_class: str, work_dir: Path, *options: str) -> subprocess.Popen[bytes]:
     """A real `circlet runner` process (its log in ``work_dir``/../runner.log), the token in its
     environment as operators are told to pass it."""
-    work_dir.mkdir(parents=True, exist_ok=True)
+    reachable_by_jobs(work_dir)
     env = {**os.environ, "CIRCLET_RUNNER_TOKEN": token}
     log = (work_dir.parent / f"runner-{resource_class.replace('/', '-')}.log").open("ab")
     command = [sys.executable, "-m", "circlet.cli", "runner", "--url", url, "--resource-class", resource_class]

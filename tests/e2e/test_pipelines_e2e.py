@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import LiveServer, free_port, server_env
+from tests.conftest import LiveServer, free_port, reachable_by_jobs, server_env
 from tests.e2e.helpers import Api
 from tests.pipelines.helpers import make_repo
 
@@ -195,7 +195,7 @@ def test_cancel_during_sleep_and_a_runner_killed_mid_job(server: LiveServer, tmp
                 "--resource-class",
                 "acme/e2e",
                 "--work-dir",
-                str(tmp_path / "work"),
+                str(reachable_by_jobs(tmp_path / "work")),
             ],
             env=env,
             stdout=subprocess.DEVNULL,

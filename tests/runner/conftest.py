@@ -15,6 +15,7 @@ import pytest
 
 from circlet.runner.context import TaskStorage
 from circlet.runner.executor import DockerMode, TaskResult, TaskRunner
+from circlet.runner.isolation import JobUser
 from circlet.runner.protocol import Task
 from tests.runner.fake_server import FakeRunnerServer
 
@@ -78,10 +79,17 @@ async def execute(
     docker: DockerMode = "host",
     kill_grace: float = 5.0,
     storage: TaskStorage | None = None,
+    job_user: JobUser | None = None,
 ) -> Run:
     sink = MemorySink()
     runner = TaskRunner(
-        Task.from_json(payload), sink, work_root=work_root, docker=docker, kill_grace=kill_grace, storage=storage
+        Task.from_json(payload),
+        sink,
+        work_root=work_root,
+        docker=docker,
+        kill_grace=kill_grace,
+        storage=storage,
+        job_user=job_user,
     )
     return Run(await runner.run(), sink)
 

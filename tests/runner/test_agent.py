@@ -15,6 +15,7 @@ from pathlib import Path
 
 from circlet.runner.agent import Agent, AgentOptions
 from circlet.runner.protocol import Backoff, RunnerClient
+from tests.conftest import reachable_by_jobs
 from tests.runner.conftest import Repo, make_task, run_step
 from tests.runner.fake_server import FakeRunnerServer
 from tests.runner.test_executor import process_gone
@@ -103,7 +104,7 @@ async def test_several_tasks_at_once(runner_server: FakeRunnerServer, work_root:
 def start_agent(server: FakeRunnerServer, work_root: Path, token: str) -> subprocess.Popen[str]:
     environment = {**os.environ, "CIRCLET_RUNNER_TOKEN": token}
     return subprocess.Popen(
-        [sys.executable, "-m", "circlet.runner", "--url", server.url, "--work-dir", str(work_root)],
+        [sys.executable, "-m", "circlet.runner", "--url", server.url, "--work-dir", str(reachable_by_jobs(work_root))],
         env=environment,
         stderr=subprocess.PIPE,
         text=True,

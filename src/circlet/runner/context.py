@@ -3,12 +3,14 @@ the task's process groups; and what it gives back."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
 from circlet.runner.containers import TaskContainers
+from circlet.runner.isolation import SHARED_TMP, JobUser
 from circlet.runner.job_tools import HALT_MARKER, TIMINGS_FILE
 from circlet.runner.job_tools import install as install_job_tools
 from circlet.runner.masking import MaskingStream
@@ -102,6 +104,10 @@ class TaskDirs:
     bash_env: Path = field(init=False)
     halt_marker: Path = field(init=False)
     timings: Path = field(init=False)
+    tmp: Path = field(init=False)
+    """The job's ``TMPDIR`` (and its ``/tmp`` where steps get a mount namespace)."""
+    source: Path = field(init=False)
+    """Beside the root, the job's copy of a local repository (``checkout`` as a job user)."""
 
     def __post_init__(self) -> None:
         self.home = self.root / "home"
@@ -110,17 +116,69 @@ class TaskDirs:
         self.bash_env = self.data / "bash_env"
         self.halt_marker = self.data / HALT_MARKER
         self.timings = self.data / TIMINGS_FILE
+        self.tmp = self.root / "tmp"
+        self.source = self.root.with_name(self.root.name + ".source")
 
-    def create(self) -> None:
-        for directory in (self.home, self.data):
-            directory.mkdir(parents=True, exist_ok=True)
+    def create(self, owner: JobUser | None = None) -> None:
+        """With a job user, the user owns them and nobody else may enter them (not another job)."""
+        self.owner = owner
+        mode = 0o777 if owner is None else 0o700
+        self.root.mkdir(mode=mode, parents=True, exist_ok=True)
+        for directory in (self.home, self.data, self.tmp):
+            directory.mkdir(mode=mode, parents=True, exist_ok=True)
         self.bash_env.touch()
         install_job_tools(self.bin)
+        if owner is None:
+            return
+        self.give(self.root)
+        if owner.private_tmp:
+            # The job's /tmp is ``tmp``: root's and sticky, so the job cannot move what the agent
+            # puts there, the place where its own task directory appears again when the root is
+            # itself under /tmp (the mount over /tmp would hide it otherwise).
+            os.chown(self.tmp, 0, 0)
+            self.tmp.chmod(0o1777)
+            anchor = self.anchor()
+            if anchor is not None:
+                path = self.tmp
+                for part in anchor.relative_to(self.tmp).parts:
+                    path = path / part
+                    path.mkdir()
+                    path.chmod(0o711)
+
+    owner: JobUser | None = None
+
+    def anchor(self) -> Path | None:
+        """Where, inside ``tmp``, the task's root is mounted again for a job whose /tmp is ``tmp``."""
+        resolved = self.root.resolve()
+        for shared in SHARED_TMP:
+            if resolved.is_relative_to(shared):
+                return self.tmp / resolved.relative_to(shared)
+        return None
+
+    def give(self, path: Path) -> None:
+        """What the agent wrote for the job becomes the job user's (never ``tmp`` and the anchor)."""
+        if self.owner is None:
+            return
+        anchor = self.anchor() if self.owner.private_tmp else None
+        fixed = () if not self.owner.private_tmp else (self.tmp,)
+        pruned = () if anchor is None else (self.tmp / anchor.relative_to(self.tmp).parts[0],)
+        self.owner.give(path, fixed=fixed, pruned=pruned)
+
+    def command(self, argv: list[str]) -> list[str]:
+        """``argv`` as the job's own processes run: as its user, with its private /tmp."""
+        if self.owner is None:
+            return argv
+        return self.owner.command(argv, self.root, self.tmp, self.anchor())
 
     def expand(self, path: str, base: Path) -> Path:
-        """``~`` is the task's home; a relative path is relative to ``base``."""
+        """``~`` is the task's home; a relative path is relative to ``base``; /tmp and /var/tmp are
+        the job's own when it has a private one."""
         if path == "~" or path.startswith("~/"):
             return self.home / path[2:]
+        if self.owner is not None and self.owner.private_tmp and path.startswith("/"):
+            for shared in SHARED_TMP:
+                if Path(path).is_relative_to(shared):
+                    return self.tmp / Path(path).relative_to(shared)
         return base / path
 
 
@@ -141,6 +199,16 @@ class StepContext:
     containers: TaskContainers | None = None
     """The job's containers, when it is a docker job run in real ones: ``run`` steps go into the
     primary; every other step runs on the host, on the same bind-mounted files."""
+    job_user: JobUser | None = None
+    """Who the job's host processes run as (None: the agent's own user, ``--trust-jobs``)."""
+
+    def give(self, path: Path) -> None:
+        """A file the agent wrote for the job becomes the job user's."""
+        self.dirs.give(path)
+
+    def as_job(self, argv: list[str]) -> list[str]:
+        """``argv`` as the job's own processes run: as its user, with its private /tmp."""
+        return self.dirs.command(argv)
 
     def resolve(self, path: object) -> Path:
         """A step's path argument: ``~`` expanded, relative to the job's working directory."""
@@ -157,7 +225,7 @@ class StepContext:
         no_output_timeout: float | None = None,
     ) -> ProcessResult:
         return await run_process(
-            argv,
+            self.as_job(argv),
             cwd=cwd or self.working_directory,
             env=self.environment if env is None else env,
             groups=self.groups,

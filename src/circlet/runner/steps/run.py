@@ -55,6 +55,7 @@ async def run(context: StepContext) -> StepOutcome:
         shell, prelude = list(fallback), SOURCE_BASH_ENV if sources else ""
     script = context.dirs.data / f"step-{context.index}.sh"
     script.write_text(prelude + command + ("" if command.endswith("\n") else "\n"))
+    context.give(script)
     cwd = context.resolve(args.get("working_directory"))
     cwd.mkdir(parents=True, exist_ok=True)
     environment = dict(context.environment)
