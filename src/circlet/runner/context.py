@@ -3,14 +3,16 @@ the task's process groups; and what it gives back."""
 
 from __future__ import annotations
 
+import errno
 import os
+import subprocess
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
 from circlet.runner.containers import TaskContainers
-from circlet.runner.isolation import SHARED_TMP, JobUser
+from circlet.runner.isolation import SHARED_TMP, JobUser, agent_python_shared
 from circlet.runner.job_tools import HALT_MARKER, TIMINGS_FILE
 from circlet.runner.job_tools import install as install_job_tools
 from circlet.runner.masking import MaskingStream
@@ -127,7 +129,7 @@ class TaskDirs:
         for directory in (self.home, self.data, self.tmp):
             directory.mkdir(mode=mode, parents=True, exist_ok=True)
         self.bash_env.touch()
-        install_job_tools(self.bin)
+        install_job_tools(self.bin, portable=owner is not None and not agent_python_shared())
         if owner is None:
             return
         self.give(self.root)
@@ -163,6 +165,17 @@ class TaskDirs:
         fixed = () if not self.owner.private_tmp else (self.tmp,)
         pruned = () if anchor is None else (self.tmp / anchor.relative_to(self.tmp).parts[0],)
         self.owner.give(path, fixed=fixed, pruned=pruned)
+
+    def make_dir(self, path: Path) -> None:
+        """``path`` and its missing parents, made as the job's user (the agent would follow a link
+        the job planted, and the job could not write in what the agent made)."""
+        if self.owner is None or path.is_dir():
+            path.mkdir(parents=True, exist_ok=True)
+            return
+        made = subprocess.run(self.command(["mkdir", "-p", "--", str(path)]), capture_output=True, check=False)
+        if made.returncode != 0:
+            problem = made.stderr.decode(errors="replace").strip().splitlines()
+            raise OSError(errno.EACCES, problem[-1] if problem else f"could not make {path}")
 
     def command(self, argv: list[str]) -> list[str]:
         """``argv`` as the job's own processes run: as its user, with its private /tmp."""

@@ -26,7 +26,7 @@ from circlet.runner.containers import (
     container_specs,
 )
 from circlet.runner.context import EventSink, StepContext, StepOutcome, StepOutput, TaskDirs, TaskStorage
-from circlet.runner.isolation import JobUser
+from circlet.runner.isolation import JobUser, reachable_by_all
 from circlet.runner.masking import Masker
 from circlet.runner.process import ProcessGroups
 from circlet.runner.protocol import Step, Task
@@ -183,7 +183,7 @@ class TaskRunner:
 
     async def _run_steps(self) -> TaskResult:
         working_directory = self._dirs.expand(self.task.executor.working_directory, self._dirs.home)
-        working_directory.mkdir(parents=True, exist_ok=True)
+        self._dirs.make_dir(working_directory)
         environment = (
             self._environment(working_directory)
             if self._containers is None
@@ -283,7 +283,7 @@ class TaskRunner:
         """The host's basics, then the task's variables, then what only the runner knows."""
         environment = {name: os.environ[name] for name in HOST_VARIABLES if name in os.environ}
         environment.update({name: value for name, value in os.environ.items() if name.startswith("LC_")})
-        environment["PATH"] = host_path(environment.get("PATH", ""))
+        environment["PATH"] = host_path(environment.get("PATH", ""), other_user=self._job_user is not None)
         user = self._job_user.name if self._job_user is not None else getpass.getuser()
         private_tmp = self._job_user is not None and self._job_user.private_tmp
         environment.update({"USER": user, "LOGNAME": user, "TMPDIR": "/tmp" if private_tmp else str(self._dirs.tmp)})
@@ -316,16 +316,19 @@ class TaskRunner:
         return environment
 
 
-def host_path(path: str) -> str:
+def host_path(path: str, *, other_user: bool = False) -> str:
     """The agent's ``PATH`` without its own virtual environment's ``bin`` (nor ``$VIRTUAL_ENV``'s):
     a job's ``python``/``pip`` must never be the agent's (issue 11); the job's helpers name the
-    agent's interpreter themselves."""
+    agent's interpreter themselves. For a job of ``other_user``, only the directories other users
+    may enter (root's ``~/.pyenv/shims`` would be found, then refused)."""
     own = {os.path.realpath(os.path.join(prefix, "bin")) for prefix in (sys.prefix, sys.exec_prefix)}
     if os.environ.get("VIRTUAL_ENV"):
         own.add(os.path.realpath(os.path.join(os.environ["VIRTUAL_ENV"], "bin")))
     if sys.prefix == sys.base_prefix and not os.environ.get("VIRTUAL_ENV"):
         own = set()  # a system interpreter's bin is the system's
     kept = [entry for entry in path.split(os.pathsep) if entry and os.path.realpath(entry) not in own]
+    if other_user:
+        kept = [entry for entry in kept if os.path.isdir(entry) and reachable_by_all(Path(entry)) is None]
     return os.pathsep.join(kept) or FALLBACK_PATH
 
 

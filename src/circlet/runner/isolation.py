@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import os
 import pwd
 import shutil
 import signal
 import stat
 import subprocess
+import sys
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,6 +206,17 @@ def reachable_by_all(path: Path) -> Path | None:
         if not os.stat(directory).st_mode & stat.S_IXOTH:
             return directory
     return None
+
+
+@functools.cache
+def agent_python_shared() -> bool:
+    """Whether other users can run the agent's interpreter with circlet (not when it lives in
+    root's home, as a pyenv or a venv there does)."""
+    import circlet
+
+    needed = [Path(sys.executable).resolve().parent, Path(os.__file__).resolve().parent]
+    needed.append(Path(circlet.__file__).resolve().parent)
+    return all(reachable_by_all(path) is None for path in needed)
 
 
 def forbid_inspection() -> None:

@@ -26,8 +26,7 @@ async def checkout(context: StepContext) -> StepOutcome:
         await context.output.line("circlet runner: this task has no checkout source")
         return StepOutcome("failed", None, "checkout: the task has no checkout source")
     target = context.resolve(context.step.args.get("path"))
-    target.mkdir(parents=True, exist_ok=True)
-    context.give(target)
+    context.dirs.make_dir(target)
     environment = dict(context.environment)
     environment["GIT_TERMINAL_PROMPT"] = "0"
     key_file = None

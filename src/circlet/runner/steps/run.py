@@ -57,7 +57,7 @@ async def run(context: StepContext) -> StepOutcome:
     script.write_text(prelude + command + ("" if command.endswith("\n") else "\n"))
     context.give(script)
     cwd = context.resolve(args.get("working_directory"))
-    cwd.mkdir(parents=True, exist_ok=True)
+    context.dirs.make_dir(cwd)
     environment = dict(context.environment)
     environment.update({str(k): "" if v is None else str(v) for k, v in (args.get("environment") or {}).items()})
     if containers is None:
