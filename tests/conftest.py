@@ -4,10 +4,12 @@ where), the real app in-process over httpx, and a real ``circlet serve`` subproc
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -161,6 +163,16 @@ def reachable_by_jobs(path: Path) -> Path:
         if not mode & stat.S_IXOTH:
             directory.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
     return path
+
+
+@pytest.fixture
+def shared_with_jobs() -> Iterator[Path]:
+    """A directory jobs may write in and the test can read, at the same path for both: outside /tmp
+    (a job run as another user has a /tmp of its own), writable by all."""
+    base = Path(tempfile.mkdtemp(prefix="circlet-test-", dir="/run" if os.access("/run", os.W_OK) else None))
+    base.chmod(0o1777)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def free_port() -> int:

@@ -17,6 +17,7 @@ from circlet.runner.context import TaskStorage
 from circlet.runner.executor import DockerMode, TaskResult, TaskRunner
 from circlet.runner.isolation import JobUser
 from circlet.runner.protocol import Task
+from tests.conftest import reachable_by_jobs
 from tests.runner.fake_server import FakeRunnerServer
 
 
@@ -124,9 +125,8 @@ def repo(tmp_path: Path) -> Repo:
 
 @pytest.fixture
 def work_root(tmp_path: Path) -> Path:
-    root = tmp_path / "work"
-    root.mkdir()
-    return root
+    """Where task directories go; job users (an agent started as root) can reach it."""
+    return reachable_by_jobs(tmp_path / "work")
 
 
 @pytest.fixture

@@ -55,8 +55,10 @@ async def test_a_task_end_to_end(runner_server: FakeRunnerServer, work_root: Pat
     assert list(work_root.iterdir()) == [], "the task's directory is removed"
 
 
-async def test_cancel_from_the_server(runner_server: FakeRunnerServer, work_root: Path, tmp_path: Path) -> None:
-    pid_file = tmp_path / "pid"
+async def test_cancel_from_the_server(
+    runner_server: FakeRunnerServer, work_root: Path, shared_with_jobs: Path
+) -> None:
+    pid_file = shared_with_jobs / "pid"
     payload = make_task([run_step(f"sleep 300 & echo $! > {pid_file}; wait", name="Long")], heartbeat_seconds=0.1)
     runner_server.enqueue(payload)
     runner_server.cancel.add(payload["task_id"])
@@ -69,8 +71,10 @@ async def test_cancel_from_the_server(runner_server: FakeRunnerServer, work_root
     assert process_gone(int(pid_file.read_text()))
 
 
-async def test_a_lost_lease_abandons_the_task(runner_server: FakeRunnerServer, work_root: Path, tmp_path: Path) -> None:
-    pid_file = tmp_path / "pid"
+async def test_a_lost_lease_abandons_the_task(
+    runner_server: FakeRunnerServer, work_root: Path, shared_with_jobs: Path
+) -> None:
+    pid_file = shared_with_jobs / "pid"
     payload = make_task([run_step(f"sleep 300 & echo $! > {pid_file}; wait")], heartbeat_seconds=0.1)
     runner_server.enqueue(payload)
     running = asyncio.create_task(agent_for(runner_server, work_root, once=True).run())

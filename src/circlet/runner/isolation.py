@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import fcntl
 import functools
+import itertools
 import os
 import pwd
 import shutil
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_USER_PREFIX = "circlet-job-"
+LOCK_DIR = Path("/run/circlet-job-users")
 PROC = Path("/proc")
 PR_SET_DUMPABLE = 4
 
@@ -137,22 +140,30 @@ def is_root() -> bool:
 
 
 def job_users(names: Sequence[str], slots: int) -> list[JobUser]:
-    """One user per task slot: the ``names`` given (as many as slots), else ``circlet-job-N``,
-    created when missing. Users are not shared between slots: two jobs of one user could read each
-    other's files and environment and signal each other."""
+    """One user per task slot, each held (a lock in ``LOCK_DIR``) for this agent's lifetime: the
+    ``names`` given (as many as slots), else the first free ``circlet-job-N``, created when missing.
+    A user is never shared between slots, nor with another agent on the host: two jobs of one user
+    could read each other's files and environment and signal each other, and the end of one job
+    kills every process of its user."""
     if names and len(names) < slots:
         raise IsolationError(
             f"--job-user names {len(names)} user(s) for {slots} concurrent tasks: each concurrent task needs a"
             " user of its own (give as many comma-separated names as --max-tasks)"
         )
-    wanted = list(names[:slots]) if names else [f"{DEFAULT_USER_PREFIX}{slot}" for slot in range(slots)]
-    if len(set(wanted)) != len(wanted):
+    if len(set(names)) != len(names):
         raise IsolationError("--job-user names one user twice: each concurrent task needs a user of its own")
     if shutil.which("setpriv") is None:
         raise IsolationError("the agent runs as root and needs util-linux's setpriv to run jobs as another user")
     private_tmp = _namespaces_work()
     users: list[JobUser] = []
-    for name in wanted:
+    candidates = iter(names[:slots]) if names else (f"{DEFAULT_USER_PREFIX}{n}" for n in itertools.count())
+    for name in candidates:
+        if len(users) == slots:
+            break
+        if not _hold(name):
+            if names:
+                raise IsolationError(f"job user {name} is in use by another runner on this host")
+            continue
         entry = _user(name, create=not names)
         if entry.pw_uid == 0 or entry.pw_gid == 0:
             raise IsolationError(f"job user {name} is root (uid or gid 0); jobs must not run as root")
@@ -160,6 +171,22 @@ def job_users(names: Sequence[str], slots: int) -> list[JobUser]:
             raise IsolationError(f"job user {name} is the agent's own user; jobs must run as another user")
         users.append(JobUser(name, entry.pw_uid, entry.pw_gid, private_tmp))
     return users
+
+
+_held: list[int] = []
+"""Lock files of the job users this agent holds (open until it exits)."""
+
+
+def _hold(name: str) -> bool:
+    LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
+    descriptor = os.open(LOCK_DIR / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return False
+    _held.append(descriptor)
+    return True
 
 
 def _user(name: str, *, create: bool) -> pwd.struct_passwd:
