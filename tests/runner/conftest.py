@@ -81,6 +81,7 @@ async def execute(
     kill_grace: float = 5.0,
     storage: TaskStorage | None = None,
     job_user: JobUser | None = None,
+    refuse_host_jobs: str | None = None,
 ) -> Run:
     sink = MemorySink()
     runner = TaskRunner(
@@ -91,6 +92,7 @@ async def execute(
         kill_grace=kill_grace,
         storage=storage,
         job_user=job_user,
+        refuse_host_jobs=refuse_host_jobs,
     )
     return Run(await runner.run(), sink)
 

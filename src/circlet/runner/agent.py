@@ -107,7 +107,8 @@ class Agent:
             users: list[JobUser | None] = [None] * workers
             if is_root():
                 users = list(await asyncio.to_thread(job_users, options.job_users, workers))
-                log.info("jobs run as", extra={"job_users": [user.name for user in users if user]})
+                private_tmp = all(user.private_tmp for user in users if user)
+                log.info("jobs run as", extra={"job_users": [u.name for u in users if u], "private_tmp": private_tmp})
             self._engine = await detect_engine(
                 options.container_engine, options.container_engine_args, options.containers_conf
             )

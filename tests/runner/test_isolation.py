@@ -1,0 +1,82 @@
+"""Who a job runs as (issue 21) and what of the agent it sees (issue 11): the executor on its own,
+with real processes; the job users are real users of this host (tests run as root, as CI does)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from circlet.runner.isolation import IsolationError, job_users
+from tests.runner.conftest import Repo, execute, make_task, run_step
+from tests.runner.test_executor import process_gone
+
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="only root switches users")
+
+
+async def test_a_job_never_sees_the_agents_virtual_environment(
+    work_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the README's activated venv, a job's ``python``/``pip`` were circlet's own."""
+    if sys.prefix == sys.base_prefix:
+        pytest.skip("the agent does not run in a virtual environment")
+    venv_bin = str(Path(sys.prefix) / "bin")
+    monkeypatch.setenv("PATH", f"{venv_bin}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("VIRTUAL_ENV", sys.prefix)
+    monkeypatch.setenv("PYTHONPATH", "/agent/path")
+    monkeypatch.setenv("PYTHONHOME", "/agent/home")
+    show = 'echo "PATH=$PATH"; echo "VE=${VIRTUAL_ENV:-} PP=${PYTHONPATH:-} PH=${PYTHONHOME:-}"; command -v python3'
+    run = await execute(make_task([run_step(show)]), work_root)
+    assert run.result.status == "success"
+    output = run.sink.output(0)
+    path = output.splitlines()[0].removeprefix("PATH=").split(os.pathsep)
+    assert venv_bin not in path
+    assert "VE= PP= PH=" in output
+    python = output.splitlines()[2]
+    assert not python.startswith(sys.prefix), python
+
+
+async def test_host_jobs_are_refused_when_the_agent_cannot_isolate_them(work_root: Path) -> None:
+    refusal = "this runner does not run jobs on its host"
+    run = await execute(make_task([run_step("echo ran")]), work_root, refuse_host_jobs=refusal)
+    assert run.result.status == "failed" and run.result.message == refusal
+    assert run.sink.events == []
+
+
+@as_root
+async def test_a_job_runs_as_its_slot_user_with_its_own_tmp_and_leaves_nothing(
+    work_root: Path, repo: Repo, shared_with_jobs: Path
+) -> None:
+    [user] = job_users((), 1)
+    pid_file = shared_with_jobs / "daemon"
+    script = (
+        'echo "uid=$(id -u) owner=$(stat -c %u README) tmp=$TMPDIR"\n'
+        "echo mine > /tmp/job-file && cat /tmp/job-file\n"
+        f"setsid sh -c 'echo $$ > {pid_file}; exec sleep 600' </dev/null >/dev/null 2>&1 &\n"
+        f"until [ -s {pid_file} ]; do sleep 0.05; done\n"
+    )
+    checkout = {"url": str(repo.path), "revision": repo.second, "branch": "main"}
+    steps = [{"type": "checkout", "name": "Checkout code"}, run_step(script)]
+    run = await execute(make_task(steps, checkout=checkout), work_root, job_user=user)
+    assert run.result.status == "success", run.sink.output(0) + run.sink.output(1)
+    assert f"uid={user.uid} owner={user.uid} tmp=/tmp\nmine\n" in run.sink.output(1)
+    assert not Path("/tmp/job-file").exists()
+    assert process_gone(int(pid_file.read_text())), "a daemon that left its process group outlived the job"
+    assert user.processes() == []
+
+
+@as_root
+def test_job_users_are_never_shared() -> None:
+    first = job_users((), 2)
+    second = job_users((), 1)
+    names = [user.name for user in (*first, *second)]
+    assert len(set(names)) == 3
+    assert len({user.uid for user in (*first, *second)}) == 3
+    with pytest.raises(IsolationError, match="in use by another runner"):
+        job_users((first[0].name,), 1)
+    with pytest.raises(IsolationError, match="a user of its own"):
+        job_users(("nobody",), 2)
+    with pytest.raises(IsolationError, match="is root"):
+        job_users(("root",), 1)
