@@ -81,13 +81,15 @@ async def env(
     module_database_url: str, outside_tmp: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Env]:
     root = tmp_path_factory.mktemp("isolation-e2e")
-    home = outside_tmp / "home"
+    area = Path(tempfile.mkdtemp(dir=outside_tmp))  # one per database backend
+    area.chmod(0o755)
+    home = area / "home"
     # An existing home made too wide, as an older circlet or a careless operator left it.
     (home / "orbs").mkdir(parents=True, mode=0o755)
     home.chmod(0o755)
     (home / "orbs" / "registry.json").write_text("{}")
     (home / "orbs" / "registry.json").chmod(0o644)
-    drop = outside_tmp / "drop"
+    drop = area / "drop"
     drop.mkdir()
     drop.chmod(0o777)  # where two concurrent jobs tell each other where they are
     database_url = module_database_url
@@ -106,7 +108,7 @@ async def env(
             token = await runner_token(database, "iso/pair")
         finally:
             await database.dispose()
-        runner = start_runner(server.url, token, "iso/pair", outside_tmp / "work", "--max-tasks", "2")
+        runner = start_runner(server.url, token, "iso/pair", area / "work", "--max-tasks", "2")
         api = Api(server.url, account.token)
         v11 = httpx.Client(base_url=server.url + "/api/v1.1", headers=account.headers, timeout=30)
         yield Env(server, api, v11, slug, home, drop)

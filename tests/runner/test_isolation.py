@@ -4,6 +4,7 @@ with real processes; the job users are real users of this host (tests run as roo
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from circlet.runner.isolation import IsolationError, job_users
 from tests.runner.conftest import Repo, execute, make_task, run_step
 from tests.runner.test_executor import process_gone
+from tests.runner.test_storage_steps import MemoryStorage
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="only root switches users")
 
@@ -80,3 +82,60 @@ def test_job_users_are_never_shared() -> None:
         job_users(("nobody",), 2)
     with pytest.raises(IsolationError, match="is root"):
         job_users(("root",), 1)
+
+
+@as_root
+async def test_the_agents_file_work_follows_no_link_the_job_planted(
+    work_root: Path, shared_with_jobs: Path, tmp_path: Path
+) -> None:
+    """Links to what only root may read or change: ``store_artifacts`` must not upload it,
+    ``add_ssh_keys`` must not write or chmod through it, a step script must not be written through it."""
+    [user] = job_users((), 1)
+    secret = tmp_path / "root-only.txt"  # under pytest's 0700 directory, and 0600 itself
+    secret.write_text("only root reads this")
+    secret.chmod(0o600)
+    reachable = shared_with_jobs / "roots"
+    reachable.mkdir(mode=0o755)
+    (reachable / "precious").write_text("root's\n")
+    (reachable / "precious").chmod(0o644)
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nbody\n-----END OPENSSH PRIVATE KEY-----\n"
+    steps = [
+        run_step(
+            f"ln -s {secret} ~/leak && ln -s {reachable} ~/.ssh && ln -s {reachable}/precious $CIRCLE_INTERNAL_TASK_DATA/step-3.sh"
+        ),
+        {"type": "store_artifacts", "path": "~/leak"},
+        {"type": "add_ssh_keys", "when": "always"},
+        run_step("echo ran", when="always"),
+    ]
+    storage = MemoryStorage()
+    task = make_task(steps, ssh_keys=[{"fingerprint": "SHA256:abc", "private_key": key}])
+    run = await execute(task, work_root, job_user=user, storage=storage)
+    assert storage.artifacts == {}
+    assert run.sink.final()[1][0] == "failed" and "Permission denied" in run.sink.output(1)
+    assert run.sink.final()[2][0] == "failed"
+    assert sorted(p.name for p in reachable.iterdir()) == ["precious"]
+    assert stat.S_IMODE(reachable.stat().st_mode) == 0o755
+    assert (reachable / "precious").read_text() == "root's\n"
+    assert run.sink.output(3) == "ran\n", "the script replaced the link"
+
+
+@as_root
+async def test_storage_steps_and_helpers_work_as_the_job_user(work_root: Path) -> None:
+    [user] = job_users((), 1)
+    storage = MemoryStorage()
+    steps = [
+        run_step("mkdir -p r && echo '<testsuite><testcase name=\"t\"/></testsuite>' > r/a.xml && echo hi > /tmp/art"),
+        {"type": "save_cache", "key": "deps-v1", "paths": ["r"]},
+        {"type": "persist_to_workspace", "root": ".", "paths": ["r"]},
+        {"type": "store_test_results", "path": "r"},
+        {"type": "store_artifacts", "path": "/tmp/art"},
+        run_step("rm -rf r"),
+        {"type": "restore_cache", "keys": ["deps-"]},
+        {"type": "attach_workspace", "at": "ws"},
+        run_step('stat -c %U r/a.xml ws/r/a.xml && circleci tests glob "ws/**/*.xml" && touch r/mine ws/mine'),
+    ]
+    run = await execute(make_task(steps), work_root, job_user=user, storage=storage)
+    assert run.result.status == "success", run.sink.final()
+    assert run.sink.output(8) == f"{user.name}\n{user.name}\nws/r/a.xml\n"
+    assert storage.artifacts == {"tmp/art": b"hi\n"}
+    assert len(storage.tests) == 1 and list(storage.caches) == ["deps-v1"]

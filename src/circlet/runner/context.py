@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from circlet.runner.containers import TaskContainers
 from circlet.runner.isolation import SHARED_TMP, JobUser, agent_python_shared
@@ -19,6 +19,7 @@ from circlet.runner.masking import MaskingStream
 from circlet.runner.process import ProcessGroups, ProcessResult, run_process
 from circlet.runner.protocol import Step, Task
 
+T = TypeVar("T")
 StepStatus = Literal["running", "success", "failed", "canceled", "timedout", "skipped"]
 
 
@@ -165,6 +166,13 @@ class TaskDirs:
         fixed = () if not self.owner.private_tmp else (self.tmp,)
         pruned = () if anchor is None else (self.tmp / anchor.relative_to(self.tmp).parts[0],)
         self.owner.give(path, fixed=fixed, pruned=pruned)
+
+    async def job_files(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)``, file work in the job's directories, with the job user's file system
+        permissions (a link the job planted leads only where the job could go itself)."""
+        if self.owner is None:
+            return function(*args)
+        return await self.owner.files(function, *args)
 
     def make_dir(self, path: Path) -> None:
         """``path`` and its missing parents, made as the job's user (the agent would follow a link

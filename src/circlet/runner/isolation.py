@@ -19,9 +19,10 @@ import signal
 import stat
 import subprocess
 import sys
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 DEFAULT_USER_PREFIX = "circlet-job-"
 LOCK_DIR = Path("/run/circlet-job-users")
@@ -42,6 +43,10 @@ _ENTER = (
     "{ [ ! -d /dev/shm ] || mount -t tmpfs -o mode=1777,size=64m,nosuid,nodev tmpfs /dev/shm; } && "
     'exec "$@"'
 )
+
+
+T = TypeVar("T")
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class IsolationError(Exception):
@@ -117,6 +122,24 @@ class JobUser:
                         found.append(int(entry.name))
                     break
         return found
+
+    async def files(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` on a thread whose file system access is the job user's (``setfsuid``,
+        ``setfsgid``: per thread): the agent's file work in the job's directories then follows the
+        job's links only where the job itself could go, and what it creates is the job's."""
+        return await asyncio.to_thread(self._files, function, *args)
+
+    def _files(self, function: Callable[..., T], *args: Any) -> T:
+        uid, gid = os.geteuid(), os.getegid()
+        _libc.setfsgid(self.gid)
+        _libc.setfsuid(self.uid)
+        try:
+            if _libc.setfsuid(-1) != self.uid or _libc.setfsgid(-1) != self.gid:
+                raise IsolationError("could not take the job user's file system identity")
+            return function(*args)
+        finally:
+            _libc.setfsuid(uid)
+            _libc.setfsgid(gid)
 
     async def kill_all(self, grace: float = 1.0) -> None:
         """End every process of the user (a daemon that left the step's process group too)."""
@@ -250,6 +273,6 @@ def forbid_inspection() -> None:
     """Make this process undumpable: its ``/proc/<pid>/environ`` and memory (the runner token) are
     then root's, out of reach even of a job running as the agent's own user (``--trust-jobs``)."""
     try:
-        ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-    except (OSError, AttributeError):
+        _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except AttributeError:
         return

@@ -31,8 +31,7 @@ async def checkout(context: StepContext) -> StepOutcome:
     environment["GIT_TERMINAL_PROMPT"] = "0"
     key_file = None
     if source.ssh_private_key:
-        key_file = write_key(context.dirs.data, source.ssh_private_key)
-        context.give(key_file)
+        key_file = await context.dirs.job_files(write_key, context.dirs.data, source.ssh_private_key)
         known_hosts = context.dirs.data / "known_hosts"
         environment["GIT_SSH_COMMAND"] = (
             f"ssh -i {shlex.quote(str(key_file))} -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new"
@@ -111,7 +110,8 @@ async def copy_for_job(context: StepContext, repository: Path) -> str:
 
 def write_key(directory: Path, key: str) -> Path:
     path = directory / "checkout_key"
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    path.unlink(missing_ok=True)  # a link the job put here is removed, not followed
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(key if key.endswith("\n") else key + "\n")
     return path
