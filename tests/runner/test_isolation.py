@@ -101,7 +101,8 @@ async def test_the_agents_file_work_follows_no_link_the_job_planted(
     key = "-----BEGIN OPENSSH PRIVATE KEY-----\nbody\n-----END OPENSSH PRIVATE KEY-----\n"
     steps = [
         run_step(
-            f"ln -s {secret} ~/leak && ln -s {reachable} ~/.ssh && ln -s {reachable}/precious $CIRCLE_INTERNAL_TASK_DATA/step-3.sh"
+            f"ln -s {secret} ~/leak && ln -s {reachable} ~/.ssh"
+            f" && ln -s {reachable}/precious $CIRCLE_INTERNAL_TASK_DATA/step-3.sh"
         ),
         {"type": "store_artifacts", "path": "~/leak"},
         {"type": "add_ssh_keys", "when": "always"},
