@@ -134,6 +134,10 @@ class TaskDirs:
         if owner is None:
             return
         self.give(self.root)
+        # The root stays root's (its group the job's, 0710): the job cannot replace ``data``, ``home``,
+        # ``bin`` or ``tmp`` by links between two things the agent does there as root.
+        os.chown(self.root, 0, owner.gid)
+        self.root.chmod(0o710)
         if owner.private_tmp:
             # The job's /tmp is ``tmp``: root's and sticky, so the job cannot move what the agent
             # puts there, the place where its own task directory appears again when the root is
@@ -163,7 +167,7 @@ class TaskDirs:
         if self.owner is None:
             return
         anchor = self.anchor() if self.owner.private_tmp else None
-        fixed = () if not self.owner.private_tmp else (self.tmp,)
+        fixed = (self.root, self.tmp) if self.owner.private_tmp else (self.root,)
         pruned = () if anchor is None else (self.tmp / anchor.relative_to(self.tmp).parts[0],)
         self.owner.give(path, fixed=fixed, pruned=pruned)
 
