@@ -3,6 +3,7 @@ with real processes; the job users are real users of this host (tests run as roo
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from circlet.runner.isolation import IsolationError, job_users
+from tests.conftest import reachable_by_jobs
 from tests.runner.conftest import Repo, execute, make_task, run_step
 from tests.runner.test_executor import process_gone
 from tests.runner.test_storage_steps import MemoryStorage
@@ -140,3 +142,26 @@ async def test_storage_steps_and_helpers_work_as_the_job_user(work_root: Path) -
     assert run.sink.output(8) == f"{user.name}\n{user.name}\nws/r/a.xml\n"
     assert storage.artifacts == {"tmp/art": b"hi\n"}
     assert len(storage.tests) == 1 and list(storage.caches) == ["deps-v1"]
+
+
+@as_root
+async def test_the_file_identity_is_the_job_users_and_only_on_its_thread(tmp_path: Path) -> None:
+    [user] = job_users((), 1)
+    group_only = tmp_path / "group-root.txt"
+    group_only.write_text("group 0 may read")
+    group_only.chmod(0o640)
+    reachable_by_jobs(tmp_path).chmod(0o777)  # only the file's own mode stands in the way
+    created = tmp_path / "made-by-job"
+    previous = os.getgroups()
+    # As a root whose groups include root's (the file's group); set before the agent's file thread
+    # starts (libc changes every thread's groups, but a thread started later inherits them surely).
+    os.setgroups([0])
+    try:
+        await asyncio.to_thread(os.getgroups)
+        await user.files(created.write_text, "x")
+        with pytest.raises(PermissionError):
+            await user.files(group_only.read_text)
+    finally:
+        os.setgroups(previous)
+    assert (created.stat().st_uid, created.stat().st_gid) == (user.uid, user.gid)
+    assert group_only.read_text() == "group 0 may read", "the agent's own thread is still root"

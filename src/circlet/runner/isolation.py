@@ -130,7 +130,8 @@ class JobUser:
         return await asyncio.to_thread(self._files, function, *args)
 
     def _files(self, function: Callable[..., T], *args: Any) -> T:
-        uid, gid = os.geteuid(), os.getegid()
+        uid, gid, groups = os.geteuid(), os.getegid(), os.getgroups()
+        _set_thread_groups([])  # not root's group 0 either
         _libc.setfsgid(self.gid)
         _libc.setfsuid(self.uid)
         try:
@@ -140,6 +141,7 @@ class JobUser:
         finally:
             _libc.setfsuid(uid)
             _libc.setfsgid(gid)
+            _set_thread_groups(groups)
 
     async def kill_all(self, grace: float = 1.0) -> None:
         """End every process of the user (a daemon that left the step's process group too)."""
@@ -156,6 +158,19 @@ class JobUser:
             deadline = loop.time() + grace
             while loop.time() < deadline and self.processes():
                 await asyncio.sleep(0.05)
+
+
+SETGROUPS = {"x86_64": 116, "aarch64": 159, "riscv64": 159, "ppc64le": 81, "s390x": 206}
+"""The raw system call, which (unlike libc's ``setgroups``) changes the calling thread only."""
+
+
+def _set_thread_groups(groups: Sequence[int]) -> None:
+    number = SETGROUPS.get(os.uname().machine)
+    if number is None:
+        return
+    array = (ctypes.c_uint * max(1, len(groups)))(*groups)
+    if _libc.syscall(number, len(groups), array) != 0:
+        raise IsolationError(f"could not set the thread's groups: {os.strerror(ctypes.get_errno())}")
 
 
 def is_root() -> bool:
