@@ -30,7 +30,9 @@ from circlet.secrets.keyring import KEY_FILE_NAME
 from circlet.settings import Settings
 from tests.conftest import LiveServer, free_port, make_account, server_env
 from tests.e2e.helpers import Api, start_runner
+from tests.e2e.test_pipelines_e2e import setup_project
 from tests.pipelines.helpers import make_project, make_repo, runner_token
+from tests.runner.test_containers import TEST_IMAGE, podman_conf, require_podman
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="jobs switch users only when the runner is root")
 
@@ -262,3 +264,55 @@ def config(jobs: dict[str, tuple[str, str]]) -> str:
         text += f"      - run:\n          name: {name}\n          command: |\n"
         text += textwrap.indent(script.strip("\n") + "\n", " " * 12)
     return text + f"workflows:\n  main:\n    jobs: [{', '.join(jobs)}]\n"
+
+
+DOCKER_PROBE = r"""
+{try_function}
+H="{home}"
+try see-home test -e "$H"
+SOCKETS="/run/podman/podman.sock /var/run/docker.sock /run/docker.sock /run/user/*/podman/podman.sock"
+try engine-socket sh -c "for s in $SOCKETS; do test -S \"\$s\" && exit 0; done; exit 1"
+try see-agent sh -c 'grep -lE "circlet[.]runner" /proc/[0-9]*/cmdline 2>/dev/null | grep -q .'
+try write-agent-python touch "{prefix}/circlet-{mark}"
+echo "OK ran-in-container $(test -f /run/.containerenv && echo podman)"
+"""
+
+
+def test_a_docker_job_in_podman_sees_only_its_task(outside_tmp: Path, tmp_path: Path) -> None:
+    """The same guarantees through the container engine: no home, no engine socket, no agent."""
+    engine = require_podman()
+    area = Path(tempfile.mkdtemp(dir=outside_tmp))
+    area.chmod(0o755)
+    home = area / "home"
+    url = f"sqlite+aiosqlite:///{home / 'circlet.db'}"
+    home.mkdir()
+    upgrade_to_head(url)
+    env = server_env(
+        home,
+        url,
+        CIRCLET_RUNNER_CONTAINER_ENGINE="podman",
+        CIRCLET_RUNNER_CONTAINERS_CONF=podman_conf(engine),
+        CIRCLET_RUNNER_DOCKER="fail",
+    )
+    server = LiveServer(f"http://127.0.0.1:{free_port()}", home, env)
+    server.start()
+    try:
+        script = DOCKER_PROBE.format(try_function=TRY, home=home, prefix=sys.prefix, mark=MARK)
+        text = "version: 2.1\njobs:\n  probe:\n    docker: [{image: " + TEST_IMAGE + "}]\n    steps:\n"
+        text += "      - run:\n          name: probe\n          command: |\n"
+        text += textwrap.indent(script.strip("\n") + "\n", " " * 12)
+        text += "workflows:\n  main:\n    jobs: [probe]\n"
+        api, slug, _ = setup_project(server, tmp_path, text)
+        pipeline = api.post(f"/project/{slug}/pipeline", 201, json={"branch": "main"})
+        [workflow] = api.workflows(pipeline["id"])
+        api.until(lambda: api.get(f"/workflow/{workflow['id']}")["status"] in ("success", "failed", "error"), 120)
+        number = api.jobs(workflow["id"])["probe"]["job_number"]
+        v11 = httpx.Client(
+            base_url=server.url + "/api/v1.1", headers={"Circle-Token": api.http.headers["Circle-Token"]}
+        )
+        output = "".join(item["message"] for item in v11.get(f"/project/{slug}/{number}/output/0/0").json())
+    finally:
+        server.stop()
+    assert "OK ran-in-container podman" in output, output
+    assert "ALLOWED" not in output, output
+    assert output.count("DENIED") == 4, output
