@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from circlet.cli import runner_environment
+from circlet.cli import EmbeddedRunner, runner_environment
 from circlet.settings import HomeError, Settings
 from tests.conftest import server_env
 
@@ -104,3 +104,13 @@ def test_the_embedded_runner_gets_none_of_the_servers_settings() -> None:
         "CIRCLET_JOB_USER": "ci1",
         "CIRCLET_RUNNER_TOKEN": "tok",
     }
+
+
+def test_the_embedded_runner_refuses_host_jobs_unless_they_are_trusted(tmp_path: Path) -> None:
+    """Without root it could only run them as the server's user (as root it runs them as job users
+    whatever this says: ``--host-jobs`` applies only to an agent that cannot switch users)."""
+    settings = Settings(home=tmp_path)
+    default = EmbeddedRunner(settings, "http://127.0.0.1:1").command()
+    trusted = EmbeddedRunner(settings, "http://127.0.0.1:1", trust_jobs=True).command()
+    assert default[default.index("--host-jobs") + 1] == "refuse"
+    assert trusted[trusted.index("--host-jobs") + 1] == "allow"

@@ -204,6 +204,21 @@ class EmbeddedRunner:
         self.process: Any = None
         self._stopping = False
 
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "circlet.runner",
+            "--url",
+            self.url,
+            "--resource-class",
+            LOCAL_RESOURCE_CLASS,
+            "--name",
+            "embedded",
+            "--host-jobs",
+            "allow" if self.trust_jobs else "refuse",
+        ]
+
     def start(self) -> None:
         import threading
 
@@ -230,19 +245,7 @@ class EmbeddedRunner:
             return
         env = runner_environment(dict(os.environ), token)
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "circlet.runner",
-                "--url",
-                self.url,
-                "--resource-class",
-                LOCAL_RESOURCE_CLASS,
-                "--name",
-                "embedded",
-                "--host-jobs",
-                "allow" if self.trust_jobs else "refuse",
-            ],
+            self.command(),
             env=env,
             preexec_fn=_die_with_parent,
         )
