@@ -46,6 +46,14 @@ class Api:
     def jobs(self, workflow_id: str) -> dict[str, dict[str, Any]]:
         return {j["name"]: j for j in self.get(f"/workflow/{workflow_id}/job")["items"]}
 
+    def run_inline(self, slug: str, config: str, branch: str = "main") -> dict[str, dict[str, Any]]:
+        """Runs ``config`` inline; its (one) workflow's jobs by name once the workflow has ended."""
+        body = {"config": {"content": config}, "checkout": {"branch": branch}}
+        pipeline = self.post(f"/project/{slug}/pipeline/run", 201, json=body)
+        [workflow] = self.workflows(pipeline["id"])
+        self.settled(workflow["id"], "success", "failed", "canceled", "error", "not_run")
+        return self.jobs(workflow["id"])
+
     def settled(self, workflow_id: str, *statuses: str) -> dict[str, Any]:
         return self.until(  # type: ignore[no-any-return]
             lambda: (body := self.get(f"/workflow/{workflow_id}"))["status"] in statuses and body

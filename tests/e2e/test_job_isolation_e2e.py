@@ -28,7 +28,7 @@ from circlet.db.engine import create_database
 from circlet.db.migrate import upgrade_to_head
 from circlet.secrets.keyring import KEY_FILE_NAME
 from circlet.settings import Settings
-from tests.conftest import LiveServer, free_port, make_account, server_env
+from tests.conftest import Account, LiveServer, free_port, make_account, server_env
 from tests.e2e.helpers import Api, start_runner
 from tests.e2e.test_pipelines_e2e import setup_project
 from tests.pipelines.helpers import make_project, make_repo, runner_token
@@ -37,6 +37,7 @@ from tests.runner.test_containers import TEST_IMAGE, podman_conf, require_podman
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="jobs switch users only when the runner is root")
 
 MARK = uuid.uuid4().hex[:12]
+"""In the names of what a job leaves behind, so the test finds exactly its own."""
 TRY = (
     'try() { name="$1"; shift; if out=$("$@" 2>&1); then echo "ALLOWED $name"; '
     'else echo "DENIED $name: $(echo "$out" | tail -n 1)"; fi; }'
@@ -45,24 +46,21 @@ TRY = (
 REFUSALS = ("Permission denied", "Operation not permitted")
 UNEXPLAINED = ("see-host-tmp", "database-url-in-env", "agent-python-first", "virtual-env-set")
 """Denied without an error message: the thing is simply not there."""
-"""In the names of what a job leaves behind, so the test finds exactly its own."""
 
 
 @dataclass
 class Env:
+    """The server and its home, the project's API, and where concurrent jobs find each other."""
+
+    home: Path
+    drop: Path
     server: LiveServer
     api: Api
     v11: httpx.Client
     slug: str
-    home: Path
-    drop: Path
 
     def run(self, config: str) -> dict[str, dict[str, Any]]:
-        body = {"config": {"content": config}, "checkout": {"branch": "main"}}
-        pipeline = self.api.post(f"/project/{self.slug}/pipeline/run", 201, json=body)
-        [workflow] = self.api.workflows(pipeline["id"])
-        self.api.settled(workflow["id"], "success", "failed", "canceled", "error", "not_run")
-        return self.api.jobs(workflow["id"])
+        return self.api.run_inline(self.slug, config)
 
     def output(self, number: int, step: int) -> str:
         response = self.v11.get(f"/project/{self.slug}/{number}/output/{step}/0")
@@ -100,25 +98,31 @@ async def env(
         upgrade_to_head(database_url)
     server = LiveServer(f"http://127.0.0.1:{free_port()}", home, server_env(home, database_url))
     server.start()
-    runner = None
     try:
         make_repo(root / "repo", {"hello.txt": "hello\n"})
-        database = create_database(Settings(home=home, database_url=database_url).resolved_database_url)
-        try:
-            account = await make_account(database, org="iso", login="alice")
-            slug = await make_project(database, account, root / "repo")
-            token = await runner_token(database, "iso/pair")
-        finally:
-            await database.dispose()
+        settings = Settings(home=home, database_url=database_url)
+        account, slug, token = await account_project_and_runner_token(settings, root / "repo", "iso/pair")
         runner = start_runner(server.url, token, "iso/pair", area / "work", "--max-tasks", "2")
-        api = Api(server.url, account.token)
-        v11 = httpx.Client(base_url=server.url + "/api/v1.1", headers=account.headers, timeout=30)
-        yield Env(server, api, v11, slug, home, drop)
-    finally:
-        if runner is not None:
+        try:
+            v11 = httpx.Client(base_url=server.url + "/api/v1.1", headers=account.headers, timeout=30)
+            yield Env(home, drop, server, Api(server.url, account.token), v11, slug)
+        finally:
             runner.terminate()
             runner.wait(timeout=30)
+    finally:
         server.stop()
+
+
+async def account_project_and_runner_token(
+    settings: Settings, repo: Path, resource_class: str
+) -> tuple[Account, str, str]:
+    """Straight in the database, as `circlet admin` would make them (each admin process costs seconds)."""
+    database = create_database(settings.resolved_database_url)
+    try:
+        account = await make_account(database, org="iso", login="alice")
+        return account, await make_project(database, account, repo), await runner_token(database, resource_class)
+    finally:
+        await database.dispose()
 
 
 PROBE = r"""

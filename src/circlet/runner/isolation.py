@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from circlet.runner.process import proc_files
+
 DEFAULT_USER_PREFIX = "circlet-job-"
 LOCK_DIR = Path("/run/circlet-job-users")
-PROC = Path("/proc")
 PR_SET_DUMPABLE = 4
 
 SHARED_TMP = (Path("/tmp"), Path("/var/tmp"))
@@ -108,19 +109,10 @@ class JobUser:
     def processes(self) -> list[int]:
         """Every process whose real or effective user is this one."""
         found: list[int] = []
-        for entry in PROC.iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                status = (entry / "status").read_text()
-            except OSError:
-                continue
-            for line in status.splitlines():
-                if line.startswith("Uid:"):
-                    ids = line.split()[1:3]
-                    if str(self.uid) in ids:
-                        found.append(int(entry.name))
-                    break
+        for pid, status in proc_files("status"):
+            uids = next((line.split()[1:3] for line in status.splitlines() if line.startswith("Uid:")), [])
+            if str(self.uid) in uids:
+                found.append(pid)
         return found
 
     async def files(self, function: Callable[..., T], *args: Any) -> T:
