@@ -55,9 +55,7 @@ async def test_a_task_end_to_end(runner_server: FakeRunnerServer, work_root: Pat
     assert list(work_root.iterdir()) == [], "the task's directory is removed"
 
 
-async def test_cancel_from_the_server(
-    runner_server: FakeRunnerServer, work_root: Path, shared_with_jobs: Path
-) -> None:
+async def test_cancel_from_the_server(runner_server: FakeRunnerServer, work_root: Path, shared_with_jobs: Path) -> None:
     pid_file = shared_with_jobs / "pid"
     payload = make_task([run_step(f"sleep 300 & echo $! > {pid_file}; wait", name="Long")], heartbeat_seconds=0.1)
     runner_server.enqueue(payload)
