@@ -116,8 +116,8 @@ class JobExpander:
         bound = bind_arguments(specs, prepared, f"job '{display}'", path, loc, self.diag)
         if bound is None:
             return None
-        _mark_steps_values(specs, bound)
         scope = self.base_scope.with_params(bound, home.in_orb)
+        self.mark_steps_values(specs, bound, scope, def_path)
         body: YMap = substitute(_without(definition, (_DROPPED_JOB_KEYS - {"executor"}) | unknown),
                                 scope, self.diag, def_path)
         self.normalize_environments(body, def_path)
@@ -291,6 +291,9 @@ class JobExpander:
             built = self.builtin_step(name, args, step, path, loc)
             if built is not None:
                 out.append(built)
+        elif name == "type" and isinstance(step, dict):
+            self.diag.error("unknown step 'type' (the legacy '- type: X' step form is only read "
+                            "in version 2.0 configs)", path, loc)
         elif not report_broken_orb(ns, name, self.diag, path, loc):
             candidates = sorted(BUILTIN_STEPS | SPECIAL_STEPS) + ns.candidates("commands")
             self.diag.error(f"unknown step '{name}'{did_you_mean(name, candidates)}", path, loc)
@@ -332,6 +335,23 @@ class JobExpander:
             self.diag.error(f"the arguments of '{name}' must be a map", path, loc)
             return None
         return step
+
+    def mark_steps_values(self, specs: Mapping[str, ParameterSpec], bound: dict[str, Any],
+                          scope: Scope, path: str) -> None:
+        """A ``steps`` default is substituted in the element's own scope and marked, so a bare
+        ``- << parameters.p >>`` item splices it (an argument is already ExpandedSteps).
+        ``bound`` is the mapping ``scope`` reads, so the change is seen there."""
+        for name, spec in specs.items():
+            value = bound.get(name)
+            if spec.type != "steps" or not isinstance(value, list) \
+                    or isinstance(value, ExpandedSteps | DefaultSteps):
+                continue
+            value = substitute(value, scope, self.diag, f"{path}.parameters.{name}.default")
+            marked = DefaultSteps(*((value.file, value.pos) if isinstance(value, YList) else ()))
+            if isinstance(value, YList):
+                marked.item_pos = value.item_pos
+            marked.extend(value)
+            bound[name] = marked
 
     def expand_conditional(self, kind: str, args: Any, ns: Namespace, scope: Scope, path: str,
                            loc: Location | None, stack: tuple[tuple[int, str], ...],
@@ -376,25 +396,11 @@ class JobExpander:
         bound = bind_arguments(specs, prepared, f"command '{name}'", path, loc, self.diag)
         if bound is None:
             return
-        _mark_steps_values(specs, bound)
         inner_scope = self.base_scope.with_params(bound, home.in_orb)
+        self.mark_steps_values(specs, bound, inner_scope, def_path)
         body_steps = substitute(definition["steps"], inner_scope, self.diag, f"{def_path}.steps")
         out.extend(self.expand_steps(body_steps, home, inner_scope, f"{def_path}.steps",
                                      (*stack, frame)))
-
-
-def _mark_steps_values(specs: Mapping[str, ParameterSpec], bound: dict[str, Any]) -> None:
-    """A ``steps`` value bound from a default is marked, so a bare ``- << parameters.p >>``
-    item splices it (an argument is already ExpandedSteps)."""
-    for name, spec in specs.items():
-        value = bound.get(name)
-        if spec.type == "steps" and isinstance(value, list) \
-                and not isinstance(value, ExpandedSteps | DefaultSteps):
-            marked = DefaultSteps(*((value.file, value.pos) if isinstance(value, YList) else ()))
-            if isinstance(value, YList):
-                marked.item_pos = value.item_pos
-            marked.extend(value)
-            bound[name] = marked
 
 
 def normalize_environment(value: Any, path: str, loc: Location | None, diag: Diagnostics
