@@ -144,6 +144,7 @@ class JobExpander:
         job["steps"] = pre + self.expand_steps(steps, home, scope, f"{def_path}.steps", ()) + post
         if executor_ok:
             self.check_executor_kind(job, job_type, def_path, loc_of(definition))
+        self.check_run_shape(job, def_path, loc_of(definition) or loc)
         return job
 
     def check_job_keys(self, definition: YMap, path: str) -> frozenset[str]:
@@ -184,6 +185,25 @@ class JobExpander:
                 image["environment"] = environment
             copied.append(image)
         body["docker"] = copied
+
+    def check_run_shape(self, job: Mapping[str, Any], path: str, loc: Location | None) -> None:
+        """What the engine reads of a job to run it: a ``parallelism`` count and docker images
+        with a name (anything else would only fail later, without a line)."""
+        parallelism = job.get("parallelism")
+        if parallelism is not None and not _is_count(parallelism):
+            self.diag.error(f"parallelism must be a whole number of at least 1, not {parallelism!r}",
+                            f"{path}.parallelism", loc_of(job, "parallelism") or loc)
+        images = job.get("docker")
+        if images is None:
+            return
+        if not isinstance(images, list) or not images:
+            self.diag.error("docker must be a list of images (- image: NAME)", f"{path}.docker",
+                            loc_of(job, "docker") or loc)
+            return
+        for index, image in enumerate(images):
+            if not isinstance(image, dict) or not isinstance(image.get("image"), str):
+                self.diag.error("a docker image must be a map with an 'image' name",
+                                f"{path}.docker[{index}]", loc_of(images, index) or loc)
 
     def check_executor_kind(self, job: Mapping[str, Any], job_type: str, path: str,
                             loc: Location | None) -> None:
@@ -436,6 +456,12 @@ def normalize_environment(value: Any, path: str, loc: Location | None, diag: Dia
         else:
             out[key] = environment_value(item)
     return out
+
+
+def _is_count(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().isdigit() and int(value) >= 1
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def environment_value(value: Any) -> str:
