@@ -87,7 +87,9 @@ workflows:
 """
 
 
-async def trigger(client: httpx.AsyncClient, database: Database, admin: Account, repo: Path, config: str) -> dict[str, Any]:
+async def trigger(
+    client: httpx.AsyncClient, database: Database, admin: Account, repo: Path, config: str
+) -> dict[str, Any]:
     make_repo(repo, {".circleci/config.yml": config})
     slug = await make_project(database, admin, repo)
     response = await client.post(f"/api/v2/project/{slug}/pipeline", json={"branch": "main"}, headers=admin.headers)
