@@ -40,10 +40,17 @@ commands:
       venv-cache: {type: boolean, default: false}
     steps:
       - run:
+          name: string comparison, as circleci/python's cache steps do
           environment:
             PARAM_PYPI_CACHE: << parameters.pypi-cache >>
             PARAM_VENV_CACHE: << parameters.venv-cache >>
-          command: '[ "$PARAM_PYPI_CACHE" = "1" ] && [ "$PARAM_VENV_CACHE" -eq 0 ]'
+          command: |
+            [ "${PARAM_PYPI_CACHE}" = "1" ] || exit 11
+            [ "${PARAM_VENV_CACHE}" = "0" ] || exit 12
+      - run:
+          name: integer comparison
+          environment: [{ENABLED: << parameters.pypi-cache >>}]
+          command: '[ "$ENABLED" -eq 1 ] || exit 13'
 jobs:
   test:
     docker:
@@ -54,13 +61,21 @@ jobs:
       - LEVEL: job
       - DEBUG: true
       - RATIO: 1.0
+      - BIG: 123456789012345678901234567890
     steps:
       - cached-install
-      - run: {command: env, environment: [{STEP_ONLY: false}]}
+      - run:
+          environment: [{STEP_ONLY: false}]
+          command: |
+            [ "$DEBUG" = "1" ] && [ "$DEBUG" -eq 1 ] && [ "$STEP_ONLY" = "0" ] || exit 14
+            [ "$RATIO" = "1.0" ] || exit 15
+            [ "$BIG" = "123456789012345678901234567890" ] || exit 16
 workflows:
   main:
     jobs: [test]
 """
+"""Run for real by tests/e2e/test_config_fidelity_e2e.py: each step exits non-zero unless its
+shell sees the values as CircleCI gives them."""
 
 TWO_SETUP_WORKFLOWS = """\
 version: 2.1
@@ -97,27 +112,23 @@ async def trigger(
     return await pipeline_settled(client, admin, response.json()["id"])
 
 
+def config_messages(pipeline: dict[str, Any]) -> list[str]:
+    assert {error["type"] for error in pipeline["errors"]} <= {"config"}
+    return [error["message"] for error in pipeline["errors"]]
+
+
 async def test_a_20_config_runs_and_keeps_its_warnings(
     client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
 ) -> None:
     pipeline = await trigger(client, database, admin, tmp_path / "repo", LEGACY_20)
     assert pipeline["state"] == "created", pipeline
-    assert pipeline["errors"] == [
-        {
-            "type": "config",
-            "message": "warning: .circleci/config.yml:5:5: jobs.build.dependencies: "
-            "unknown job key 'dependencies' ignored (version 2.0 drops it)",
-        },
-        {
-            "type": "config",
-            "message": "warning: .circleci/config.yml:8:9: jobs.build.steps[0]: "
-            "the legacy step form '- type: checkout' is read as '- checkout'",
-        },
-        {
-            "type": "config",
-            "message": "warning: .circleci/config.yml:9:9: jobs.build.steps[1]: "
-            "the legacy step form '- type: shell' is read as '- run'",
-        },
+    assert config_messages(pipeline) == [
+        "warning: .circleci/config.yml:5:5: jobs.build.dependencies: "
+        "unknown job key 'dependencies' ignored (version 2.0 drops it)",
+        "warning: .circleci/config.yml:8:9: jobs.build.steps[0]: "
+        "the legacy step form '- type: checkout' is read as '- checkout'",
+        "warning: .circleci/config.yml:9:9: jobs.build.steps[1]: "
+        "the legacy step form '- type: shell' is read as '- run'",
     ]
     listed = (await client.get("/api/v2/pipeline", params={"org-slug": admin.org_slug}, headers=admin.headers)).json()
     assert [p["errors"] for p in listed["items"] if p["id"] == pipeline["id"]] == [pipeline["errors"]]
@@ -133,14 +144,17 @@ async def test_environment_lists_and_booleans_reach_the_task_as_circleci_gives_t
     assert (pipeline["state"], pipeline["errors"]) == ("created", [])
     task = await ProtocolRunner(client, await runner_token(database)).claim(wait=5)
     assert task is not None
-    assert {k: task["environment"][k] for k in ("LEVEL", "DEBUG", "RATIO")} == {
+    assert {k: task["environment"][k] for k in ("LEVEL", "DEBUG", "RATIO", "BIG")} == {
         "LEVEL": "job",
         "DEBUG": "1",
         "RATIO": "1.0",
+        "BIG": "123456789012345678901234567890",
     }
-    cached, listed = task["steps"]
-    assert cached["environment"] == {"PARAM_PYPI_CACHE": "1", "PARAM_VENV_CACHE": "0"}
-    assert listed["environment"] == {"STEP_ONLY": "0"}
+    assert [step["environment"] for step in task["steps"]] == [
+        {"PARAM_PYPI_CACHE": "1", "PARAM_VENV_CACHE": "0"},
+        {"ENABLED": "1"},
+        {"STEP_ONLY": "0"},
+    ]
     service = task["executor"]["raw"]["docker"][1]
     assert service["environment"] == {"POSTGRES_DB": "test", "POSTGRES_HOST_AUTH_METHOD": "trust"}
 
@@ -151,12 +165,9 @@ async def test_a_config_error_names_its_file_and_line(
     broken = ENVIRONMENTS.replace("      - LEVEL: job\n", "      - [LEVEL, job]\n")
     pipeline = await trigger(client, database, admin, tmp_path / "repo", broken)
     assert pipeline["state"] == "errored"
-    assert pipeline["errors"] == [
-        {
-            "type": "config",
-            "message": ".circleci/config.yml:20:9: jobs.test.environment[0]: "
-            "an environment list holds maps (- NAME: value) or NAME=value strings",
-        }
+    assert config_messages(pipeline) == [
+        ".circleci/config.yml:27:9: jobs.test.environment[0]: "
+        "an environment list holds maps (- NAME: value) or NAME=value strings"
     ]
 
 
@@ -165,12 +176,8 @@ async def test_a_setup_config_running_two_workflows_runs_and_continues_once(
 ) -> None:
     pipeline = await trigger(client, database, admin, tmp_path / "repo", TWO_SETUP_WORKFLOWS)
     assert pipeline["state"] == "setup", pipeline
-    assert pipeline["errors"] == [
-        {
-            "type": "config",
-            "message": "warning: .circleci/config.yml:2:1: setup: "
-            "a setup config should run exactly one workflow (2 would run)",
-        }
+    assert config_messages(pipeline) == [
+        "warning: .circleci/config.yml:2:1: setup: a setup config should run exactly one workflow (2 would run)"
     ]
     runner = ProtocolRunner(client, await runner_token(database))
     first, second = await runner.claim(wait=5), await runner.claim(wait=5)
@@ -187,7 +194,7 @@ async def test_a_setup_config_running_two_workflows_runs_and_continues_once(
     assert "already used" in refused.json()["message"]
     continued = (await client.get(f"/api/v2/pipeline/{pipeline['id']}", headers=admin.headers)).json()
     assert continued["state"] == "created"
-    assert [e["message"] for e in continued["errors"]] == [
+    assert config_messages(continued) == [
         pipeline["errors"][0]["message"],
         "warning: .circleci/config.yml:3:52: jobs.continued.filters: a job-level 'filters' has no "
         "effect (filter the job in its workflow entry); ignored",
