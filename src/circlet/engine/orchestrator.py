@@ -15,7 +15,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from circlet.config import CompiledConfig, JobNode, WorkflowGraph
+from circlet.config import CompiledConfig, ConfigError, ConfigInvalid, JobNode, WorkflowGraph
+from circlet.config.loader import loc_of
 from circlet.contexts import repository as contexts
 from circlet.contexts.expressions import restriction_allows
 from circlet.db.models import Job, Pipeline, Task, Workflow
@@ -105,6 +106,17 @@ def job_spec(node: JobNode, processed: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def checked_job_spec(node: JobNode, processed: dict[str, Any]) -> dict[str, Any]:
+    """``job_spec``, where a compiled job of a shape it cannot read is the config's error, with
+    the job's line, rather than the pipeline's generic failure."""
+    try:
+        return job_spec(node, processed)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        body = processed.get("jobs", {}).get(node.job or "")
+        problem = f"job '{node.name}' cannot be run as compiled: {type(exc).__name__}: {exc}"
+        raise ConfigInvalid([ConfigError(problem, f"jobs.{node.job}", loc_of(body))]) from exc
+
+
 @dataclass
 class Orchestrator:
     signal: TaskSignal
@@ -158,7 +170,7 @@ class Orchestrator:
         jobs = []
         for node in graph.jobs:
             approval = node.type != "build"
-            spec = {} if approval else job_spec(node, processed)
+            spec = {} if approval else checked_job_spec(node, processed)
             if node.serial_group is not None and node.type in ("build", "lock", "unlock"):
                 spec["serial_group"] = node.serial_group
             jobs.append(
