@@ -28,6 +28,7 @@ from circlet.engine.processor import LEASE_LOST
 from circlet.engine.queue import HEARTBEAT_SECONDS
 from circlet.http.auth import ROLE_ADMIN, Principal
 from circlet.http.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from circlet.http.responses import timestamp
 from circlet.orgs import repository as orgs
 from circlet.orgs.service import require_role
 from circlet.pipelines.service import slug_of
@@ -305,6 +306,10 @@ class RunnerService:
 # -- resource classes, tokens and instances: what organization admins and the operator manage -----
 
 
+def optional_timestamp(value: datetime | None) -> str | None:
+    return timestamp(value) if value is not None else None
+
+
 def _class_body(row: RunnerResourceClass) -> dict[str, Any]:
     return {"id": row.id, "resource_class": row.name, "description": row.description}
 
@@ -315,8 +320,8 @@ def _token_body(row: RunnerToken) -> dict[str, Any]:
         "id": row.id,
         "resource_class": row.resource_class,
         "nickname": row.label,
-        "created_at": row.created_at,
-        "last_used_at": row.last_seen_at,
+        "created_at": timestamp(row.created_at),
+        "last_used_at": optional_timestamp(row.last_seen_at),
     }
 
 
@@ -327,9 +332,9 @@ def _instance_body(row: RunnerInstance) -> dict[str, Any]:
         "name": row.name,
         "version": row.version,
         "ip": row.ip,
-        "first_connected": row.first_seen_at,
-        "last_connected": row.last_seen_at,
-        "last_used": row.last_used_at,
+        "first_connected": timestamp(row.first_seen_at),
+        "last_connected": timestamp(row.last_seen_at),
+        "last_used": optional_timestamp(row.last_used_at),
     }
 
 
