@@ -319,9 +319,10 @@ async def force_delete_resource_class(request: Request, caller: Caller, class_id
 
 
 async def _delete_class(request: Request, caller: Caller, class_id: str, *, force: bool) -> Response:
-    database, service, _ = _parts(request)
+    database, service, signal = _parts(request)
     async with database.writing() as session:
-        await runner_admin.delete_class(session, service.orchestrator, caller, class_id, force=force)
+        resource_class = await runner_admin.delete_class(session, service.orchestrator, caller, class_id, force=force)
+        await signal.announce(session, [resource_class])
     return json_response({"message": "Deleted."})
 
 
@@ -345,9 +346,11 @@ async def list_runner_tokens(
 
 @router.delete("/token/{token_id}", include_in_schema=False)
 async def delete_runner_token(request: Request, caller: Caller, token_id: str) -> Response:
-    database, _, _ = _parts(request)
+    database, _, signal = _parts(request)
     async with database.writing() as session:
-        await runner_admin.revoke_token(session, caller, token_id)
+        resource_class = await runner_admin.revoke_token(session, caller, token_id)
+        # A claim long-polling with this token wakes, looks the token up again, and gets its 401.
+        await signal.announce(session, [resource_class])
     return json_response({"message": "Deleted."})
 
 

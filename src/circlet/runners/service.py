@@ -434,7 +434,7 @@ async def _managed_class(
 
 async def delete_class(
     session: AsyncSession, orchestrator: Orchestrator, principal: Principal | None, class_id: str, *, force: bool
-) -> None:
+) -> str:
     """Delete a class (with ``force``, its tokens too; without, 409 while it has any). Jobs waiting
     for it fail, as a job naming a class that does not exist does; running ones finish."""
     try:
@@ -463,6 +463,7 @@ async def delete_class(
         locked = await engine.lock_job(session, job_id) if workflow else None
         if locked is not None and locked.status in (states.QUEUED, states.RUNNING):
             await orchestrator.refuse_job(session, locked, row.org_id, message)
+    return row.name
 
 
 async def create_token(
@@ -503,9 +504,10 @@ async def operator_tokens(
     return [_token_body(row) for row in rows]
 
 
-async def revoke_token(session: AsyncSession, principal: Principal | None, token_id: str) -> None:
+async def revoke_token(session: AsyncSession, principal: Principal | None, token_id: str) -> str:
     """Delete a token: its runner's next claim or queue-depth call is a 401; a task it holds runs
-    to its end (its task token stays valid until the task completes), as on CircleCI."""
+    to its end (its task token stays valid until the task completes), as on CircleCI. Returns the
+    token's class, whose waiting claims the caller wakes so they hear the 401 at once."""
     try:
         row = await runners.get_token(session, uuid.UUID(token_id))
     except ValueError:
@@ -526,6 +528,7 @@ async def revoke_token(session: AsyncSession, principal: Principal | None, token
         row.org_id,
         {"resource_class": row.resource_class, "nickname": row.label},
     )
+    return row.resource_class
 
 
 async def list_instances(
