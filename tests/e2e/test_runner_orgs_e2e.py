@@ -108,12 +108,16 @@ def test_two_organizations_with_a_runner_each(env: Env) -> None:
     rival_token = create_class_and_token(env.rival, "rival/host")
     runners = [
         start_runner(env.server.url, acme_token["token"], "acme/host", env.root / "acme-work", "--name", "acme-box"),
-        start_runner(env.server.url, rival_token["token"], "rival/host", env.root / "rival-work", "--name", "rival-box"),
+        start_runner(
+            env.server.url, rival_token["token"], "rival/host", env.root / "rival-work", "--name", "rival-box"
+        ),
     ]
     try:
         jobs, workflow = run(
             env.acme,
-            config(job("own", "acme/host"), job("theirs", "rival/host"), job("shared", "local"), job("unknown", "acme/gpu")),
+            config(
+                job("own", "acme/host"), job("theirs", "rival/host"), job("shared", "local"), job("unknown", "acme/gpu")
+            ),
             "failed",
         )
         assert {name: j["status"] for name, j in jobs.items()} == {
@@ -156,6 +160,8 @@ def test_a_token_revoked_while_its_runner_runs_a_job(env: Env) -> None:
             assert time.monotonic() < deadline, "the runner outlived its token"
             time.sleep(0.2)
         assert runner.returncode != 0
-        assert env.acme.runner_api.get("/runner/token", params={"resource-class": "acme/revoked"}).json() == {"items": []}
+        assert env.acme.runner_api.get("/runner/token", params={"resource-class": "acme/revoked"}).json() == {
+            "items": []
+        }
     finally:
         stop(runner)

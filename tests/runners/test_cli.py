@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
 from typing import Any
 
 import httpx
@@ -18,7 +17,11 @@ from tests.conftest import LiveServer, free_port, server_env
 def admin_lines(server: LiveServer, *args: str) -> list[dict[str, Any]]:
     """A `circlet admin` listing: one JSON object a line."""
     done = subprocess.run(
-        [sys.executable, "-m", "circlet.cli", "admin", *args], env=server.env, capture_output=True, text=True, check=True
+        [sys.executable, "-m", "circlet.cli", "admin", *args],
+        env=server.env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return [json.loads(line) for line in done.stdout.splitlines()]
 
@@ -35,7 +38,9 @@ def test_resource_class_create_then_token_create_list_and_revoke(live_server: Li
     live_server.admin("bootstrap", "--org", "acme", "--user", "alice")
     created = live_server.admin("runner", "resource-class", "create", "acme/linux", "--org", "acme")
     assert created["resource_class"] == "acme/linux" and created["org"] == "gh/acme"
-    assert "namespace/name" in admin_error(live_server, "runner", "resource-class", "create", "Bad Class", "--org", "acme")
+    assert "namespace/name" in admin_error(
+        live_server, "runner", "resource-class", "create", "Bad Class", "--org", "acme"
+    )
     assert "namespace of organization acme" in admin_error(
         live_server, "runner", "resource-class", "create", "rival/linux", "--org", "acme"
     )

@@ -15,8 +15,9 @@ from sqlalchemy import update
 from circlet.app import create_app
 from circlet.audit import repository as audit
 from circlet.db.engine import Database
-from circlet.db.models import Task
+from circlet.db.models import RunnerToken, Task
 from circlet.settings import Settings
+from circlet.users.tokens import token_hash
 from tests.conftest import Account, make_account
 from tests.pipelines.helpers import ProtocolRunner, make_project, make_repo, runner_token, wait_for
 
@@ -58,7 +59,9 @@ async def trigger(client: httpx.AsyncClient, account: Account, slug: str, expect
         workflows = (await client.get(f"/api/v2/pipeline/{pipeline_id}/workflow", headers=account.headers)).json()
         if not workflows.get("items"):
             return None
-        listed = (await client.get(f"/api/v2/workflow/{workflows['items'][0]['id']}/job", headers=account.headers)).json()
+        listed = (
+            await client.get(f"/api/v2/workflow/{workflows['items'][0]['id']}/job", headers=account.headers)
+        ).json()
         found = {job["name"]: job for job in listed["items"]}
         return found if len(found) == expected and all(j["status"] != "blocked" for j in found.values()) else None
 
@@ -94,8 +97,14 @@ async def test_the_official_clis_requests(client: httpx.AsyncClient, database: D
     )
     assert created.status_code == 201, created.text
     resource_class = created.json()
-    assert resource_class == {"id": resource_class["id"], "resource_class": "acme/linux", "description": "the-description"}
-    assert (await client.post("/api/v3/runner/resource", json={"resource_class": "acme/linux"}, headers=cli(acme))).status_code == 409
+    assert resource_class == {
+        "id": resource_class["id"],
+        "resource_class": "acme/linux",
+        "description": "the-description",
+    }
+    assert (
+        await client.post("/api/v3/runner/resource", json={"resource_class": "acme/linux"}, headers=cli(acme))
+    ).status_code == 409
 
     listed = await client.get("/api/v3/runner/resource", params={"namespace": "acme"}, headers=cli(acme))
     assert listed.json() == {"items": [resource_class]}
@@ -140,7 +149,9 @@ async def test_the_official_clis_requests(client: httpx.AsyncClient, database: D
     deleted = await client.delete(f"/api/v3/runner/token/{token['id']}", headers=cli(acme))
     assert deleted.status_code == 200 and deleted.json() == {"message": "Deleted."}
     assert (await client.delete(f"/api/v3/runner/token/{token['id']}", headers=cli(acme))).status_code == 404
-    again = await client.post("/api/v3/runner/token", json={"resource_class": "acme/linux", "nickname": "b"}, headers=cli(acme))
+    again = await client.post(
+        "/api/v3/runner/token", json={"resource_class": "acme/linux", "nickname": "b"}, headers=cli(acme)
+    )
     assert (await client.delete(class_path + "/force", headers=cli(acme))).status_code == 200
     assert (await client.get("/api/v3/runner/resource?namespace=acme", headers=cli(acme))).json() == {"items": []}
     claim = await client.post(
@@ -152,7 +163,12 @@ async def test_the_official_clis_requests(client: httpx.AsyncClient, database: D
 
     recorded = {
         action: len(await audit_actions(database, action))
-        for action in ("runner.resource_class.create", "runner.token.create", "runner.token.revoke", "runner.resource_class.delete")
+        for action in (
+            "runner.resource_class.create",
+            "runner.token.create",
+            "runner.token.revoke",
+            "runner.resource_class.delete",
+        )
     }
     assert recorded == {
         "runner.resource_class.create": 1,
@@ -214,7 +230,9 @@ async def test_who_may_manage_classes_and_tokens(
         assert 400 <= answer.status_code < 500 and "message" in answer.json(), (method, path, answer.text)
     assert (await client.get("/api/v3/runner/resource?namespace=acme")).status_code == 401
     # The namespace is the organization's name: rival's classes are rival/NAME.
-    assert (await client.post("/api/v3/runner/resource", json={"resource_class": "rival/arm"}, headers=cli(rival))).status_code == 201
+    assert (
+        await client.post("/api/v3/runner/resource", json={"resource_class": "rival/arm"}, headers=cli(rival))
+    ).status_code == 201
 
 
 async def test_every_combination_of_organization_and_class(
@@ -254,7 +272,10 @@ async def test_every_combination_of_organization_and_class(
     # Each runner gets its own organization's job, and nothing else; `local` serves both.
     assert await depth(client, acme_token, "acme/linux") == 1
     assert await depth(client, rival_token, "rival/linux") == 1
-    for token, resource_class, slug in ((acme_token, "acme/linux", acme_slug), (rival_token, "rival/linux", rival_slug)):
+    for token, resource_class, slug in (
+        (acme_token, "acme/linux", acme_slug),
+        (rival_token, "rival/linux", rival_slug),
+    ):
         runner = ProtocolRunner(client, token, resource_class)
         task = await runner.claim()
         assert task is not None and task["job"]["project_slug"] == slug and task["job"]["name"] == "own"
@@ -336,7 +357,9 @@ async def test_a_revoked_tokens_running_task_finishes_and_its_next_claim_is_refu
     assert (await client.delete(f"/api/v3/runner/token/{token['id']}", headers=cli(acme))).status_code == 200
     auth = {"Authorization": f"Bearer {token['token']}"}
     for answer in (
-        await client.post("/api/v3/runner/claim", json={"resource_class": "acme/linux", "wait_seconds": 0}, headers=auth),
+        await client.post(
+            "/api/v3/runner/claim", json={"resource_class": "acme/linux", "wait_seconds": 0}, headers=auth
+        ),
         await client.get("/api/v3/runner/tasks", params={"resource-class": "acme/linux"}, headers=auth),
         await client.get("/api/v3/runner/tasks/running", params={"resource-class": "acme/linux"}, headers=auth),
     ):
@@ -356,9 +379,26 @@ async def test_an_operator_who_shares_no_class(
     app = create_app(settings.model_copy(update={"shared_resource_classes": ""}))
     make_repo(tmp_path / "acme", {".circleci/config.yml": config(("plain", "medium"))})
     slug = await make_project(database, acme, tmp_path / "acme")
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://circlet.test") as client:
-            jobs = await trigger(client, acme, slug, 1)
-            assert jobs["plain"]["status"] == "failed"
-            job = await details(client, acme, slug, jobs["plain"]["job_number"])
-            assert job["messages"][0]["message"].startswith("Resource class local is not a resource class of")
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+        jobs = await trigger(client, acme, slug, 1)
+        assert jobs["plain"]["status"] == "failed"
+        job = await details(client, acme, slug, jobs["plain"]["job_number"])
+        assert job["messages"][0]["message"].startswith("Resource class local is not a resource class of")
+
+
+async def test_a_token_of_a_class_no_organization_owns_is_refused(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    """A token minted before classes had owners, for a namespace no organization could be found for
+    (migration 0007 leaves it unowned): refused, with what to do instead."""
+    token = "circlet_rt_" + uuid.uuid4().hex
+    async with database.writing() as session:
+        session.add(RunnerToken(id=uuid.uuid4(), resource_class="ghost/linux", token_hash=token_hash(token), label=""))
+    claim = await client.post(
+        "/api/v3/runner/claim",
+        json={"resource_class": "ghost/linux", "wait_seconds": 0},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert claim.status_code == 401
+    assert "belongs to no organization" in claim.json()["message"]

@@ -17,6 +17,7 @@ from circlet.runners.service import RUNNER_TOKEN_PREFIX
 from tests.conftest import Account, make_account
 from tests.pipelines.helpers import ProtocolRunner, make_project, make_repo, runner_token, wait_for
 
+
 @pytest.fixture
 async def acme(database: Database) -> Account:
     """An admin of organization `acme`, whose resource classes are `acme/NAME`."""
