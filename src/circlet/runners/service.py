@@ -2,6 +2,10 @@
 
 A claimed task's payload is built at claim time: project and context variables are opened then,
 go into that one response, and are stored nowhere in plaintext.
+
+Resource classes belong to the organization their namespace names; organization admins (through
+CircleCI's runner API) and the operator (``circlet admin runner``) create them and mint, list and
+revoke their tokens (docs/compatibility.md, "Runners belong to organizations").
 """
 
 from __future__ import annotations
@@ -338,6 +342,14 @@ def _instance_body(row: RunnerInstance) -> dict[str, Any]:
     }
 
 
+def _uuid_or_none(value: str) -> uuid.UUID | None:
+    """An id from a path: one that is not a UUID names nothing (404), as an unknown one."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
 def check_owned_class_name(value: str) -> str:
     if not RESOURCE_CLASS.match(value):
         raise BadRequest(
@@ -422,9 +434,8 @@ async def list_classes(
     return {"items": [_class_body(row) for row in await runners.classes_of(session, org.id)]}
 
 
-async def _managed_class(
-    session: AsyncSession, principal: Principal | None, row: RunnerResourceClass | None, action: str
-) -> RunnerResourceClass:
+def _managed_class(principal: Principal | None, row: RunnerResourceClass | None, action: str) -> RunnerResourceClass:
+    """The class, if the caller may manage it (the operator may manage any); else 404, or 403."""
     if row is None or (principal is not None and principal.role_in(row.org_id) is None):
         raise NotFound("Resource class not found.")
     if principal is not None:
@@ -437,11 +448,9 @@ async def delete_class(
 ) -> str:
     """Delete a class (with ``force``, its tokens too; without, 409 while it has any). Jobs waiting
     for it fail, as a job naming a class that does not exist does; running ones finish."""
-    try:
-        row = await runners.get_class(session, uuid.UUID(class_id))
-    except ValueError:
-        row = None
-    row = await _managed_class(session, principal, row, "delete resource classes")
+    parsed = _uuid_or_none(class_id)
+    row = await runners.get_class(session, parsed) if parsed else None
+    row = _managed_class(principal, row, "delete resource classes")
     tokens = await runners.tokens_of_class(session, row.name)
     if tokens and not force:
         raise Conflict(
@@ -475,7 +484,7 @@ async def create_token(
     if row is None and principal is None and (resource_class in shared or resource_class == LOCAL_RESOURCE_CLASS):
         org_id, class_id = None, None
     else:
-        row = await _managed_class(session, principal, row, "create runner tokens")
+        row = _managed_class(principal, row, "create runner tokens")
         org_id, class_id = row.org_id, row.id
     token = RUNNER_TOKEN_PREFIX + secrets.token_urlsafe(32)
     minted = await runners.add_token(session, resource_class, token_hash(token), nickname, class_id, org_id)
@@ -491,9 +500,7 @@ async def create_token(
 
 
 async def list_tokens(session: AsyncSession, principal: Principal, resource_class: str) -> dict[str, Any]:
-    row = await _managed_class(
-        session, principal, await runners.class_by_name(session, resource_class), "list runner tokens"
-    )
+    row = _managed_class(principal, await runners.class_by_name(session, resource_class), "list runner tokens")
     return {"items": [_token_body(token) for token in await runners.tokens_of_class(session, row.name)]}
 
 
@@ -508,10 +515,8 @@ async def revoke_token(session: AsyncSession, principal: Principal | None, token
     """Delete a token: its runner's next claim or queue-depth call is a 401; a task it holds runs
     to its end (its task token stays valid until the task completes), as on CircleCI. Returns the
     token's class, whose waiting claims the caller wakes so they hear the 401 at once."""
-    try:
-        row = await runners.get_token(session, uuid.UUID(token_id))
-    except ValueError:
-        row = None
+    parsed = _uuid_or_none(token_id)
+    row = await runners.get_token(session, parsed) if parsed else None
     if row is None or (principal is not None and (row.org_id is None or principal.role_in(row.org_id) is None)):
         raise NotFound("Runner token not found.")
     if principal is not None:
