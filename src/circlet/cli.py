@@ -199,8 +199,17 @@ class EmbeddedRunner:
             return
         env = {**os.environ, "CIRCLET_RUNNER_TOKEN": token}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "circlet.runner", "--url", self.url, "--resource-class", LOCAL_RESOURCE_CLASS,
-             "--name", "embedded"],
+            [
+                sys.executable,
+                "-m",
+                "circlet.runner",
+                "--url",
+                self.url,
+                "--resource-class",
+                LOCAL_RESOURCE_CLASS,
+                "--name",
+                "embedded",
+            ],
             env=env,
             preexec_fn=_die_with_parent,
         )

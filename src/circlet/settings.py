@@ -37,9 +37,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CIRCLET_", env_nested_delimiter="__", extra="ignore")
 
     home: Path = Field(default_factory=default_home, description="Where circlet keeps its data.")
-    database_url: str = Field(
-        "", description="SQLAlchemy URL; empty means SQLite at $CIRCLET_HOME/circlet.db."
-    )
+    database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite at $CIRCLET_HOME/circlet.db.")
     secret_key: str = Field(
         "",
         description="Base64 (or any) secret for encryption at rest; empty means a key file in $CIRCLET_HOME.",
