@@ -16,6 +16,7 @@ from circlet.app import create_app
 from circlet.audit import repository as audit
 from circlet.db.engine import Database
 from circlet.db.models import RunnerToken, Task
+from circlet.runners import repository as runners
 from circlet.settings import Settings
 from circlet.users.tokens import token_hash
 from tests.conftest import Account, make_account
@@ -402,3 +403,18 @@ async def test_a_token_of_a_class_no_organization_owns_is_refused(
     )
     assert claim.status_code == 401
     assert "belongs to no organization" in claim.json()["message"]
+
+
+async def test_deleting_an_organization_takes_its_classes_tokens_and_runners(
+    client: httpx.AsyncClient, database: Database, acme: Account
+) -> None:
+    await client.post("/api/v3/runner/resource", json={"resource_class": "acme/linux"}, headers=cli(acme))
+    token = await runner_token(database, "acme/linux")
+    auth = {"Authorization": f"Bearer {token}"}
+    claim = {"resource_class": "acme/linux", "runner_name": "box", "wait_seconds": 0}
+    assert (await client.post("/api/v3/runner/claim", json=claim, headers=auth)).status_code == 204
+    assert (await client.delete(f"/api/v2/organization/{acme.org_slug}", headers=acme.headers)).status_code == 202
+    assert (await client.post("/api/v3/runner/claim", json=claim, headers=auth)).status_code == 401
+    async with database.reading() as session:
+        assert await runners.class_by_name(session, "acme/linux") is None
+        assert await runners.instances(session, resource_class="acme/linux") == []
