@@ -14,6 +14,7 @@ import httpx
 from circlet.db.engine import Database
 from circlet.projects import service as project_accounts
 from circlet.runners.service import mint_runner_token
+from circlet.settings import Settings
 from circlet.users import service as accounts
 from tests.conftest import Account
 
@@ -54,7 +55,9 @@ def commit(path: Path, files: dict[str, str], *, message: str = "change") -> str
 async def make_project(database: Database, account: Account, repo: Path, name: str = "app") -> str:
     async with database.writing() as session:
         org = await accounts.find_org(session, account.org_slug)
-        created = await project_accounts.add_project_for_operator(session, org, name, str(repo), "main")
+        created = await project_accounts.add_project_for_operator(
+            session, org, name, str(repo), "main", Settings().repo_rules()
+        )
     return str(created["slug"])
 
 
