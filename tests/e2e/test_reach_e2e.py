@@ -86,19 +86,43 @@ def reach(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) ->
     served = root / "served" / "attacker"
     make_repo(served, {".circleci/config.yml": ATTACKER_CONFIG})
     subprocess.run(
-        ["git", "-C", str(served), "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(victim_repo), "sub"],
-        check=True, capture_output=True, env=GIT_ENV,
+        [
+            "git",
+            "-C",
+            str(served),
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            str(victim_repo),
+            "sub",
+        ],
+        check=True,
+        capture_output=True,
+        env=GIT_ENV,
     )
     git(served, "commit", "-q", "-m", "a submodule")
     daemon_port = free_port()
     daemon = subprocess.Popen(
-        ["git", "daemon", "--reuseaddr", "--export-all", f"--listen={PRIVATE_HOST}", f"--port={daemon_port}",
-         f"--base-path={root / 'served'}", str(root / "served")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            f"--listen={PRIVATE_HOST}",
+            f"--port={daemon_port}",
+            f"--base-path={root / 'served'}",
+            str(root / "served"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     env = server_env(
-        home, module_database_url,
-        CIRCLET_RUNNER_CONTAINER_ENGINE="none", CIRCLET_ALLOWED_PRIVATE_NETWORKS=f"{PRIVATE_HOST}/32",
+        home,
+        module_database_url,
+        CIRCLET_RUNNER_CONTAINER_ENGINE="none",
+        CIRCLET_ALLOWED_PRIVATE_NETWORKS=f"{PRIVATE_HOST}/32",
     )
     server = LiveServer(f"http://127.0.0.1:{free_port()}", home, env)
     try:
@@ -110,8 +134,16 @@ def reach(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) ->
         attacker = Api(server.url, mallory["token"])
         # Any signed-in user may create an organization (the default) and is its admin.
         attacker.post("/organization", 201, json={"name": "mallory", "vcs_type": "github"})
-        yield Reach(server, root, Api(server.url, victim["token"]), "gh/victim/app", victim_repo, attacker,
-                    "gh/mallory", daemon_port)
+        yield Reach(
+            server,
+            root,
+            Api(server.url, victim["token"]),
+            "gh/victim/app",
+            victim_repo,
+            attacker,
+            "gh/mallory",
+            daemon_port,
+        )
     finally:
         server.stop()
         daemon.terminate()

@@ -111,5 +111,7 @@ async def test_only_allowed_users_create_organizations_when_the_operator_says(
 
 
 async def test_anyone_creates_organizations_by_default(client: httpx.AsyncClient, admin: Account) -> None:
-    created = await client.post(f"{API}/organization", json={"name": "o", "vcs_type": "circleci"}, headers=admin.headers)
+    created = await client.post(
+        f"{API}/organization", json={"name": "o", "vcs_type": "circleci"}, headers=admin.headers
+    )
     assert created.status_code == 201, created.text

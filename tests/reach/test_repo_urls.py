@@ -29,8 +29,17 @@ def test_network_locations_are_read_as_git_reads_them(url: str, kind: str, host:
 
 @pytest.mark.parametrize(
     "url",
-    ["ext::sh -c touch% /tmp/pwned", "fd::3", "fd::3,4/x", "EXT::sh", "-uhelp", "ssh://-oProxyCommand=x/y",
-     "-oProxyCommand=x:y", "ftp://example.com/x", "https://host:99999/x"],
+    [
+        "ext::sh -c touch% /tmp/pwned",
+        "fd::3",
+        "fd::3,4/x",
+        "EXT::sh",
+        "-uhelp",
+        "ssh://-oProxyCommand=x/y",
+        "-oProxyCommand=x:y",
+        "ftp://example.com/x",
+        "https://host:99999/x",
+    ],
 )
 def test_forms_no_one_may_use_are_refused(url: str) -> None:
     with pytest.raises(Refused):

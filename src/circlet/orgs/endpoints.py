@@ -17,8 +17,8 @@ from circlet.http.auth import Authenticator, Principal, authenticate
 from circlet.http.responses import json_response, message
 from circlet.http.routing import api_router
 from circlet.orgs import service
-from circlet.pipelines.git_mirror import GitMirrors
 from circlet.orgs.schemas import CreateOrbAllowListEntry, CreateOrganization
+from circlet.pipelines.git_mirror import GitMirrors
 
 router = api_router("Organization")
 Caller = Annotated[Principal, Depends(authenticate)]

@@ -487,9 +487,7 @@ async def add_project_for_operator(
         check_branch(default_branch)
         if await projects.find_project_by_name(session, org.id, name) is not None:
             raise Conflict(f"A project named '{name}' already exists in this organization.")
-        project = await projects.add_project(
-            session, org.id, name, vcs_url, default_branch, repo_set_by_operator=True
-        )
+        project = await projects.add_project(session, org.id, name, vcs_url, default_branch, repo_set_by_operator=True)
     except ApiError as exc:
         raise AccountError(exc.message) from None
     await audit.record(

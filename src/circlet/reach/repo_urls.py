@@ -47,7 +47,9 @@ def parse_location(url: str) -> RepoLocation:
     if not url or url.startswith("-"):
         raise Refused("not a repository URL or path")
     if REMOTE_HELPER.match(url):
-        raise Refused(f"the transport '{url.split('::', 1)[0]}::' is not allowed (remote helpers reach into the server)")
+        raise Refused(
+            f"the transport '{url.split('::', 1)[0]}::' is not allowed (remote helpers reach into the server)"
+        )
     scheme_match = SCHEME.match(url)
     if scheme_match:
         scheme = scheme_match.group(1).lower()
@@ -93,7 +95,9 @@ class RepoRules:
         if location.is_local:
             self.check_local(location, operator=False)
         elif location.kind not in API_SCHEMES:
-            raise Refused(f"only {', '.join(s + '://' for s in API_SCHEMES)} and scp-style (git@host:path) URLs are accepted")
+            raise Refused(
+                f"only {', '.join(s + '://' for s in API_SCHEMES)} and scp-style (git@host:path) URLs are accepted"
+            )
         return location
 
     def check_for_operator(self, url: str) -> RepoLocation:
