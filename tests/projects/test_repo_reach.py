@@ -57,7 +57,7 @@ async def test_the_api_refuses_the_servers_data_directory(
     for url in (str(mirrors / "x.git"), str(settings.home), str(tmp_path / "looks-fine" / "x.git")):
         response = await create(client, admin, url)
         assert response.status_code == 400
-        assert "no project may name" in response.json()["message"] or "only the operator" in response.json()["message"]
+        assert "inside the server's data directory ($CIRCLET_HOME)" in response.json()["message"]
 
 
 async def test_network_urls_are_accepted(client: httpx.AsyncClient, admin: Account) -> None:
