@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import ipaddress
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,7 @@ from circlet.reach.network import IPAddress, NetworkGuard, parse_networks
 from circlet.reach.repo_urls import RepoRules
 from tests.conftest import free_port
 from tests.e2e.helpers import wait_for_port
-from tests.pipelines.helpers import make_repo
+from tests.pipelines.helpers import git, make_repo
 
 FORGE = "127.0.0.2"
 
@@ -59,6 +62,51 @@ async def test_git_connects_to_the_checked_address_not_the_name(tmp_path: Path, 
     path = await mirrors.fetch(source)
     assert path.parent == tmp_path / "home" / "mirrors" / str(source.project_id)
     assert (await mirrors.resolve(path, branch="main", tag=None)).sha == commit
+
+
+class Redirecting(SimpleHTTPRequestHandler):
+    """Serves the repository, except under /moved/, which redirects to the metadata address."""
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/moved/"):
+            self.send_response(302)
+            self.send_header("Location", "http://169.254.169.254" + self.path[len("/moved") :])
+            self.end_headers()
+            return
+        super().do_GET()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_forge(tmp_path: Path) -> Iterator[tuple[int, str]]:
+    """A repository over git's dumb HTTP protocol, from a plain file server on the private address."""
+    work = tmp_path / "work"
+    commit = make_repo(work, {"README": "hello\n"})
+    bare = tmp_path / "www" / "app.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    git(bare, "update-server-info")
+    server = ThreadingHTTPServer((FORGE, 0), partial(Redirecting, directory=str(tmp_path / "www")))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], commit
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_http_fetches_connect_to_the_checked_address_and_follow_no_redirect(
+    tmp_path: Path, http_forge: tuple[int, str]
+) -> None:
+    port, commit = http_forge
+    guard = ResolvesTo(parse_networks(f"{FORGE}/32"), answers={"forge.invalid": FORGE})
+    mirrors = GitMirrors(tmp_path / "mirrors", RepoRules(tmp_path / "home"), guard)
+    path = await mirrors.fetch(RepoSource(uuid.uuid4(), f"http://forge.invalid:{port}/app.git", False))
+    assert (await mirrors.resolve(path, branch="main", tag=None)).sha == commit
+    with pytest.raises(GitError, match="returned error: 302"):
+        await mirrors.fetch(RepoSource(uuid.uuid4(), f"http://forge.invalid:{port}/moved/app.git", False))
 
 
 async def test_a_name_that_now_resolves_to_metadata_is_refused(tmp_path: Path, daemon: tuple[int, str]) -> None:

@@ -144,12 +144,12 @@ class GitMirrors:
         }
         config = dict(TENANT_CONFIG)
         url = source.url
-        if location.kind == "https":
+        if location.kind in ("https", "http"):  # http: an API project saved before it was refused
             config["http.curloptResolve"] = f"{location.host}:{location.port}:{address_text(pinned)}"
         elif location.kind == "git":
             parts = urlsplit(url)
             url = f"git://{address_text(pinned)}:{location.port}{parts.path}"
-        else:
+        elif location.kind == "ssh":
             env["GIT_SSH_COMMAND"] = ssh_command(location, pinned, project_dir / "known_hosts")
         return url, git_environment(env, config, drop=("SSH_AUTH_SOCK",))
 
