@@ -39,6 +39,8 @@ def test_network_locations_are_read_as_git_reads_them(url: str, kind: str, host:
         "-oProxyCommand=x:y",
         "ftp://example.com/x",
         "https://host:99999/x",
+        "https://[::1/x",
+        "ssh://[fe80::1/x",
     ],
 )
 def test_forms_no_one_may_use_are_refused(url: str) -> None:

@@ -55,7 +55,10 @@ def parse_location(url: str) -> RepoLocation:
         scheme = scheme_match.group(1).lower()
         if scheme not in OPERATOR_SCHEMES:
             raise Refused(f"the scheme '{scheme}://' is not a git transport this server uses")
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # e.g. an unclosed [IPv6 literal
+            raise Refused("not a repository URL or path") from None
         if scheme == "file":
             return RepoLocation(url, "local", path=Path(unquote(parts.path)))
         try:
