@@ -9,11 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from circlet.app import create_app
 from circlet.db.engine import Database
 from circlet.settings import Settings
 from circlet.users import service as accounts
-from tests.conftest import Account, make_account
+from tests.conftest import Account, app_client, make_account
 
 API = "/api/v2"
 
@@ -72,11 +71,8 @@ async def test_network_urls_are_accepted(client: httpx.AsyncClient, admin: Accou
 @pytest.fixture
 async def rooted(settings: Settings, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     """The app with ``CIRCLET_LOCAL_REPO_ROOTS`` set to ``tmp_path/git``."""
-    app = create_app(settings.model_copy(update={"local_repo_roots": str(tmp_path / "git")}))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://circlet.test") as http:
-            yield http
+    async with app_client(settings.model_copy(update={"local_repo_roots": str(tmp_path / "git")})) as http:
+        yield http
 
 
 async def test_local_roots_admit_paths_under_them_only(
@@ -95,19 +91,16 @@ async def test_local_roots_admit_paths_under_them_only(
 async def test_only_allowed_users_create_organizations_when_the_operator_says(
     settings: Settings, database: Database
 ) -> None:
-    app = create_app(settings.model_copy(update={"org_creation": "operators"}))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://circlet.test") as http:
-            user = await make_account(database, role="viewer")
-            body = {"name": "new-org", "vcs_type": "circleci"}
-            refused = await http.post(f"{API}/organization", json=body, headers=user.headers)
-            assert refused.status_code == 403
-            assert "operator" in refused.json()["message"]
-            async with database.writing() as session:
-                await accounts.allow_org_creation(session, await accounts.find_user(session, user.login), True)
-            created = await http.post(f"{API}/organization", json=body, headers=user.headers)
-            assert created.status_code == 201, created.text
+    async with app_client(settings.model_copy(update={"org_creation": "operators"})) as http:
+        user = await make_account(database, role="viewer")
+        body = {"name": "new-org", "vcs_type": "circleci"}
+        refused = await http.post(f"{API}/organization", json=body, headers=user.headers)
+        assert refused.status_code == 403
+        assert "operator" in refused.json()["message"]
+        async with database.writing() as session:
+            await accounts.allow_org_creation(session, await accounts.find_user(session, user.login), True)
+        created = await http.post(f"{API}/organization", json=body, headers=user.headers)
+        assert created.status_code == 201, created.text
 
 
 async def test_anyone_creates_organizations_by_default(client: httpx.AsyncClient, admin: Account) -> None:
