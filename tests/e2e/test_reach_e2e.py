@@ -43,6 +43,7 @@ class Reach:
     victim: Api
     victim_slug: str
     victim_repo: Path
+    victim_jobs: dict[str, dict[str, Any]]
     attacker: Api
     attacker_org: str
     daemon_port: int
@@ -62,6 +63,10 @@ class Reach:
 
     def mirrors_of(self, project_id: str) -> list[Path]:
         return sorted((self.server.home / "mirrors" / project_id).glob("*.git"))
+
+    def assert_no_victim_code_in_the_logs(self) -> None:
+        assert self.server.log_path is not None
+        assert VICTIM_CODE not in self.server.log_path.read_text(errors="replace")
 
 
 @pytest.fixture(scope="module")
@@ -122,12 +127,18 @@ def reach(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) ->
         attacker = Api(server.url, mallory["token"])
         # Any signed-in user may create an organization (the default) and is its admin.
         attacker.post("/organization", 201, json={"name": "mallory", "vcs_type": "github"})
+        # The victim builds once, so the server holds a mirror of its code.
+        victim_api = Api(server.url, victim["token"])
+        pipeline = victim_api.post("/project/gh/victim/app/pipeline", 201, json={})
+        [workflow] = victim_api.workflows(pipeline["id"])
+        victim_api.settled(workflow["id"], "success", "failed", "error")
         yield Reach(
             server,
             root,
-            Api(server.url, victim["token"]),
+            victim_api,
             "gh/victim/app",
             victim_repo,
+            victim_api.jobs(workflow["id"]),
             attacker,
             "gh/mallory",
             daemon_port,
@@ -139,16 +150,11 @@ def reach(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def test_the_operators_local_path_project_builds(reach: Reach) -> None:
-    pipeline = reach.trigger(reach.victim_slug, reach.victim)
-    assert pipeline.status_code == 201, pipeline.text
-    jobs = reach.finished_jobs(reach.victim, pipeline.json()["id"])
-    assert jobs["build"]["status"] == "success"
+    assert reach.victim_jobs["build"]["status"] == "success"
 
 
 def test_api_projects_cannot_name_the_servers_repositories_or_mirrors(reach: Reach) -> None:
     victim = reach.victim.get(f"/project/{reach.victim_slug}")
-    if not reach.mirrors_of(victim["id"]):
-        test_the_operators_local_path_project_builds(reach)
     [mirror] = reach.mirrors_of(victim["id"])
     linked = reach.root / "innocent-looking"
     linked.symlink_to(mirror)
@@ -166,6 +172,7 @@ def test_api_projects_cannot_name_the_servers_repositories_or_mirrors(reach: Rea
         assert response.status_code == 400, (name, response.text)
         assert says in response.json()["message"], (name, response.text)
         assert VICTIM_CODE not in response.text
+    reach.assert_no_victim_code_in_the_logs()
 
 
 @pytest.mark.parametrize(
@@ -188,6 +195,7 @@ def test_fetches_of_the_servers_own_network_are_refused(reach: Reach, name: str,
     if "localhost" in url:  # what a name resolves to stays the server's
         assert "127.0.0.1" not in message and "::1" not in message
     assert reach.attacker.get(f"/project/{reach.attacker_org}/{name}/pipeline")["items"] == []
+    reach.assert_no_victim_code_in_the_logs()
 
 
 def test_an_allow_listed_private_host_builds_and_its_submodule_is_not_followed(reach: Reach) -> None:
@@ -210,23 +218,23 @@ def test_an_allow_listed_private_host_builds_and_its_submodule_is_not_followed(r
     victim_commit = git(reach.victim_repo, "rev-parse", "HEAD")
     [mirror] = reach.mirrors_of(created.json()["id"])
     assert subprocess.run(["git", "--git-dir", str(mirror), "cat-file", "-e", victim_commit]).returncode != 0
+    reach.assert_no_victim_code_in_the_logs()
 
 
 def test_deleting_a_project_or_an_organization_removes_its_mirrors(reach: Reach) -> None:
-    created = reach.create("short-lived", f"git://{PRIVATE_HOST}:{reach.daemon_port}/attacker")
+    served = f"git://{PRIVATE_HOST}:{reach.daemon_port}/attacker"
+    created = reach.create("short-lived", served)
     assert created.status_code == 200, created.text
     assert reach.trigger(f"{reach.attacker_org}/short-lived").status_code == 201
     assert reach.mirrors_of(created.json()["id"])
     deleted = reach.attacker.http.delete(f"/project/{reach.attacker_org}/short-lived")
     assert deleted.status_code == 200, deleted.text
     assert not (reach.server.home / "mirrors" / created.json()["id"]).exists()
+    reach.attacker.post("/organization", 201, json={"name": "mallory-tmp", "vcs_type": "github"})
+    in_org = reach.attacker.post("/organization/gh/mallory-tmp/project", 200, json={"name": "a", "vcs_url": served})
+    assert reach.trigger("gh/mallory-tmp/a").status_code == 201
+    assert reach.mirrors_of(in_org["id"])
+    assert reach.attacker.http.delete("/organization/gh/mallory-tmp").status_code == 202
+    assert not (reach.server.home / "mirrors" / in_org["id"]).exists()
     victim = reach.victim.get(f"/project/{reach.victim_slug}")
-    if not reach.mirrors_of(victim["id"]):
-        test_the_operators_local_path_project_builds(reach)
-    assert reach.victim.http.delete("/organization/gh/victim").status_code == 202
-    assert not (reach.server.home / "mirrors" / victim["id"]).exists()
-
-
-def test_nothing_of_the_victims_code_is_in_the_servers_log(reach: Reach) -> None:
-    assert reach.server.log_path is not None
-    assert VICTIM_CODE not in reach.server.log_path.read_text(errors="replace")
+    assert reach.mirrors_of(victim["id"]), "another organization's mirror stays"
