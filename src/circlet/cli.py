@@ -25,6 +25,8 @@ from circlet.groups import service as group_accounts
 from circlet.http.errors import ApiError
 from circlet.projects import service as project_accounts
 from circlet.projects.ssh_keys import reseal_ssh_keys
+from circlet.reach.network import Refused
+from circlet.reach.repo_urls import parse_location
 from circlet.runner.cli import runner_command
 from circlet.runners import service as runner_admin
 from circlet.secrets.keyring import KEY_FILE_NAME, drop_previous_keys, load_keyring, rotate_key_file
@@ -469,6 +471,22 @@ def user_create(
     print_json(in_transaction(settings_with(database_url), work))
 
 
+@user_app.command("allow-org-creation")
+def user_allow_org_creation(
+    login: str,
+    revoke: Annotated[bool, typer.Option("--revoke", help="Take the permission back.")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Let a user create organizations through the API when CIRCLET_ORG_CREATION=operators."""
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        person = await accounts.find_user(session, login)
+        await accounts.allow_org_creation(session, person, not revoke)
+        return {"user": accounts.user_json(person), "may_create_orgs": not revoke}
+
+    print_json(in_transaction(settings_with(database_url), work))
+
+
 @org_app.command("add-member")
 def org_add_member(
     org: Annotated[str, typer.Option(help="Organization slug (gh/NAME, bb/NAME, circleci/UUID) or NAME.")],
@@ -507,10 +525,15 @@ def group_add_member(
 
 def code_location(repo: str) -> str:
     """A URL (``https://...``, ``ssh://...``, ``git@host:path``) as given; a local path made absolute,
-    so that the engine finds it whatever its working directory."""
-    if "://" in repo or (":" in repo and "@" in repo.split(":", 1)[0]):
+    so that the engine finds it whatever its working directory. What git would read as neither is
+    left as given, for the project's checks to refuse with their reason."""
+    try:
+        location = parse_location(repo)
+    except Refused:
         return repo
-    return str(Path(repo).expanduser().resolve())
+    if location.is_local and not repo.lower().startswith("file://"):
+        return str(Path(repo).expanduser().resolve())
+    return repo
 
 
 @project_app.command("create")
@@ -526,14 +549,16 @@ def project_create(
         fail(f"not a project slug: {slug!r} (expected gh/ORG/NAME)")
         return
 
+    settings = settings_with(database_url)
+
     async def work(session: AsyncSession) -> dict[str, Any]:
         organization = await accounts.find_org(session, f"{parts[0]}/{parts[1]}")
         created = await project_accounts.add_project_for_operator(
-            session, organization, parts[2], code_location(repo), default_branch
+            session, organization, parts[2], code_location(repo), default_branch, settings.repo_rules()
         )
         return dict(jsonable_encoder(created))
 
-    print_json(in_transaction(settings_with(database_url), work))
+    print_json(in_transaction(settings, work))
 
 
 app.add_typer(config_app, name="config")

@@ -15,6 +15,7 @@ from circlet.db.engine import Database
 from circlet.projects import service as project_accounts
 from circlet.runners import repository as runners
 from circlet.runners import service as runner_admin
+from circlet.settings import Settings
 from circlet.users import service as accounts
 from tests.conftest import Account
 
@@ -55,7 +56,9 @@ def commit(path: Path, files: dict[str, str], *, message: str = "change") -> str
 async def make_project(database: Database, account: Account, repo: Path, name: str = "app") -> str:
     async with database.writing() as session:
         org = await accounts.find_org(session, account.org_slug)
-        created = await project_accounts.add_project_for_operator(session, org, name, str(repo), "main")
+        created = await project_accounts.add_project_for_operator(
+            session, org, name, str(repo), "main", Settings().repo_rules()
+        )
     return str(created["slug"])
 
 

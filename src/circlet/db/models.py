@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     ForeignKey,
     Index,
     Integer,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -56,6 +58,8 @@ class User(Base):
     login_key: Mapped[str] = mapped_column(String(255), unique=True)
     name: Mapped[str] = mapped_column(String(255))
     avatar_url: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    # CIRCLET_ORG_CREATION=operators: only users an operator allowed may create organizations.
+    may_create_orgs: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -114,6 +118,9 @@ class Project(Base):
     name_key: Mapped[str] = mapped_column(String(255))
     vcs_url: Mapped[str] = mapped_column(String(2048), default="")
     default_branch: Mapped[str] = mapped_column(String(255), default="main")
+    # Set by the operator's `admin project create`: the server fetches it as the operator would
+    # (local paths, the server's own credentials); an API-set location is fetched under docs/security.md.
+    repo_set_by_operator: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

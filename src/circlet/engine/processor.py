@@ -22,7 +22,7 @@ from circlet.db.types import utcnow
 from circlet.engine import repository as engine
 from circlet.engine import states
 from circlet.engine.orchestrator import Orchestrator, continuation_key, key_hash
-from circlet.pipelines.git_mirror import GitError, GitMirrors, MissingFile
+from circlet.pipelines.git_mirror import GitError, GitMirrors, MissingFile, RepoSource
 from circlet.projects import repository as projects
 
 log = logging.getLogger("circlet.engine")
@@ -90,7 +90,9 @@ class Processor:
         source = pipeline.inline_config
         if source is None:
             try:
-                source = await self._read_config(pipeline)
+                source = await self._read_config(
+                    pipeline, RepoSource(found.id, pipeline.vcs_url, found.repo_set_by_operator)
+                )
             except MissingFile as exc:
                 await self._fail(pipeline_id, "config-fetch", str(exc))
                 return
@@ -125,14 +127,14 @@ class Processor:
                 set_pipeline_state(locked, states.PIPELINE_CREATED)
             await self.orchestrator.create_workflows(session, locked, compiled, org_id, setup=compiled.setup)
 
-    async def _read_config(self, pipeline: Pipeline) -> str:
-        path = self.mirrors.path_for(pipeline.vcs_url)
+    async def _read_config(self, pipeline: Pipeline, repo: RepoSource) -> str:
+        path = self.mirrors.path_for(repo)
         revision = pipeline.config_revision or pipeline.revision or ""
         try:
             return await self.mirrors.read_file(path, revision, pipeline.config_file_path)
         except MissingFile:
             # Another host's process may have fetched the commit; our mirror may not have it yet.
-            path = await self.mirrors.fetch(pipeline.vcs_url)
+            path = await self.mirrors.fetch(repo)
             return await self.mirrors.read_file(path, revision, pipeline.config_file_path)
 
     async def _fail(self, pipeline_id: uuid.UUID, kind: str, message: str, source: str = "") -> None:

@@ -30,7 +30,7 @@ from circlet.orgs import repository as orgs
 from circlet.orgs.service import find_org, require_role
 from circlet.orgs.slugs import PROVIDER_NAMES, project_slug
 from circlet.pipelines import repository as definitions
-from circlet.pipelines.git_mirror import Commit, GitError, GitMirrors, UnknownRef
+from circlet.pipelines.git_mirror import Commit, GitError, GitMirrors, RepoSource, UnknownRef
 from circlet.pipelines.schemas import DefinitionBody, RunPipeline, TriggerBody, TriggerPipeline
 from circlet.projects import repository as projects
 from circlet.projects.repository import ProjectInOrg
@@ -208,7 +208,8 @@ class PipelineService:
         if not request.url:
             raise BadRequest("The project has no repository to build (set its vcs_url).")
         try:
-            path = await self.mirrors.fetch(request.url)
+            project = request.found.project
+            path = await self.mirrors.fetch(RepoSource(project.id, request.url, project.repo_set_by_operator))
             commit = await self.mirrors.resolve(path, branch=request.branch, tag=request.tag)
             config_revision = commit.sha
             if (request.config_branch, request.config_tag) != (request.branch, request.tag):
