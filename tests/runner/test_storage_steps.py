@@ -86,6 +86,19 @@ def test_key_templates(tmp_path: Path) -> None:
         render_key('{{ checksum "missing" }}', {}, lambda name: tmp_path / name)
 
 
+def tar_of(*members: tuple[str, bytes, str]) -> bytes:
+    """A tar of ``(name, type, link)`` members (regular files hold ``x``), as a hostile one may be made."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, kind, link in members:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            info.linkname = link
+            info.size = 1 if kind == tarfile.REGTYPE else 0
+            tar.addfile(info, io.BytesIO(b"x") if kind == tarfile.REGTYPE else None)
+    return buffer.getvalue()
+
+
 def tar_with(name: str, data: bytes = b"x", kind: bytes = tarfile.REGTYPE, link: str = "") -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -102,11 +115,12 @@ def tar_with(name: str, data: bytes = b"x", kind: bytes = tarfile.REGTYPE, link:
     [
         tar_with("../escape"),
         tar_with("/tmp/absolute-escape"),
-        tar_with("link", kind=tarfile.SYMTYPE, link="/etc/passwd"),
         tar_with("link", kind=tarfile.LNKTYPE, link="../../outside"),
+        tar_with("device", kind=tarfile.CHRTYPE),
+        tar_with("pipe", kind=tarfile.FIFOTYPE),
         b"\x1f\x8b garbage",
     ],
-    ids=["dot-dot", "absolute", "symlink-out", "hardlink-out", "garbage"],  # the bytes hold a gzip time
+    ids=["dot-dot", "absolute", "hardlink-out", "device", "fifo", "garbage"],  # the bytes hold a gzip time
 )
 async def test_tampered_archives_write_nothing_outside(tmp_path: Path, archive: bytes) -> None:
     target = tmp_path / "target"
@@ -115,6 +129,92 @@ async def test_tampered_archives_write_nothing_outside(tmp_path: Path, archive: 
     with pytest.raises(ArchiveError):
         await extract(path, target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz", "target"]
+
+
+def outside_dir(tmp_path: Path) -> Path:
+    """A directory outside every target, standing for ``/etc``: its contents must never change."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "passwd").write_text("root\n")
+    return outside
+
+
+def unchanged(outside: Path) -> bool:
+    return sorted(p.name for p in outside.iterdir()) == ["passwd"] and (outside / "passwd").read_text() == "root\n"
+
+
+async def extract_bytes(tmp_path: Path, data: bytes, target: Path) -> int:
+    archive = tmp_path / f"{uuid.uuid4().hex}.tar"
+    archive.write_bytes(data)
+    return await extract(archive, target)
+
+
+@pytest.mark.parametrize("how", ["same-archive", "later-archive"])
+@pytest.mark.parametrize(
+    "kind",
+    [tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE],
+    ids=["file", "dir", "symlink", "hardlink"],
+)
+async def test_a_planted_link_never_redirects_a_later_member(tmp_path: Path, how: str, kind: bytes) -> None:
+    outside = outside_dir(tmp_path)
+    target = tmp_path / "target"
+    plant = ("dir", tarfile.SYMTYPE, str(outside))
+    follow = ("dir/passwd", kind, "x" if kind == tarfile.SYMTYPE else ("f" if kind == tarfile.LNKTYPE else ""))
+    first = [("f", tarfile.REGTYPE, ""), plant]
+    # "later-archive": another cache or workspace layer unpacked into the same place afterwards
+    archives = [tar_of(*first, follow)] if how == "same-archive" else [tar_of(*first), tar_of(follow)]
+    with pytest.raises(ArchiveError, match="through a link leading outside the target"):
+        for data in archives:
+            await extract_bytes(tmp_path, data, target)
+    assert unchanged(outside)
+    assert (target / "dir").readlink() == outside  # the link itself is kept: it wrote nothing
+
+
+async def test_a_member_replaces_a_link_in_its_place_instead_of_writing_through_it(tmp_path: Path) -> None:
+    outside = outside_dir(tmp_path)
+    target = tmp_path / "target"
+    await extract_bytes(tmp_path, tar_of(("passwd", tarfile.SYMTYPE, str(outside / "passwd"))), target)
+    await extract_bytes(tmp_path, tar_of(("passwd", tarfile.REGTYPE, "")), target)
+    assert unchanged(outside)
+    assert not (target / "passwd").is_symlink() and (target / "passwd").read_text() == "x"
+
+    await extract_bytes(tmp_path, tar_of(("d", tarfile.SYMTYPE, str(outside))), target)
+    await extract_bytes(tmp_path, tar_of(("d", tarfile.DIRTYPE, ""), ("d/passwd", tarfile.REGTYPE, "")), target)
+    assert unchanged(outside)
+    assert (target / "d").is_dir() and not (target / "d").is_symlink()
+
+
+async def test_a_hard_link_to_a_link_leading_outside_is_refused(tmp_path: Path) -> None:
+    outside = outside_dir(tmp_path)
+    target = tmp_path / "target"
+    hostile = tar_of(("abs", tarfile.SYMTYPE, str(outside / "passwd")), ("hard", tarfile.LNKTYPE, "abs"))
+    with pytest.raises(ArchiveError):
+        await extract_bytes(tmp_path, hostile, target)
+    assert not (target / "hard").exists()
+    assert unchanged(outside)
+
+
+async def test_relative_and_absolute_links_are_kept_as_they_were(tmp_path: Path) -> None:
+    source = tmp_path / "home"
+    (source / "tree" / "sub").mkdir(parents=True)
+    (source / "tree" / "sub" / "file").write_text("data")
+    (source / "tree" / "relative").symlink_to("sub/file")
+    (source / "tree" / "up").symlink_to("../elsewhere")  # leads outside the tree, and dangles
+    (source / "tree" / "absolute").symlink_to("/usr/bin/env")
+    (source / "tree" / "dirlink").symlink_to("sub")
+    archive = tmp_path / "a.tar"
+    await create(archive, source, [source / "tree"])
+    restored = tmp_path / "restored"
+    for _ in range(2):  # unpacking again over the same links replaces them
+        assert await extract(archive, restored) == 7
+    links = {name: (restored / "tree" / name).readlink() for name in ("relative", "up", "absolute", "dirlink")}
+    assert links == {
+        "relative": Path("sub/file"),
+        "up": Path("../elsewhere"),
+        "absolute": Path("/usr/bin/env"),
+        "dirlink": Path("sub"),
+    }
+    assert (restored / "tree" / "dirlink" / "file").read_text() == "data"
 
 
 async def test_archives_are_plain_tars_as_tarfile_makes_them_and_old_gzip_ones_restore(tmp_path: Path) -> None:
@@ -220,3 +320,26 @@ async def test_storage_steps_need_a_storage(work_root: Path) -> None:
     run = await execute(make_task([{"type": "save_cache", "key": "k", "paths": ["."]}]), work_root)
     assert run.result.status == "failed"
     assert run.sink.output(0) == "circlet runner: save_cache needs the server's storage, which this runner lacks\n"
+
+
+async def test_a_cached_python_venv_restores_and_runs(work_root: Path) -> None:
+    """``python -m venv`` links ``bin/python3`` to the absolute interpreter: CircleCI restores such caches."""
+    storage = MemoryStorage()
+    save = [
+        run_step("python3 -m venv --without-pip .venv && readlink .venv/bin/python3"),
+        {"type": "save_cache", "key": "venv-v1", "paths": [".venv"]},
+    ]
+    saved = await execute(make_task(save), work_root, storage=storage)
+    assert saved.result.status == "success", saved.sink.outputs
+    interpreter = saved.sink.output(0).strip()
+    assert interpreter.startswith("/")
+
+    restore = [
+        {"type": "restore_cache", "keys": ["venv-"]},
+        run_step(
+            'readlink .venv/bin/python3 && .venv/bin/python -c "import sys; print(sys.prefix == sys.base_prefix)"'
+        ),
+    ]
+    restored = await execute(make_task(restore), work_root, storage=storage)
+    assert restored.result.status == "success", restored.sink.outputs
+    assert restored.sink.output(1) == f"{interpreter}\nFalse\n"

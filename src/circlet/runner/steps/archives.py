@@ -1,7 +1,8 @@
 """tar archives of the storage steps, made and unpacked off the event loop. Member names are
-always relative; unpacking refuses absolute and ``..`` names outright, then uses tarfile's ``data``
-filter (no links leaving the target, no special files), so a tampered archive cannot write outside
-its target.
+always relative; unpacking refuses absolute and ``..`` names outright and keeps symbolic links as
+they are (a cached venv's ``bin/python`` points at an absolute interpreter), but never writes through
+one: a member whose directory resolves outside the target is refused, and a link standing where a
+member goes is replaced, not followed (see ``_KeepLinks``).
 
 Archives are made uncompressed: gzip, even at level 1, ran at ~40 MB/s on one core and made
 ``save_cache`` of 200 MB take 14-23x as long as ``tar -cf`` plus ``cp`` (docs/performance.md, issue 6);
@@ -96,15 +97,52 @@ async def create(archive: Path, base: Path, members: Sequence[Path]) -> int:
     return await asyncio.to_thread(_create, archive, base, members)
 
 
+class _KeepLinks:
+    """The extraction filter: tarfile's ``data`` rules (no special files, no setuid or group/other
+    write bits, no ownership, hard links only to files inside the target), except that a symbolic
+    link keeps its target, absolute or leading outside. ``data`` refuses such links, and with them
+    every cached Python venv; but a link is only dangerous when something is written through it,
+    and this filter prevents that instead, for links of the same archive and of earlier ones
+    (another layer, another cache) alike:
+
+    - a member whose directory resolves (links followed, as they are on disk now) outside the target
+      is refused, so ``dir -> /etc`` then ``dir/passwd`` writes nothing;
+    - a link (or file) already where a member goes is removed first, so the member replaces it (as
+      GNU tar does) instead of writing into what it points at.
+
+    Each member is checked just before it is written, against the disk as the previous members
+    left it. Hard links are checked by ``data`` against their resolved target, so a hard link to a
+    link leading outside is refused too."""
+
+    def __init__(self, target: Path) -> None:
+        self.root = os.path.realpath(target)
+
+    def __call__(self, member: tarfile.TarInfo, destination: str) -> tarfile.TarInfo:
+        place = os.path.join(self.root, member.name)
+        directory = os.path.realpath(os.path.dirname(place))
+        if os.path.commonpath([directory, self.root]) != self.root:
+            raise ArchiveError(f"the archive writes {member.name[:200]!r} through a link leading outside the target")
+        if os.path.islink(place) or (os.path.lexists(place) and not os.path.isdir(place)):
+            os.unlink(place)
+        if not member.issym():
+            return tarfile.data_filter(member, self.root)
+        kept = tarfile.tar_filter(member, self.root)  # name and mode rules, not the link's target
+        return kept.replace(uid=None, gid=None, uname=None, gname=None, deep=False)
+
+
 def _extract(archive: Path, target: Path) -> int:
     target.mkdir(parents=True, exist_ok=True)
+    keep_links = _KeepLinks(target)
     try:
         with _Tar.open(archive, "r:*") as tar:  # a tar, or a tar.gz made before issue 6
             members = tar.getmembers()
             for member in members:
                 if member.name.startswith("/") or ".." in PurePosixPath(member.name).parts:
                     raise ArchiveError(f"the archive has a member outside its root: {member.name[:200]!r}")
-            tar.extractall(target, members=members, filter="data")
+            for member in members:
+                # One at a time, not ``extractall``: that sets directories' times at the end, through
+                # whatever stands at their path by then.
+                tar.extract(member, keep_links.root, set_attrs=not member.isdir(), filter=keep_links)
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         raise ArchiveError(f"the archive could not be unpacked: {exc}") from None
     return len(members)
