@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import shutil
 import tarfile
 import uuid
 from collections.abc import Sequence
@@ -247,14 +248,14 @@ async def test_cache_saved_once_and_restored_by_prefix(work_root: Path) -> None:
     storage = MemoryStorage()
     save = [
         run_step("mkdir -p deps/sub ~/.tool && echo v1 > deps/sub/f && echo t > ~/.tool/t"),
-        {"type": "save_cache", "key": "deps-{{ .Branch }}", "paths": ["deps", "~/.tool", "missing", "/etc"]},
+        {"type": "save_cache", "key": "deps-{{ .Branch }}", "paths": ["deps", "~/.tool", "missing"]},
     ]
     environment = {"CIRCLE_BRANCH": "main"}
     first = await execute(make_task(save, environment=environment), work_root, storage=storage)
     assert first.result.status == "success", first.sink.outputs
     assert list(storage.caches) == ["deps-main"]
     output = first.sink.output(1)
-    assert "Warning: could not find missing" in output and "/etc is not under the job's home" in output
+    assert "Warning: could not find missing; not cached" in output
     assert output.endswith("Stored Cache to deps-main\n")
 
     again = await execute(make_task(save, environment=environment), work_root, storage=storage)
@@ -343,3 +344,45 @@ async def test_a_cached_python_venv_restores_and_runs(work_root: Path) -> None:
     restored = await execute(make_task(restore), work_root, storage=storage)
     assert restored.result.status == "success", restored.sink.outputs
     assert restored.sink.output(1) == f"{interpreter}\nFalse\n"
+
+
+async def test_paths_outside_the_home_are_saved_and_restored_where_they_were(work_root: Path, tmp_path: Path) -> None:
+    """An absolute path is cached as CircleCI caches it; ``~/..`` follows the task directory, as
+    ``/home/circleci/..`` is the same path in every CircleCI job."""
+    storage = MemoryStorage()
+    deps = tmp_path / "opt" / "deps"
+    save = [
+        run_step(f"mkdir -p {deps}/lib ~/../other && echo dep > {deps}/lib/d && ln -s /usr/bin/env {deps}/env"),
+        run_step("echo other > ~/../other/o"),
+        {"type": "save_cache", "key": "outside-v1", "paths": [str(deps), "~/../other"]},
+    ]
+    saved = await execute(make_task(save), work_root, storage=storage)
+    assert saved.result.status == "success", saved.sink.outputs
+    assert saved.sink.output(2).endswith(" bytes, 2 paths)...\nStored Cache to outside-v1\n")
+    shutil.rmtree(tmp_path / "opt")
+
+    restore = [
+        {"type": "restore_cache", "key": "outside-v1"},
+        run_step(f"cat {deps}/lib/d ~/../other/o && readlink {deps}/env"),
+    ]
+    restored = await execute(make_task(restore), work_root, storage=storage)
+    assert restored.result.status == "success", restored.sink.outputs
+    assert restored.sink.output(1) == "dep\nother\n/usr/bin/env\n"
+    assert sorted(p.name for p in work_root.iterdir() if p.name.startswith("task-")) == []  # nothing left behind
+
+
+async def test_a_save_that_finds_nothing_stores_nothing(work_root: Path) -> None:
+    storage = MemoryStorage()
+    empty = [{"type": "save_cache", "key": "deps-v1", "paths": ["missing", "~/absent"]}]
+    run = await execute(make_task(empty), work_root, storage=storage)
+    assert run.result.status == "success"
+    assert run.sink.output(0) == (
+        "Warning: could not find missing; not cached\n"
+        "Warning: could not find ~/absent; not cached\n"
+        "No cache is saved for key: deps-v1: none of its paths exist\n"
+    )
+    assert storage.caches == {}
+
+    later = [run_step("mkdir missing && echo v > missing/f"), *empty]
+    assert (await execute(make_task(later), work_root, storage=storage)).result.status == "success"
+    assert list(storage.caches) == ["deps-v1"]
