@@ -185,6 +185,24 @@ async def test_a_member_replaces_a_link_in_its_place_instead_of_writing_through_
     assert (target / "d").is_dir() and not (target / "d").is_symlink()
 
 
+async def test_a_cached_absolute_path_is_unpacked_as_a_target_of_its_own(tmp_path: Path) -> None:
+    """A saved absolute path's members stay under it: a link it plants leads nowhere for the next."""
+    outside = outside_dir(tmp_path)
+    deps = tmp_path / "opt" / "deps"
+    hostile = tar_of(
+        (str(deps), tarfile.DIRTYPE, ""),
+        (f"{deps}/ok", tarfile.REGTYPE, ""),
+        (f"{deps}/link", tarfile.SYMTYPE, str(outside)),
+        (f"{deps}/link/passwd", tarfile.REGTYPE, ""),
+    )
+    archive = tmp_path / "cache.tar"
+    archive.write_bytes(hostile)
+    with pytest.raises(ArchiveError, match="through a link leading outside the target"):
+        await extract(archive, tmp_path / "home", movable=tmp_path / "task")
+    assert unchanged(outside)
+    assert (deps / "ok").read_text() == "x" and (deps / "link").readlink() == outside
+
+
 async def test_a_hard_link_to_a_link_leading_outside_is_refused(tmp_path: Path) -> None:
     outside = outside_dir(tmp_path)
     target = tmp_path / "target"
