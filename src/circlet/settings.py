@@ -37,9 +37,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CIRCLET_", env_nested_delimiter="__", extra="ignore")
 
     home: Path = Field(default_factory=default_home, description="Where circlet keeps its data.")
-    database_url: str = Field(
-        "", description="SQLAlchemy URL; empty means SQLite at $CIRCLET_HOME/circlet.db."
-    )
+    database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite at $CIRCLET_HOME/circlet.db.")
     secret_key: str = Field(
         "",
         description="Base64 (or any) secret for encryption at rest; empty means a key file in $CIRCLET_HOME.",
@@ -67,7 +65,16 @@ class Settings(BaseSettings):
     blob_sweep_hours: float = Field(
         6, gt=0, description="How often the server deletes expired caches and stored bytes no row refers to."
     )
+    shared_resource_classes: str = Field(
+        "local",
+        description="Comma-separated resource classes every organization's jobs may use (`local`: the "
+        "embedded runner's); empty shares none. Any other class must be the job's own organization's.",
+    )
     limits: Limits = Field(default_factory=Limits)
+
+    @property
+    def shared_classes(self) -> frozenset[str]:
+        return frozenset(name.strip() for name in self.shared_resource_classes.split(",") if name.strip())
 
     @property
     def base_url(self) -> str:
