@@ -172,6 +172,7 @@ class LiveServer:
     env: dict[str, str]
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    serve_options: tuple[str, ...] = ()
 
     def start(self) -> None:
         port = self.url.rsplit(":", 1)[1]
@@ -179,7 +180,7 @@ class LiveServer:
         self.home.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "circlet.cli", "serve", "--port", port],
+            [sys.executable, "-m", "circlet.cli", "serve", "--port", port, *self.serve_options],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -108,6 +108,10 @@ def serve(
     runner: Annotated[
         bool, typer.Option(help="Start the embedded runner (resource class `local`) beside the server.")
     ] = True,
+    runner_tasks: Annotated[
+        int | None,
+        typer.Option(min=1, help="Jobs the embedded runner runs at the same time [default: the number of CPUs]."),
+    ] = None,
 ) -> None:
     """Start the API server (embedded SQLite in $CIRCLET_HOME unless told otherwise) and, unless
     told not to, one embedded runner for jobs of resource class `local`."""
@@ -128,7 +132,11 @@ def serve(
     # The app builds job URLs from these; make them agree with what the command line says.
     os.environ["CIRCLET_HOST"], os.environ["CIRCLET_PORT"] = host, str(port)
     configure_logging(access_log=access_log)
-    embedded = EmbeddedRunner(settings, f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}")
+    embedded = EmbeddedRunner(
+        settings,
+        f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}",
+        runner_tasks or max(1, os.cpu_count() or 1),
+    )
     if runner:
         embedded.start()
     options: dict[str, Any] = {
@@ -166,9 +174,10 @@ class EmbeddedRunner:
     """`circlet serve`'s own runner: a child process with a fresh token of class `local`, started
     once the server answers and stopped with it (and, on Linux, killed if the server dies)."""
 
-    def __init__(self, settings: Settings, url: str):
+    def __init__(self, settings: Settings, url: str, tasks: int):
         self.settings = settings
         self.url = url
+        self.tasks = tasks
         self.process: Any = None
         self._stopping = False
 
@@ -211,6 +220,8 @@ class EmbeddedRunner:
                 LOCAL_RESOURCE_CLASS,
                 "--name",
                 "embedded",
+                "--max-tasks",
+                str(self.tasks),
             ],
             env=env,
             preexec_fn=_die_with_parent,

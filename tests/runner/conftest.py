@@ -78,10 +78,17 @@ async def execute(
     docker: DockerMode = "host",
     kill_grace: float = 5.0,
     storage: TaskStorage | None = None,
+    server_url: str | None = None,
 ) -> Run:
     sink = MemorySink()
     runner = TaskRunner(
-        Task.from_json(payload), sink, work_root=work_root, docker=docker, kill_grace=kill_grace, storage=storage
+        Task.from_json(payload),
+        sink,
+        work_root=work_root,
+        docker=docker,
+        kill_grace=kill_grace,
+        storage=storage,
+        server_url=server_url,
     )
     return Run(await runner.run(), sink)
 

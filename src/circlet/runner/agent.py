@@ -174,6 +174,7 @@ class Agent:
             kill_grace=self._options.kill_grace,
             storage=task_client,
             engine=self._engine,
+            server_url=self._client.url,
         )
         self._running[task.task_id] = runner
         if self._stopping.is_set():

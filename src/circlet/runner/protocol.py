@@ -240,6 +240,7 @@ class RunnerClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.runner_name = runner_name
+        self.url = url.rstrip("/")
         self._token = token
         self._backoff_template = backoff or Backoff()
         self.direct = _direct_endpoint(url) if transport is None else None
