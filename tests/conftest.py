@@ -13,6 +13,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,8 +108,8 @@ async def database(settings: Settings) -> AsyncIterator[Database]:
     await db.dispose()
 
 
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+@asynccontextmanager
+async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The real app, in-process, with its lifespan run (migrations, keyring, state)."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -116,6 +117,12 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         async with httpx.AsyncClient(transport=transport, base_url="http://circlet.test") as http:
             http.app = app  # type: ignore[attr-defined]
             yield http
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with app_client(settings) as http:
+        yield http
 
 
 @dataclass
@@ -190,6 +197,7 @@ class LiveServer:
     env: dict[str, str]
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    serve_options: tuple[str, ...] = ()
 
     def start(self) -> None:
         port = self.url.rsplit(":", 1)[1]
@@ -197,7 +205,7 @@ class LiveServer:
         self.home.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "circlet.cli", "serve", "--port", port],
+            [sys.executable, "-m", "circlet.cli", "serve", "--port", port, *self.serve_options],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -110,7 +110,7 @@ def test_the_embedded_runner_refuses_host_jobs_unless_they_are_trusted(tmp_path:
     """Without root it could only run them as the server's user (as root it runs them as job users
     whatever this says: ``--host-jobs`` applies only to an agent that cannot switch users)."""
     settings = Settings(home=tmp_path)
-    default = EmbeddedRunner(settings, "http://127.0.0.1:1").command()
-    trusted = EmbeddedRunner(settings, "http://127.0.0.1:1", trust_jobs=True).command()
+    default = EmbeddedRunner(settings, "http://127.0.0.1:1", 2).command()
+    trusted = EmbeddedRunner(settings, "http://127.0.0.1:1", 2, trust_jobs=True).command()
     assert default[default.index("--host-jobs") + 1] == "refuse"
     assert trusted[trusted.index("--host-jobs") + 1] == "allow"

@@ -167,11 +167,13 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
     page_tokens = PageTokens(keyring.derive("page-tokens"))
     app.state.context_service = ContextService(keyring, settings.limits, page_tokens)
     app.state.group_service = GroupService(page_tokens)
-    app.state.project_service = ProjectService(keyring, settings.limits)
+    app.state.project_service = ProjectService(keyring, settings.limits, settings.repo_rules())
     # The engine: the wake-up signal of the task queue, DAG progression, background processing.
     app.state.task_signal = signal = TaskSignal()
-    orchestrator = Orchestrator(signal, keyring.derive("continuation-keys"))
-    mirrors = GitMirrors(settings.home / "mirrors")
+    orchestrator = Orchestrator(signal, keyring.derive("continuation-keys"), settings.shared_classes)
+    app.state.mirrors = mirrors = GitMirrors(
+        settings.home / "mirrors", app.state.project_service.repo_rules, settings.network_guard()
+    )
     app.state.processor = processor = Processor(database, mirrors, orchestrator)
     app.state.pipeline_service = PipelineService(
         mirrors, processor, orchestrator, app.state.project_service, page_tokens
@@ -192,6 +194,7 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
         app.state.context_service,
         settings.base_url,
         timedelta(seconds=settings.runner_lease_seconds),
+        settings.shared_classes,
     )
 
 

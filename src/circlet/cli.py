@@ -25,8 +25,10 @@ from circlet.groups import service as group_accounts
 from circlet.http.errors import ApiError
 from circlet.projects import service as project_accounts
 from circlet.projects.ssh_keys import reseal_ssh_keys
+from circlet.reach.network import Refused
+from circlet.reach.repo_urls import parse_location
 from circlet.runner.cli import runner_command
-from circlet.runners.service import mint_runner_token
+from circlet.runners import service as runner_admin
 from circlet.secrets.keyring import KEY_FILE_NAME, drop_previous_keys, load_keyring, rotate_key_file
 from circlet.settings import HomeError, Settings
 from circlet.users import service as accounts
@@ -49,6 +51,10 @@ runner_app = typer.Typer(help="Self-hosted runners.")
 admin_app.add_typer(runner_app, name="runner")
 runner_token_app = typer.Typer(help="Runner tokens, one resource class each.")
 runner_app.add_typer(runner_token_app, name="token")
+resource_class_app = typer.Typer(help="Resource classes, each owned by the organization of its namespace.")
+runner_app.add_typer(resource_class_app, name="resource-class")
+runner_instance_app = typer.Typer(help="Runner instances, as their claims showed them.")
+runner_app.add_typer(runner_instance_app, name="instance")
 app.add_typer(admin_app, name="admin")
 
 DatabaseUrl = Annotated[
@@ -110,6 +116,10 @@ def serve(
             " [default: $CIRCLET_TRUST_JOBS, else off].",
         ),
     ] = False,
+    runner_tasks: Annotated[
+        int | None,
+        typer.Option(min=1, help="Jobs the embedded runner runs at the same time [default: the number of CPUs]."),
+    ] = None,
 ) -> None:
     """Start the API server (embedded SQLite in $CIRCLET_HOME unless told otherwise) and, unless
     told not to, one embedded runner for jobs of resource class `local`."""
@@ -135,7 +145,10 @@ def serve(
     configure_logging(access_log=access_log)
     trusted = trust_jobs or settings.trust_jobs
     embedded = EmbeddedRunner(
-        settings, f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}", trust_jobs=trusted
+        settings,
+        f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}",
+        runner_tasks or max(1, os.cpu_count() or 1),
+        trust_jobs=trusted,
     )
     if runner:
         if trusted and os.geteuid() != 0:
@@ -197,9 +210,10 @@ class EmbeddedRunner:
     once the server answers and stopped with it (and, on Linux, killed if the server dies). Unless
     jobs are trusted, a runner that cannot switch users (the server is not root) refuses host jobs."""
 
-    def __init__(self, settings: Settings, url: str, *, trust_jobs: bool = False):
+    def __init__(self, settings: Settings, url: str, tasks: int, *, trust_jobs: bool = False):
         self.settings = settings
         self.url = url
+        self.tasks = tasks
         self.trust_jobs = trust_jobs
         self.process: Any = None
         self._stopping = False
@@ -215,6 +229,8 @@ class EmbeddedRunner:
             LOCAL_RESOURCE_CLASS,
             "--name",
             "embedded",
+            "--max-tasks",
+            str(self.tasks),
             "--host-jobs",
             "allow" if self.trust_jobs else "refuse",
         ]
@@ -223,7 +239,10 @@ class EmbeddedRunner:
         import threading
 
         async def mint(session: AsyncSession) -> str:
-            return (await mint_runner_token(session, LOCAL_RESOURCE_CLASS, "embedded runner"))[1]
+            minted = await runner_admin.create_token(
+                session, None, LOCAL_RESOURCE_CLASS, "embedded runner", self.settings.shared_classes
+            )
+            return str(minted["token"])
 
         token = in_transaction(self.settings, mint)
         threading.Thread(target=self._launch, args=(token,), daemon=True).start()
@@ -281,20 +300,104 @@ def _die_with_parent() -> None:
 
 @runner_token_app.command("create")
 def runner_token_create(
-    resource_class: Annotated[str, typer.Option("--resource-class", help="namespace/name, or local.")],
-    label: Annotated[str, typer.Option(help="A note on what the token is for.")] = "",
+    resource_class: Annotated[
+        str, typer.Option("--resource-class", help="An existing class (namespace/name), or a shared one such as local.")
+    ],
+    label: Annotated[str, typer.Option("--label", "--nickname", help="A note on what the token is for.")] = "",
     database_url: DatabaseUrl = None,
 ) -> None:
     """Mint a runner token for one resource class and print it (it is shown only this once)."""
+    settings = settings_with(database_url)
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        try:
-            row, token = await mint_runner_token(session, resource_class, label)
-        except ApiError as exc:
-            raise accounts.AccountError(exc.message) from None
-        return {"id": str(row.id), "resource_class": row.resource_class, "token": token}
+        minted = await operator_call(
+            runner_admin.create_token(session, None, resource_class, label, settings.shared_classes)
+        )
+        return {"id": str(minted["id"]), "resource_class": resource_class, "token": minted["token"]}
+
+    print_json(in_transaction(settings, work))
+
+
+@runner_token_app.command("list")
+def runner_token_list(
+    org: Annotated[str | None, typer.Option(help="Only this organization's tokens (name or slug).")] = None,
+    resource_class: Annotated[str | None, typer.Option("--resource-class", help="Only this class's tokens.")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Print runner tokens' metadata (never the tokens), one JSON object a line."""
+
+    async def work(session: AsyncSession) -> list[dict[str, Any]]:
+        owner = await accounts.find_org(session, org) if org else None
+        return await runner_admin.operator_tokens(session, owner, resource_class)
+
+    for row in in_transaction(settings_with(database_url), work):
+        print_json(jsonable_encoder(row))
+
+
+@runner_token_app.command("revoke")
+def runner_token_revoke(token_id: str, database_url: DatabaseUrl = None) -> None:
+    """Revoke a runner token by its id: its runner's next claim is refused; a task it runs finishes."""
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        await operator_call(runner_admin.revoke_token(session, None, token_id))
+        return {"id": token_id, "revoked": True}
 
     print_json(in_transaction(settings_with(database_url), work))
+
+
+@resource_class_app.command("create")
+def resource_class_create(
+    name: Annotated[str, typer.Argument(help="namespace/name; the namespace is the organization's name.")],
+    org: Annotated[str, typer.Option(help="The owning organization (name or slug).")],
+    description: Annotated[str, typer.Option(help="What runs on it.")] = "",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create a resource class owned by an organization."""
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        owner = await accounts.find_org(session, org)
+        created = await operator_call(runner_admin.create_class(session, None, name, description, owner))
+        return {**jsonable_encoder(created), "org": accounts.org_json(owner)["slug"]}
+
+    print_json(in_transaction(settings_with(database_url), work))
+
+
+@resource_class_app.command("list")
+def resource_class_list(
+    org: Annotated[str | None, typer.Option(help="Only this organization's classes (name or slug).")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Print resource classes, one JSON object a line."""
+
+    async def work(session: AsyncSession) -> list[dict[str, Any]]:
+        return await runner_admin.operator_classes(session, await accounts.find_org(session, org) if org else None)
+
+    for row in in_transaction(settings_with(database_url), work):
+        print_json(jsonable_encoder(row))
+
+
+@runner_instance_app.command("list")
+def runner_instance_list(
+    org: Annotated[str | None, typer.Option(help="Only this organization's runners (name or slug).")] = None,
+    resource_class: Annotated[str | None, typer.Option("--resource-class", help="Only this class's runners.")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Print the runner instances seen claiming work, one JSON object a line."""
+
+    async def work(session: AsyncSession) -> list[dict[str, Any]]:
+        owner = await accounts.find_org(session, org) if org else None
+        return await runner_admin.operator_instances(session, owner, resource_class)
+
+    for row in in_transaction(settings_with(database_url), work):
+        print_json(jsonable_encoder(row))
+
+
+async def operator_call(work: Awaitable[T]) -> T:
+    """An operation of the API run by the operator: its error message is the command's."""
+    try:
+        return await work
+    except ApiError as exc:
+        raise accounts.AccountError(exc.message) from None
 
 
 @admin_app.command()
@@ -423,6 +526,22 @@ def user_create(
     print_json(in_transaction(settings_with(database_url), work))
 
 
+@user_app.command("allow-org-creation")
+def user_allow_org_creation(
+    login: str,
+    revoke: Annotated[bool, typer.Option("--revoke", help="Take the permission back.")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Let a user create organizations through the API when CIRCLET_ORG_CREATION=operators."""
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        person = await accounts.find_user(session, login)
+        await accounts.allow_org_creation(session, person, not revoke)
+        return {"user": accounts.user_json(person), "may_create_orgs": not revoke}
+
+    print_json(in_transaction(settings_with(database_url), work))
+
+
 @org_app.command("add-member")
 def org_add_member(
     org: Annotated[str, typer.Option(help="Organization slug (gh/NAME, bb/NAME, circleci/UUID) or NAME.")],
@@ -461,10 +580,15 @@ def group_add_member(
 
 def code_location(repo: str) -> str:
     """A URL (``https://...``, ``ssh://...``, ``git@host:path``) as given; a local path made absolute,
-    so that the engine finds it whatever its working directory."""
-    if "://" in repo or (":" in repo and "@" in repo.split(":", 1)[0]):
+    so that the engine finds it whatever its working directory. What git would read as neither is
+    left as given, for the project's checks to refuse with their reason."""
+    try:
+        location = parse_location(repo)
+    except Refused:
         return repo
-    return str(Path(repo).expanduser().resolve())
+    if location.is_local and not repo.lower().startswith("file://"):
+        return str(Path(repo).expanduser().resolve())
+    return repo
 
 
 @project_app.command("create")
@@ -480,14 +604,16 @@ def project_create(
         fail(f"not a project slug: {slug!r} (expected gh/ORG/NAME)")
         return
 
+    settings = settings_with(database_url)
+
     async def work(session: AsyncSession) -> dict[str, Any]:
         organization = await accounts.find_org(session, f"{parts[0]}/{parts[1]}")
         created = await project_accounts.add_project_for_operator(
-            session, organization, parts[2], code_location(repo), default_branch
+            session, organization, parts[2], code_location(repo), default_branch, settings.repo_rules()
         )
         return dict(jsonable_encoder(created))
 
-    print_json(in_transaction(settings_with(database_url), work))
+    print_json(in_transaction(settings, work))
 
 
 app.add_typer(config_app, name="config")

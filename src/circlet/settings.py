@@ -6,9 +6,13 @@ import os
 import stat
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from circlet.reach.network import NetworkGuard, own_addresses, parse_networks
+from circlet.reach.repo_urls import RepoRules, parse_roots
 
 
 def default_home() -> Path:
@@ -72,7 +76,50 @@ class Settings(BaseSettings):
         description="Let the embedded runner run jobs as the server's own user when it cannot switch users "
         "(the server is not root): jobs can then read $CIRCLET_HOME, the key file and the database.",
     )
+    shared_resource_classes: str = Field(
+        "local",
+        description="Comma-separated resource classes every organization's jobs may use (`local`: the "
+        "embedded runner's); empty shares none. Any other class must be the job's own organization's.",
+    )
+    local_repo_roots: str = Field(
+        "",
+        description="Path prefixes (separated by ':' or ',') under which projects created through the API may "
+        "name local repositories; empty means only the operator's `admin project create` may name local paths.",
+    )
+    allowed_private_networks: str = Field(
+        "",
+        description="Comma-separated CIDRs of private networks server-side fetches may connect to (e.g. a "
+        "self-hosted forge at 10.0.0.0/8); loopback, link-local and the server's own addresses are refused "
+        "unless listed here.",
+    )
+    org_creation: Literal["anyone", "operators"] = Field(
+        "anyone",
+        description="Who may create organizations through the API: anyone signed in (CircleCI's behaviour), or "
+        "only users an operator allowed (`circlet admin user allow-org-creation LOGIN`).",
+    )
     limits: Limits = Field(default_factory=Limits)
+
+    @field_validator("local_repo_roots")
+    @classmethod
+    def _roots_are_absolute(cls, value: str) -> str:
+        parse_roots(value)
+        return value
+
+    @field_validator("allowed_private_networks")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    def repo_rules(self) -> RepoRules:
+        return RepoRules(self.home, parse_roots(self.local_repo_roots))
+
+    def network_guard(self) -> NetworkGuard:
+        return NetworkGuard(parse_networks(self.allowed_private_networks), own_addresses())
+
+    @property
+    def shared_classes(self) -> frozenset[str]:
+        return frozenset(name.strip() for name in self.shared_resource_classes.split(",") if name.strip())
 
     @property
     def base_url(self) -> str:

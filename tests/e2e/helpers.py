@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -70,3 +71,14 @@ def start_runner(url: str, token: str, resource_class: str, work_dir: Path, *opt
     return subprocess.Popen(
         [*command, "--work-dir", str(work_dir), *options], env=env, stdout=log, stderr=subprocess.STDOUT
     )
+
+
+def wait_for_port(host: str, port: int) -> None:
+    """Until something accepts connections on host:port (a server the test started), or 10 s."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {host}:{port}")

@@ -118,3 +118,37 @@ def test_cache_workspace_artifacts_and_tests(server: LiveServer, tmp_path: Path)
     outsider = server.admin("bootstrap", "--org", "other", "--user", "mallory")
     denied = api.http.get(third[0]["url"], headers={"Circle-Token": outsider["token"]})
     assert denied.status_code == 404 and "message" in denied.json()
+
+
+VENV_CONFIG = """
+version: 2.1
+jobs:
+  save:
+    machine: true
+    steps:
+      - run: |
+          python3 -m venv --without-pip .venv
+          mkdir -p {outside}/lib && echo dep > {outside}/lib/d
+      - save_cache: {{key: 'venv-v1', paths: [.venv, {outside}]}}
+      - run: rm -rf .venv {outside}
+  restore:
+    machine: true
+    steps:
+      - restore_cache: {{keys: [venv-]}}
+      - run: |
+          test -L .venv/bin/python3
+          .venv/bin/python -c 'import sys; assert sys.prefix != sys.base_prefix, sys.prefix'
+          test "$(cat {outside}/lib/d)" = dep
+workflows:
+  main:
+    jobs: [save, {{restore: {{requires: [save]}}}}]
+"""
+
+
+def test_a_python_venv_and_an_absolute_path_round_trip(server: LiveServer, tmp_path: Path) -> None:
+    """A cached venv (its absolute interpreter link) and a path outside the home restore and work."""
+    api, slug, _ = setup_project(server, tmp_path, VENV_CONFIG.format(outside=tmp_path / "opt-deps"))
+    pipeline = api.post(f"/project/{slug}/pipeline", 201, json={"branch": "main"})
+    [workflow] = api.workflows(pipeline["id"])
+    assert api.settled(workflow["id"], "success", "failed")["status"] == "success", api.jobs(workflow["id"])
+    assert (tmp_path / "opt-deps" / "lib" / "d").read_text() == "dep\n"  # put back by the restore job

@@ -91,7 +91,7 @@ async def test_hot_routes_answer_as_the_stack_does(apps: Apps, database: Any, ad
         ).json()["id"]
         created = await hot_client.post(
             f"{API}/organization/{admin.org_slug}/project",
-            json={"name": "app", "vcs_url": "/srv/app", "default_branch": "main"},
+            json={"name": "app", "vcs_url": "https://git.example.com/acme/app.git", "default_branch": "main"},
             headers=h,
         )
         assert created.status_code < 300, created.text

@@ -13,7 +13,9 @@ import httpx
 
 from circlet.db.engine import Database
 from circlet.projects import service as project_accounts
-from circlet.runners.service import mint_runner_token
+from circlet.runners import repository as runners
+from circlet.runners import service as runner_admin
+from circlet.settings import Settings
 from circlet.users import service as accounts
 from tests.conftest import Account
 
@@ -54,14 +56,21 @@ def commit(path: Path, files: dict[str, str], *, message: str = "change") -> str
 async def make_project(database: Database, account: Account, repo: Path, name: str = "app") -> str:
     async with database.writing() as session:
         org = await accounts.find_org(session, account.org_slug)
-        created = await project_accounts.add_project_for_operator(session, org, name, str(repo), "main")
+        created = await project_accounts.add_project_for_operator(
+            session, org, name, str(repo), "main", Settings().repo_rules()
+        )
     return str(created["slug"])
 
 
 async def runner_token(database: Database, resource_class: str = "local") -> str:
+    """A token for the class, made first (owned by the organization its namespace names) if it is
+    not ``local``, as an operator would: `circlet admin runner resource-class create`, then `token create`."""
     async with database.writing() as session:
-        _, token = await mint_runner_token(session, resource_class)
-    return token
+        if resource_class != "local" and await runners.class_by_name(session, resource_class) is None:
+            org = await accounts.find_org(session, resource_class.split("/")[0])
+            await runner_admin.create_class(session, None, resource_class, "", org)
+        minted = await runner_admin.create_token(session, None, resource_class, "", frozenset({"local"}))
+    return str(minted["token"])
 
 
 async def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:

@@ -40,8 +40,9 @@ async def test_create_in_org_reports_the_project(client: httpx.AsyncClient, admi
 
 
 async def test_create_records_where_the_code_lives(client: httpx.AsyncClient, admin: Account) -> None:
-    body = await create_project(client, admin, "local", vcs_url="/srv/git/local.git", default_branch="trunk")
-    assert body["vcs_info"]["vcs_url"] == "/srv/git/local.git"
+    url = "ssh://git@git.example.com/acme/local.git"
+    body = await create_project(client, admin, "local", vcs_url=url, default_branch="trunk")
+    assert body["vcs_info"]["vcs_url"] == url
     assert body["vcs_info"]["default_branch"] == "trunk"
 
 

@@ -178,7 +178,7 @@ async def test_rotation_reseals_project_secrets(
         assert await reseal_env_vars(session, rotated) == 0
         assert await reseal_checkout_keys(session, rotated) == 0
     drop_previous_keys(settings.home)
-    service = ProjectService(load_keyring(settings.home), Limits())
+    service = ProjectService(load_keyring(settings.home), Limits(), settings.repo_rules())
     async with database.reading() as session:
         assert await service.env_var_values(session, uuid.UUID(project_id)) == {"S": SECRET}
         assert await service.preferred_private_key(session, uuid.UUID(project_id)) is not None

@@ -82,6 +82,7 @@ async def execute(
     storage: TaskStorage | None = None,
     job_user: JobUser | None = None,
     refuse_host_jobs: str | None = None,
+    server_url: str | None = None,
 ) -> Run:
     sink = MemorySink()
     runner = TaskRunner(
@@ -93,6 +94,7 @@ async def execute(
         storage=storage,
         job_user=job_user,
         refuse_host_jobs=refuse_host_jobs,
+        server_url=server_url,
     )
     return Run(await runner.run(), sink)
 

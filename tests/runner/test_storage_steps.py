@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import shutil
 import tarfile
 import uuid
 from collections.abc import Sequence
@@ -86,6 +87,19 @@ def test_key_templates(tmp_path: Path) -> None:
         render_key('{{ checksum "missing" }}', {}, lambda name: tmp_path / name)
 
 
+def tar_of(*members: tuple[str, bytes, str]) -> bytes:
+    """A tar of ``(name, type, link)`` members (regular files hold ``x``), as a hostile one may be made."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, kind, link in members:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            info.linkname = link
+            info.size = 1 if kind == tarfile.REGTYPE else 0
+            tar.addfile(info, io.BytesIO(b"x") if kind == tarfile.REGTYPE else None)
+    return buffer.getvalue()
+
+
 def tar_with(name: str, data: bytes = b"x", kind: bytes = tarfile.REGTYPE, link: str = "") -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -102,11 +116,12 @@ def tar_with(name: str, data: bytes = b"x", kind: bytes = tarfile.REGTYPE, link:
     [
         tar_with("../escape"),
         tar_with("/tmp/absolute-escape"),
-        tar_with("link", kind=tarfile.SYMTYPE, link="/etc/passwd"),
         tar_with("link", kind=tarfile.LNKTYPE, link="../../outside"),
+        tar_with("device", kind=tarfile.CHRTYPE),
+        tar_with("pipe", kind=tarfile.FIFOTYPE),
         b"\x1f\x8b garbage",
     ],
-    ids=["dot-dot", "absolute", "symlink-out", "hardlink-out", "garbage"],  # the bytes hold a gzip time
+    ids=["dot-dot", "absolute", "hardlink-out", "device", "fifo", "garbage"],  # the bytes hold a gzip time
 )
 async def test_tampered_archives_write_nothing_outside(tmp_path: Path, archive: bytes) -> None:
     target = tmp_path / "target"
@@ -115,6 +130,110 @@ async def test_tampered_archives_write_nothing_outside(tmp_path: Path, archive: 
     with pytest.raises(ArchiveError):
         await extract(path, target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz", "target"]
+
+
+def outside_dir(tmp_path: Path) -> Path:
+    """A directory outside every target, standing for ``/etc``: its contents must never change."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "passwd").write_text("root\n")
+    return outside
+
+
+def unchanged(outside: Path) -> bool:
+    return sorted(p.name for p in outside.iterdir()) == ["passwd"] and (outside / "passwd").read_text() == "root\n"
+
+
+async def extract_bytes(tmp_path: Path, data: bytes, target: Path) -> int:
+    archive = tmp_path / f"{uuid.uuid4().hex}.tar"
+    archive.write_bytes(data)
+    return await extract(archive, target)
+
+
+@pytest.mark.parametrize("how", ["same-archive", "later-archive"])
+@pytest.mark.parametrize(
+    "kind",
+    [tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE],
+    ids=["file", "dir", "symlink", "hardlink"],
+)
+async def test_a_planted_link_never_redirects_a_later_member(tmp_path: Path, how: str, kind: bytes) -> None:
+    outside = outside_dir(tmp_path)
+    target = tmp_path / "target"
+    plant = ("dir", tarfile.SYMTYPE, str(outside))
+    follow = ("dir/passwd", kind, "x" if kind == tarfile.SYMTYPE else ("f" if kind == tarfile.LNKTYPE else ""))
+    first = [("f", tarfile.REGTYPE, ""), plant]
+    # "later-archive": another cache or workspace layer unpacked into the same place afterwards
+    archives = [tar_of(*first, follow)] if how == "same-archive" else [tar_of(*first), tar_of(follow)]
+    with pytest.raises(ArchiveError, match="through a link leading outside the target"):
+        for data in archives:
+            await extract_bytes(tmp_path, data, target)
+    assert unchanged(outside)
+    assert (target / "dir").readlink() == outside  # the link itself is kept: it wrote nothing
+
+
+async def test_a_member_replaces_a_link_in_its_place_instead_of_writing_through_it(tmp_path: Path) -> None:
+    outside = outside_dir(tmp_path)
+    target = tmp_path / "target"
+    await extract_bytes(tmp_path, tar_of(("passwd", tarfile.SYMTYPE, str(outside / "passwd"))), target)
+    await extract_bytes(tmp_path, tar_of(("passwd", tarfile.REGTYPE, "")), target)
+    assert unchanged(outside)
+    assert not (target / "passwd").is_symlink() and (target / "passwd").read_text() == "x"
+
+    await extract_bytes(tmp_path, tar_of(("d", tarfile.SYMTYPE, str(outside))), target)
+    await extract_bytes(tmp_path, tar_of(("d", tarfile.DIRTYPE, ""), ("d/passwd", tarfile.REGTYPE, "")), target)
+    assert unchanged(outside)
+    assert (target / "d").is_dir() and not (target / "d").is_symlink()
+
+
+async def test_a_cached_absolute_path_is_unpacked_as_a_target_of_its_own(tmp_path: Path) -> None:
+    """A saved absolute path's members stay under it: a link it plants leads nowhere for the next."""
+    outside = outside_dir(tmp_path)
+    deps = tmp_path / "opt" / "deps"
+    hostile = tar_of(
+        (str(deps), tarfile.DIRTYPE, ""),
+        (f"{deps}/ok", tarfile.REGTYPE, ""),
+        (f"{deps}/link", tarfile.SYMTYPE, str(outside)),
+        (f"{deps}/link/passwd", tarfile.REGTYPE, ""),
+    )
+    archive = tmp_path / "cache.tar"
+    archive.write_bytes(hostile)
+    with pytest.raises(ArchiveError, match="through a link leading outside the target"):
+        await extract(archive, tmp_path / "home", movable=tmp_path / "task")
+    assert unchanged(outside)
+    assert (deps / "ok").read_text() == "x" and (deps / "link").readlink() == outside
+
+
+async def test_a_hard_link_to_a_link_leading_outside_is_refused(tmp_path: Path) -> None:
+    outside = outside_dir(tmp_path)
+    target = tmp_path / "target"
+    hostile = tar_of(("abs", tarfile.SYMTYPE, str(outside / "passwd")), ("hard", tarfile.LNKTYPE, "abs"))
+    with pytest.raises(ArchiveError):
+        await extract_bytes(tmp_path, hostile, target)
+    assert not (target / "hard").exists()
+    assert unchanged(outside)
+
+
+async def test_relative_and_absolute_links_are_kept_as_they_were(tmp_path: Path) -> None:
+    source = tmp_path / "home"
+    (source / "tree" / "sub").mkdir(parents=True)
+    (source / "tree" / "sub" / "file").write_text("data")
+    (source / "tree" / "relative").symlink_to("sub/file")
+    (source / "tree" / "up").symlink_to("../elsewhere")  # leads outside the tree, and dangles
+    (source / "tree" / "absolute").symlink_to("/usr/bin/env")
+    (source / "tree" / "dirlink").symlink_to("sub")
+    archive = tmp_path / "a.tar"
+    await create(archive, source, [source / "tree"])
+    restored = tmp_path / "restored"
+    for _ in range(2):  # unpacking again over the same links replaces them
+        assert await extract(archive, restored) == 7
+    links = {name: (restored / "tree" / name).readlink() for name in ("relative", "up", "absolute", "dirlink")}
+    assert links == {
+        "relative": Path("sub/file"),
+        "up": Path("../elsewhere"),
+        "absolute": Path("/usr/bin/env"),
+        "dirlink": Path("sub"),
+    }
+    assert (restored / "tree" / "dirlink" / "file").read_text() == "data"
 
 
 async def test_archives_are_plain_tars_as_tarfile_makes_them_and_old_gzip_ones_restore(tmp_path: Path) -> None:
@@ -147,14 +266,14 @@ async def test_cache_saved_once_and_restored_by_prefix(work_root: Path) -> None:
     storage = MemoryStorage()
     save = [
         run_step("mkdir -p deps/sub ~/.tool && echo v1 > deps/sub/f && echo t > ~/.tool/t"),
-        {"type": "save_cache", "key": "deps-{{ .Branch }}", "paths": ["deps", "~/.tool", "missing", "/etc"]},
+        {"type": "save_cache", "key": "deps-{{ .Branch }}", "paths": ["deps", "~/.tool", "missing"]},
     ]
     environment = {"CIRCLE_BRANCH": "main"}
     first = await execute(make_task(save, environment=environment), work_root, storage=storage)
     assert first.result.status == "success", first.sink.outputs
     assert list(storage.caches) == ["deps-main"]
     output = first.sink.output(1)
-    assert "Warning: could not find missing" in output and "/etc is not under the job's home" in output
+    assert "Warning: could not find missing; not cached" in output
     assert output.endswith("Stored Cache to deps-main\n")
 
     again = await execute(make_task(save, environment=environment), work_root, storage=storage)
@@ -220,3 +339,69 @@ async def test_storage_steps_need_a_storage(work_root: Path) -> None:
     run = await execute(make_task([{"type": "save_cache", "key": "k", "paths": ["."]}]), work_root)
     assert run.result.status == "failed"
     assert run.sink.output(0) == "circlet runner: save_cache needs the server's storage, which this runner lacks\n"
+
+
+async def test_a_cached_python_venv_restores_and_runs(work_root: Path) -> None:
+    """``python -m venv`` links ``bin/python3`` to the absolute interpreter: CircleCI restores such caches."""
+    storage = MemoryStorage()
+    save = [
+        # Which of bin/python* holds the absolute link depends on the interpreter's name: list them all.
+        run_step("python3 -m venv --without-pip .venv && readlink .venv/bin/python*"),
+        {"type": "save_cache", "key": "venv-v1", "paths": [".venv"]},
+    ]
+    saved = await execute(make_task(save), work_root, storage=storage)
+    assert saved.result.status == "success", saved.sink.outputs
+    links = saved.sink.output(0)
+    assert any(link.startswith("/") for link in links.split()), links
+
+    restore = [
+        {"type": "restore_cache", "keys": ["venv-"]},
+        run_step(
+            'readlink .venv/bin/python* && .venv/bin/python -c "import sys; print(sys.prefix == sys.base_prefix)"'
+        ),
+    ]
+    restored = await execute(make_task(restore), work_root, storage=storage)
+    assert restored.result.status == "success", restored.sink.outputs
+    assert restored.sink.output(1) == f"{links}False\n"
+
+
+async def test_paths_outside_the_home_are_saved_and_restored_where_they_were(work_root: Path, tmp_path: Path) -> None:
+    """An absolute path is cached as CircleCI caches it; ``~/..`` follows the task directory, as
+    ``/home/circleci/..`` is the same path in every CircleCI job."""
+    storage = MemoryStorage()
+    deps = tmp_path / "opt" / "deps"
+    save = [
+        run_step(f"mkdir -p {deps}/lib ~/../other && echo dep > {deps}/lib/d && ln -s /usr/bin/env {deps}/env"),
+        run_step("echo other > ~/../other/o"),
+        {"type": "save_cache", "key": "outside-v1", "paths": [str(deps), "~/../other"]},
+    ]
+    saved = await execute(make_task(save), work_root, storage=storage)
+    assert saved.result.status == "success", saved.sink.outputs
+    assert saved.sink.output(2).endswith(" bytes, 2 paths)...\nStored Cache to outside-v1\n")
+    shutil.rmtree(tmp_path / "opt")
+
+    restore = [
+        {"type": "restore_cache", "key": "outside-v1"},
+        run_step(f"cat {deps}/lib/d ~/../other/o && readlink {deps}/env"),
+    ]
+    restored = await execute(make_task(restore), work_root, storage=storage)
+    assert restored.result.status == "success", restored.sink.outputs
+    assert restored.sink.output(1) == "dep\nother\n/usr/bin/env\n"
+    assert sorted(p.name for p in work_root.iterdir() if p.name.startswith("task-")) == []  # nothing left behind
+
+
+async def test_a_save_that_finds_nothing_stores_nothing(work_root: Path) -> None:
+    storage = MemoryStorage()
+    empty = [{"type": "save_cache", "key": "deps-v1", "paths": ["missing", "~/absent"]}]
+    run = await execute(make_task(empty), work_root, storage=storage)
+    assert run.result.status == "success"
+    assert run.sink.output(0) == (
+        "Warning: could not find missing; not cached\n"
+        "Warning: could not find ~/absent; not cached\n"
+        "No cache is saved for key: deps-v1: none of its paths exist\n"
+    )
+    assert storage.caches == {}
+
+    later = [run_step("mkdir missing && echo v > missing/f"), *empty]
+    assert (await execute(make_task(later), work_root, storage=storage)).result.status == "success"
+    assert list(storage.caches) == ["deps-v1"]

@@ -111,3 +111,25 @@ def test_project_create(admin_cli: Any, tmp_path: Path) -> None:
     assert "not a project slug" in admin_cli("project", "create", "gh/proj-org", "--repo", "x", ok=False)["error"]
     assert "no organization" in admin_cli("project", "create", "gh/nobody/app", "--repo", "x", ok=False)["error"]
     assert "name" in admin_cli("project", "create", "gh/proj-org/bad name", "--repo", "x", ok=False)["error"]
+
+
+def test_project_create_keeps_local_paths_but_not_the_data_directory(admin_cli: Any, tmp_path: Path) -> None:
+    admin_cli("bootstrap", "--org", "reach-org", "--user", "reach-admin")
+    home = tmp_path / "home"
+    (home / "mirrors").mkdir(parents=True)
+    (tmp_path / "alias").symlink_to(home / "mirrors")
+    for repo in (str(home / "mirrors"), str(tmp_path / "alias" / "x.git"), f"file://{home}"):
+        refused = admin_cli("project", "create", "gh/reach-org/app", "--repo", repo, ok=False)["error"]
+        assert "CIRCLET_HOME" in refused
+    refused = admin_cli("project", "create", "gh/reach-org/app", "--repo", "ext::sh%20-c%20id", ok=False)["error"]
+    assert "the transport 'ext::' is not allowed" in refused
+    created = admin_cli("project", "create", "gh/reach-org/app", "--repo", "repos/app")
+    assert created["vcs_info"]["vcs_url"] == str(Path("repos/app").resolve())
+
+
+def test_user_allow_org_creation(admin_cli: Any) -> None:
+    admin_cli("user", "create", "orga")
+    allowed = admin_cli("user", "allow-org-creation", "orga")
+    assert allowed["may_create_orgs"] is True and allowed["user"]["login"] == "orga"
+    assert admin_cli("user", "allow-org-creation", "orga", "--revoke")["may_create_orgs"] is False
+    assert "no user" in admin_cli("user", "allow-org-creation", "nobody", ok=False)["error"]

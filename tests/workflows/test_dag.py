@@ -11,10 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from circlet.app import create_app
 from circlet.db.engine import Database
 from circlet.settings import Settings
-from tests.conftest import Account
+from tests.conftest import Account, app_client
 from tests.pipelines.helpers import ProtocolRunner, make_project, make_repo, runner_token, wait_for
 
 DAG = """
@@ -270,11 +269,8 @@ async def test_setup_workflow_and_continuation(
 
 @pytest.fixture
 async def short_lease_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings.model_copy(update={"runner_lease_seconds": 1}))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://circlet.test") as http:
-            yield http
+    async with app_client(settings.model_copy(update={"runner_lease_seconds": 1})) as http:
+        yield http
 
 
 async def test_a_lost_lease_fails_the_job_as_infrastructure_fail(

@@ -22,7 +22,7 @@ from circlet.db.types import utcnow
 from circlet.engine import repository as engine
 from circlet.engine import states
 from circlet.engine.orchestrator import Orchestrator, continuation_key, key_hash
-from circlet.pipelines.git_mirror import GitError, GitMirrors, MissingFile
+from circlet.pipelines.git_mirror import GitError, GitMirrors, MissingFile, RepoSource
 from circlet.projects import repository as projects
 
 log = logging.getLogger("circlet.engine")
@@ -34,7 +34,13 @@ LEASE_LOST = "The runner stopped reporting (its lease expired): the task was aba
 
 
 def config_errors(exc: ConfigInvalid) -> str:
-    return "\n".join(str(error) for error in exc.errors) or "invalid config"
+    return "\n".join(error.format() for error in exc.errors) or "invalid config"
+
+
+def config_warnings(compiled: CompiledConfig) -> list[dict[str, str]]:
+    """A pipeline keeps its config's warnings in ``errors`` (its state says it was not
+    stopped by them), each ``{"type": "config", "message": "warning: file:line:col: ..."}``."""
+    return [{"type": "config", "message": f"warning: {warning.format()}"} for warning in compiled.warnings]
 
 
 def compile_for(pipeline: Pipeline, source: str, orb_dirs: list[Path] | None) -> CompiledConfig:
@@ -84,7 +90,9 @@ class Processor:
         source = pipeline.inline_config
         if source is None:
             try:
-                source = await self._read_config(pipeline)
+                source = await self._read_config(
+                    pipeline, RepoSource(found.id, pipeline.vcs_url, found.repo_set_by_operator)
+                )
             except MissingFile as exc:
                 await self._fail(pipeline_id, "config-fetch", str(exc))
                 return
@@ -96,12 +104,19 @@ class Processor:
         except ConfigInvalid as exc:
             await self._fail(pipeline_id, "config", config_errors(exc), source)
             return
+        try:
+            await self._create(pipeline_id, source, compiled, org_id)
+        except ConfigInvalid as exc:
+            await self._fail(pipeline_id, "config", config_errors(exc), source)
+
+    async def _create(self, pipeline_id: uuid.UUID, source: str, compiled: CompiledConfig, org_id: uuid.UUID) -> None:
         async with self.database.writing() as session:
             locked = await engine.get_pipeline(session, pipeline_id, lock=True)
             if locked is None or locked.state != states.PIPELINE_PENDING:
                 return
             locked.source = source
             locked.compiled = compiled.to_yaml()
+            locked.errors = config_warnings(compiled)
             if compiled.setup:
                 locked.setup_source, locked.compiled_setup = locked.source, locked.compiled
                 locked.continuation_key_hash = key_hash(
@@ -112,14 +127,14 @@ class Processor:
                 set_pipeline_state(locked, states.PIPELINE_CREATED)
             await self.orchestrator.create_workflows(session, locked, compiled, org_id, setup=compiled.setup)
 
-    async def _read_config(self, pipeline: Pipeline) -> str:
-        path = self.mirrors.path_for(pipeline.vcs_url)
+    async def _read_config(self, pipeline: Pipeline, repo: RepoSource) -> str:
+        path = self.mirrors.path_for(repo)
         revision = pipeline.config_revision or pipeline.revision or ""
         try:
             return await self.mirrors.read_file(path, revision, pipeline.config_file_path)
         except MissingFile:
             # Another host's process may have fetched the commit; our mirror may not have it yet.
-            path = await self.mirrors.fetch(pipeline.vcs_url)
+            path = await self.mirrors.fetch(repo)
             return await self.mirrors.read_file(path, revision, pipeline.config_file_path)
 
     async def _fail(self, pipeline_id: uuid.UUID, kind: str, message: str, source: str = "") -> None:

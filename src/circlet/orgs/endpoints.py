@@ -18,6 +18,7 @@ from circlet.http.responses import json_response, message
 from circlet.http.routing import api_router
 from circlet.orgs import service
 from circlet.orgs.schemas import CreateOrbAllowListEntry, CreateOrganization
+from circlet.pipelines.git_mirror import GitMirrors
 
 router = api_router("Organization")
 Caller = Annotated[Principal, Depends(authenticate)]
@@ -37,7 +38,8 @@ def _forget_roles(request: Request) -> None:
 @router.post("/organization", operation_id="createOrganization")
 async def create_organization(request: Request, caller: Caller, body: CreateOrganization) -> Response:
     async with _database(request).writing() as session:
-        created = await service.create_org(session, caller, body.name, body.vcs_type)
+        only_operators = request.app.state.settings.org_creation == "operators"
+        created = await service.create_org(session, caller, body.name, body.vcs_type, operators_only=only_operators)
     _forget_roles(request)
     return json_response(created, 201)
 
@@ -75,6 +77,8 @@ async def remove_url_orb_allow_list_entry(
 @router.delete("/organization/{org_slug_or_id:path}", operation_id="deleteOrganization")
 async def delete_organization(request: Request, caller: Caller, org_slug_or_id: str) -> Response:
     async with _database(request).writing() as session:
-        await service.delete_org(session, caller, org_slug_or_id)
+        project_ids = await service.delete_org(session, caller, org_slug_or_id)
     _forget_roles(request)
+    mirrors: GitMirrors = request.app.state.mirrors
+    mirrors.remove(project_ids)
     return message("Organization deleted.", 202)

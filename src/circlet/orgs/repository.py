@@ -73,10 +73,12 @@ async def set_membership(session: AsyncSession, org_id: uuid.UUID, user_id: uuid
     await session.flush()
 
 
-async def delete_org(session: AsyncSession, org_id: uuid.UUID) -> None:
-    """The organization and everything under it, children first, in the caller's transaction.
-    Explicit deletes rather than ON DELETE CASCADE alone, so correctness never hangs on SQLite's
-    foreign-key pragma; tables added later are covered by their foreign keys' cascades."""
+async def delete_org(session: AsyncSession, org_id: uuid.UUID) -> list[uuid.UUID]:
+    """The organization and everything under it, children first, in the caller's transaction; returns
+    the ids of its projects, whose mirrors on disk go once this commits. Explicit deletes rather than
+    ON DELETE CASCADE alone, so correctness never hangs on SQLite's foreign-key pragma; tables added
+    later are covered by their foreign keys' cascades."""
+    project_ids = list((await session.execute(select(Project.id).where(Project.org_id == org_id))).scalars())
     projects = select(Project.id).where(Project.org_id == org_id).scalar_subquery()
     contexts = select(Context.id).where(Context.org_id == org_id).scalar_subquery()
     groups = select(Group.id).where(Group.org_id == org_id).scalar_subquery()
@@ -95,6 +97,7 @@ async def delete_org(session: AsyncSession, org_id: uuid.UUID) -> None:
         delete(Organization).where(Organization.id == org_id),
     ):
         await session.execute(statement)
+    return project_ids
 
 
 async def list_orb_allow_list(session: AsyncSession, org_id: uuid.UUID) -> list[OrbAllowListEntry]:

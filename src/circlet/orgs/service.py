@@ -19,6 +19,7 @@ from circlet.http.auth import ROLE_ADMIN, ROLE_MEMBER, ROLE_VIEWER, Principal
 from circlet.http.errors import BadRequest, Conflict, Forbidden, NotFound
 from circlet.orgs import repository as orgs
 from circlet.orgs.slugs import org_slug, parse_org_slug
+from circlet.users import repository as users
 
 RANK = {ROLE_VIEWER: 1, ROLE_MEMBER: 2, ROLE_ADMIN: 3}
 # GitHub and Bitbucket workspace names: letters, digits and - _ . , starting with a letter or digit.
@@ -66,7 +67,14 @@ def check_org_name(name: str, vcs_type: str) -> None:
         raise BadRequest("name: 1 to 100 letters, digits, '-', '_' or '.', starting with a letter or digit.")
 
 
-async def create_org(session: AsyncSession, principal: Principal, name: str, vcs_type: str) -> dict[str, Any]:
+async def create_org(
+    session: AsyncSession, principal: Principal, name: str, vcs_type: str, *, operators_only: bool = False
+) -> dict[str, Any]:
+    """``operators_only`` (``CIRCLET_ORG_CREATION=operators``): only users an operator allowed may."""
+    if operators_only:
+        user = await users.get_user(session, principal.user_id)
+        if user is None or not user.may_create_orgs:
+            raise Forbidden("Only users the operator allowed may create organizations on this server.")
     check_org_name(name, vcs_type)
     existing = parse_org_slug(f"{vcs_type}/{name}") if vcs_type != "circleci" else None
     if existing is not None and await orgs.find_org_by_slug(session, existing) is not None:
@@ -80,11 +88,13 @@ async def create_org(session: AsyncSession, principal: Principal, name: str, vcs
     return org_body(org)
 
 
-async def delete_org(session: AsyncSession, principal: Principal, slug_or_id: str) -> None:
+async def delete_org(session: AsyncSession, principal: Principal, slug_or_id: str) -> list[uuid.UUID]:
+    """Deletes the organization; returns its projects' ids, for their mirrors to go after the commit."""
     org = await find_org(session, principal, slug_or_id)
     require_role(principal, org.id, ROLE_ADMIN, missing="Organization not found.", action="delete it")
-    await orgs.delete_org(session, org.id)
+    project_ids = await orgs.delete_org(session, org.id)
     await record(session, principal, "org.delete", org.id, {"name": org.name, "vcs_type": org.vcs_type})
+    return project_ids
 
 
 # -- URL orb allow-list ---------------------------------------------------------------------------

@@ -1,20 +1,38 @@
-"""A bare mirror of each project's repository under ``$CIRCLET_HOME/mirrors``, driven by the real
-``git`` CLI in asyncio subprocesses: fetched on trigger, then read at the resolved commit."""
+"""A bare mirror of each project's repository under ``$CIRCLET_HOME/mirrors/<project id>``, driven by
+the real ``git`` CLI in asyncio subprocesses: fetched on trigger, then read at the resolved commit.
+
+A mirror belongs to one project: two projects naming the same URL never share what one of them was
+allowed to fetch, and deleting the project deletes its mirror. What a fetch may reach is decided at
+fetch time (docs/security.md, "What an organization can reach")."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import os
 import re
+import shlex
+import shutil
+import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from circlet.reach.network import IPAddress, NetworkGuard, Refused
+from circlet.reach.repo_urls import RepoLocation, RepoRules, parse_location
 
 FETCH_REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*", "+refs/pull/*:refs/pull/*")
 FETCH_TIMEOUT_SECONDS = 120.0
 PULL_REF = re.compile(r"^pull/(\d+)/(head|merge)$")
 MAX_CACHED_FILES = 256
 SAFE_REF = re.compile(r"^[A-Za-z0-9._/@+-]{1,255}$")
+# Every git command: no hooks of the mirror run, and no submodule is followed.
+SAFE_CONFIG = {"core.hooksPath": "/dev/null", "fetch.recurseSubmodules": "false", "submodule.recurse": "false"}
+# Fetches for an organization: none of the server's git configuration, credentials or SSH identities,
+# and no redirect to a host the guard did not check.
+TENANT_CONFIG = {"http.followRedirects": "false", "credential.helper": ""}
 
 
 class GitError(Exception):
@@ -30,6 +48,16 @@ class MissingFile(GitError):
 
 
 @dataclass(frozen=True)
+class RepoSource:
+    """A project's repository as fetched: its URL, and whether the operator set it (then it is fetched
+    as the operator would, local paths and the server's own credentials included)."""
+
+    project_id: uuid.UUID
+    url: str
+    set_by_operator: bool
+
+
+@dataclass(frozen=True)
 class Commit:
     sha: str
     subject: str
@@ -37,37 +65,47 @@ class Commit:
 
 
 class GitMirrors:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, rules: RepoRules, guard: NetworkGuard):
         self.root = root
+        self.rules = rules
+        self.guard = guard
         self._locks: dict[str, asyncio.Lock] = {}
         self._queued: dict[str, asyncio.Task[None]] = {}
         # A file at a commit never changes: the configs of recent commits are kept.
         self._files: dict[tuple[str, str, str], str] = {}
 
-    def path_for(self, url: str) -> Path:
-        return self.root / (hashlib.sha256(url.encode()).hexdigest()[:32] + ".git")
+    def path_for(self, source: RepoSource) -> Path:
+        return self.root / str(source.project_id) / (hashlib.sha256(source.url.encode()).hexdigest()[:32] + ".git")
 
-    async def fetch(self, url: str) -> Path:
-        """Bring the mirror of ``url`` up to date with a fetch that began after this call.
+    def remove(self, project_ids: Iterable[uuid.UUID]) -> None:
+        """Delete the mirrors of deleted projects (called after the commit that deleted them)."""
+        for project_id in project_ids:
+            shutil.rmtree(self.root / str(project_id), ignore_errors=True)
 
-        Fetches of one repository are coalesced: while one runs, every caller that arrives joins
+    async def fetch(self, source: RepoSource) -> Path:
+        """Bring the project's mirror of its URL up to date with a fetch that began after this call.
+
+        Fetches of one mirror are coalesced: while one runs, every caller that arrives joins
         the single fetch queued behind it, so a burst of triggers costs two fetches, not one each.
         """
-        if url.startswith("-"):
-            raise GitError(f"not a repository URL or path: {url!r}")
-        path = self.path_for(url)
+        path = self.path_for(source)
         key = str(path)
         queued = self._queued.get(key)
         if queued is None:
-            queued = self._queued[key] = asyncio.get_running_loop().create_task(self._fetch_after(key, url, path))
+            queued = self._queued[key] = asyncio.get_running_loop().create_task(self._fetch_after(key, source, path))
         await asyncio.shield(queued)
         return path
 
-    async def _fetch_after(self, key: str, url: str, path: Path) -> None:
+    async def _fetch_after(self, key: str, source: RepoSource, path: Path) -> None:
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             # From here on, callers queue for the next fetch: this one may have started too early.
             self._queued.pop(key, None)
+            try:
+                # Checked now, not when the URL was saved: settings, symbolic links and DNS change.
+                url, env = await self._reach(source, path.parent)
+            except Refused as exc:
+                raise GitError(f"could not fetch the repository {source.url}: {exc}") from None
             if not (path / "HEAD").exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 await _git(None, "init", "--bare", "--quiet", str(path))
@@ -78,13 +116,42 @@ class GitMirrors:
                     "--quiet",
                     "--prune",
                     "--no-tags",
+                    "--no-recurse-submodules",
                     "--end-of-options",
                     url,
                     *FETCH_REFSPECS,
                     timeout=FETCH_TIMEOUT_SECONDS,
+                    env=env,
                 )
             except GitError as exc:
-                raise GitError(f"could not fetch the repository {url}: {exc}") from None
+                raise GitError(f"could not fetch the repository {source.url}: {exc}") from None
+
+    async def _reach(self, source: RepoSource, project_dir: Path) -> tuple[str, dict[str, str]]:
+        """The URL to fetch and git's environment: only the location's own transport, and for an
+        organization's network location, only addresses the guard allowed (pinned: git connects to
+        the address checked here, not to whatever the name resolves to a moment later)."""
+        location = parse_location(source.url)
+        if location.is_local:
+            self.rules.check_local(location, operator=source.set_by_operator)
+            return source.url, git_environment({"GIT_ALLOW_PROTOCOL": "file"})
+        if source.set_by_operator:
+            return source.url, git_environment({"GIT_ALLOW_PROTOCOL": self.rules.transports(location)})
+        pinned = (await self.guard.resolve(location.host, location.port))[0]
+        env = {
+            "GIT_ALLOW_PROTOCOL": self.rules.transports(location),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+        }
+        config = dict(TENANT_CONFIG)
+        url = source.url
+        if location.kind in ("https", "http"):  # http: an API project saved before it was refused
+            config["http.curloptResolve"] = f"{location.host}:{location.port}:{address_text(pinned)}"
+        elif location.kind == "git":
+            parts = urlsplit(url)
+            url = f"git://{address_text(pinned)}:{location.port}{parts.path}"
+        elif location.kind == "ssh":
+            env["GIT_SSH_COMMAND"] = ssh_command(location, pinned, project_dir / "known_hosts")
+        return url, git_environment(env, config, drop=("SSH_AUTH_SOCK",))
 
     async def resolve(self, path: Path, *, branch: str | None, tag: str | None) -> Commit:
         """The commit a branch, tag or ``pull/N/head`` names; UnknownRef when there is none."""
@@ -120,15 +187,51 @@ class GitMirrors:
         return text
 
 
-async def _git(cwd: Path | None, *args: str, timeout: float = 30.0) -> str:
-    # No prompts, and only the transports a repository URL should use (never `ext::` commands).
+def address_text(address: IPAddress) -> str:
+    return f"[{address}]" if isinstance(address, ipaddress.IPv6Address) else str(address)
+
+
+def ssh_command(location: RepoLocation, pinned: IPAddress, known_hosts: Path) -> str:
+    """OpenSSH with none of the server's configuration, keys or agent, connecting to the checked
+    address while it verifies the host key under the host's name."""
+    options = {
+        "BatchMode": "yes",
+        "IdentitiesOnly": "yes",
+        "IdentityFile": os.devnull,
+        "IdentityAgent": "none",
+        "HostName": str(pinned),
+        "HostKeyAlias": location.host,
+        "StrictHostKeyChecking": "accept-new",
+        "UserKnownHostsFile": str(known_hosts),
+    }
+    return shlex.join(["ssh", "-F", os.devnull, *(f"-o{name}={value}" for name, value in options.items())])
+
+
+def git_environment(
+    overrides: Mapping[str, str] | None = None, config: Mapping[str, str] | None = None, drop: Iterable[str] = ()
+) -> dict[str, str]:
+    """git's environment: no prompts, ``SAFE_CONFIG`` and ``config`` (given through the environment,
+    so no option is ever read from a URL), and by default only the transports a repository URL
+    should use (never ``ext::`` or ``fd::``)."""
     env = {
         **os.environ,
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_ASKPASS": "true",
         "LC_ALL": "C",
         "GIT_ALLOW_PROTOCOL": "file:git:http:https:ssh",
+        **(overrides or {}),
     }
+    for name in drop:
+        env.pop(name, None)
+    pairs = {**SAFE_CONFIG, **(config or {})}
+    env["GIT_CONFIG_COUNT"] = str(len(pairs))
+    for index, (key, value) in enumerate(pairs.items()):
+        env[f"GIT_CONFIG_KEY_{index}"], env[f"GIT_CONFIG_VALUE_{index}"] = key, value
+    return env
+
+
+async def _git(cwd: Path | None, *args: str, timeout: float = 30.0, env: Mapping[str, str] | None = None) -> str:
+    env = env if env is not None else git_environment()
     command = ["git"] + (["--git-dir", str(cwd)] if cwd is not None else []) + list(args)
     process = await asyncio.create_subprocess_exec(
         *command,

@@ -20,7 +20,7 @@ from circlet.db.types import utcnow
 from circlet.engine import repository as engine
 from circlet.engine import states
 from circlet.engine.orchestrator import Orchestrator, key_hash
-from circlet.engine.processor import Processor, config_errors, set_pipeline_state
+from circlet.engine.processor import Processor, config_errors, config_warnings, set_pipeline_state
 from circlet.http.auth import ROLE_ADMIN, ROLE_MEMBER, Principal
 from circlet.http.errors import BadRequest, NotFound
 from circlet.http.pagination import PageTokens
@@ -30,7 +30,7 @@ from circlet.orgs import repository as orgs
 from circlet.orgs.service import find_org, require_role
 from circlet.orgs.slugs import PROVIDER_NAMES, project_slug
 from circlet.pipelines import repository as definitions
-from circlet.pipelines.git_mirror import Commit, GitError, GitMirrors, UnknownRef
+from circlet.pipelines.git_mirror import Commit, GitError, GitMirrors, RepoSource, UnknownRef
 from circlet.pipelines.schemas import DefinitionBody, RunPipeline, TriggerBody, TriggerPipeline
 from circlet.projects import repository as projects
 from circlet.projects.repository import ProjectInOrg
@@ -208,7 +208,8 @@ class PipelineService:
         if not request.url:
             raise BadRequest("The project has no repository to build (set its vcs_url).")
         try:
-            path = await self.mirrors.fetch(request.url)
+            project = request.found.project
+            path = await self.mirrors.fetch(RepoSource(project.id, request.url, project.repo_set_by_operator))
             commit = await self.mirrors.resolve(path, branch=request.branch, tag=request.tag)
             config_revision = commit.sha
             if (request.config_branch, request.config_tag) != (request.branch, request.tag):
@@ -312,9 +313,13 @@ class PipelineService:
         project = await projects.get_project(session, pipeline.project_id)
         assert project is not None
         pipeline.source, pipeline.compiled = configuration, compiled.to_yaml()
+        pipeline.errors = [*pipeline.errors, *config_warnings(compiled)]
         pipeline.continuation_key_hash = None
         set_pipeline_state(pipeline, states.PIPELINE_CREATED)
-        await self.orchestrator.create_workflows(session, pipeline, compiled, project.org_id)
+        try:
+            await self.orchestrator.create_workflows(session, pipeline, compiled, project.org_id)
+        except ConfigInvalid as exc:
+            raise BadRequest(f"The continuation config is invalid: {config_errors(exc)}") from None
 
     # -- reading ----------------------------------------------------------------------------------
 

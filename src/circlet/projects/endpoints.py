@@ -18,6 +18,7 @@ from circlet.db.engine import Database
 from circlet.http.auth import Principal, authenticate
 from circlet.http.responses import json_response, message
 from circlet.http.routing import api_router, lean_get
+from circlet.pipelines.git_mirror import GitMirrors
 from circlet.projects.schemas import (
     AdvancedSettings,
     CreateCheckoutKey,
@@ -69,7 +70,9 @@ async def get_project(request: Request, caller: Caller, provider: str, organizat
 async def delete_project(request: Request, caller: Caller, provider: str, organization: str, project: str) -> Response:
     database, service = _parts(request)
     async with database.writing() as session:
-        await service.delete(session, caller, (provider, organization, project))
+        project_id = await service.delete(session, caller, (provider, organization, project))
+    mirrors: GitMirrors = request.app.state.mirrors
+    mirrors.remove([project_id])
     return message("Project deleted.")
 
 

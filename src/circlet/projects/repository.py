@@ -174,7 +174,13 @@ async def find_project_by_name(session: AsyncSession, org_id: uuid.UUID, name: s
 
 
 async def add_project(
-    session: AsyncSession, org_id: uuid.UUID, name: str, vcs_url: str, default_branch: str
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    name: str,
+    vcs_url: str,
+    default_branch: str,
+    *,
+    repo_set_by_operator: bool = False,
 ) -> Project:
     project = Project(
         id=uuid.uuid4(),
@@ -183,6 +189,7 @@ async def add_project(
         name_key=name.lower(),
         vcs_url=vcs_url,
         default_branch=default_branch,
+        repo_set_by_operator=repo_set_by_operator,
         created_at=utcnow(),
     )
     session.add(project)
@@ -193,10 +200,12 @@ async def add_project(
     return project
 
 
-async def set_code_location(session: AsyncSession, project_id: uuid.UUID, vcs_url: str, default_branch: str) -> None:
-    await session.execute(
-        update(Project).where(Project.id == project_id).values(vcs_url=vcs_url, default_branch=default_branch)
-    )
+async def set_code_location(
+    session: AsyncSession, project_id: uuid.UUID, vcs_url: str, default_branch: str, *, by_operator: bool
+) -> None:
+    """Who set the location decides how it is fetched (``Project.repo_set_by_operator``)."""
+    values = {"vcs_url": vcs_url, "default_branch": default_branch, "repo_set_by_operator": by_operator}
+    await session.execute(update(Project).where(Project.id == project_id).values(**values))
 
 
 async def delete_project(session: AsyncSession, project_id: uuid.UUID) -> None:

@@ -27,6 +27,8 @@ from circlet.projects import repository as projects
 from circlet.projects.keys import generate_key_pair
 from circlet.projects.repository import OrgFields, ProjectFields, ProjectInOrg, ProjectRef
 from circlet.projects.schemas import AdvancedSettings
+from circlet.reach.network import Refused
+from circlet.reach.repo_urls import RepoRules
 from circlet.secrets import Keyring, SealedValue
 from circlet.settings import Limits
 from circlet.users.service import OPERATOR, AccountError
@@ -117,9 +119,18 @@ def checkout_key_body(key: CheckoutKey, digest: str = "md5") -> dict[str, Any]:
     }
 
 
-def check_vcs_url(vcs_url: str) -> None:
+def check_vcs_url(vcs_url: str, rules: RepoRules, *, operator: bool) -> None:
+    """Where an API caller (or, with ``operator``, the operator) may say a project's code lives:
+    docs/security.md, "What an organization can reach"."""
     if not vcs_url or len(vcs_url) > 2048 or not vcs_url.isprintable() or any(c.isspace() for c in vcs_url):
         raise BadRequest("vcs_url: a git URL or repository path of 1 to 2048 characters, without spaces.")
+    try:
+        if operator:
+            rules.check_for_operator(vcs_url)
+        else:
+            rules.check_for_api(vcs_url)
+    except Refused as exc:
+        raise BadRequest(f"vcs_url: {exc}.") from None
 
 
 def check_branch(branch: str) -> None:
@@ -139,6 +150,7 @@ def check_project_name(name: str, vcs_type: str) -> None:
 class ProjectService:
     keyring: Keyring
     limits: Limits
+    repo_rules: RepoRules
     # (key id, context, sealed bytes) -> the mask of the value they open to; only masks, never a value
     _masks: dict[tuple[str, str, bytes], str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -231,7 +243,7 @@ class ProjectService:
         if vcs_url is None:
             vcs_url = DEFAULT_VCS_URL.get(org.vcs_type, "").format(org=org.name, name=name)
         else:
-            check_vcs_url(vcs_url)
+            check_vcs_url(vcs_url, self.repo_rules, operator=False)
         branch = default_branch if default_branch is not None else "main"
         check_branch(branch)
         try:
@@ -241,12 +253,14 @@ class ProjectService:
         await self._audit(session, principal, "project.create", project.id, org.id, {"name": name})
         return project
 
-    async def delete(self, session: AsyncSession, principal: Principal, slug: tuple[str, str, str]) -> None:
+    async def delete(self, session: AsyncSession, principal: Principal, slug: tuple[str, str, str]) -> uuid.UUID:
+        """Deletes the project; returns its id, for its mirror to go after the commit."""
         found = await self.find(session, principal, slug, ROLE_ADMIN, "delete projects")
         await projects.delete_project(session, found.project.id)
         await self._audit(
             session, principal, "project.delete", found.project.id, found.org.id, {"name": found.project.name}
         )
+        return found.project.id
 
     # -- settings ---------------------------------------------------------------------------------
 
@@ -463,16 +477,17 @@ class ProjectService:
 
 
 async def add_project_for_operator(
-    session: AsyncSession, org: Organization, name: str, vcs_url: str, default_branch: str
+    session: AsyncSession, org: Organization, name: str, vcs_url: str, default_branch: str, rules: RepoRules
 ) -> dict[str, Any]:
-    """``circlet admin project create``: the same checks as the API, errors as ``AccountError``."""
+    """``circlet admin project create``: the API's checks but for the operator's reach (local paths),
+    errors as ``AccountError``."""
     try:
         check_project_name(name, org.vcs_type)
-        check_vcs_url(vcs_url)
+        check_vcs_url(vcs_url, rules, operator=True)
         check_branch(default_branch)
         if await projects.find_project_by_name(session, org.id, name) is not None:
             raise Conflict(f"A project named '{name}' already exists in this organization.")
-        project = await projects.add_project(session, org.id, name, vcs_url, default_branch)
+        project = await projects.add_project(session, org.id, name, vcs_url, default_branch, repo_set_by_operator=True)
     except ApiError as exc:
         raise AccountError(exc.message) from None
     await audit.record(

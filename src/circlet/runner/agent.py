@@ -145,8 +145,11 @@ class Agent:
             try:
                 task = await self._claim()
             except Unauthorized as exc:
+                # A revoked token: this worker claims nothing more, and the tasks other workers
+                # hold run to their end (as CircleCI's runners do); the agent exits after them.
+                if self._refused is None:
+                    log.error("the runner token was refused", extra={"running_tasks": len(self._running)})
                 self._refused = exc
-                self.shutdown("the runner token was refused")
                 return
             except ProtocolError as exc:
                 delay = backoff.delay()
@@ -191,6 +194,7 @@ class Agent:
             engine=self._engine,
             job_user=job_user,
             refuse_host_jobs=None if job_user is not None else self._options.refuse_host_jobs,
+            server_url=self._client.url,
         )
         self._running[task.task_id] = runner
         if self._stopping.is_set():

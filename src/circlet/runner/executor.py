@@ -26,6 +26,7 @@ from circlet.runner.containers import (
     container_specs,
 )
 from circlet.runner.context import EventSink, StepContext, StepOutcome, StepOutput, TaskDirs, TaskStorage
+from circlet.runner.continuation import install_curl_wrapper
 from circlet.runner.isolation import JobUser, reachable_by_all
 from circlet.runner.masking import Masker
 from circlet.runner.process import ProcessGroups
@@ -70,8 +71,10 @@ class TaskRunner:
         engine: ContainerEngine | None = None,
         job_user: JobUser | None = None,
         refuse_host_jobs: str | None = None,
+        server_url: str | None = None,
     ) -> None:
         self.task = task
+        self._server_url = server_url
         self._sink = sink
         self._storage = storage
         self._docker = docker
@@ -116,6 +119,8 @@ class TaskRunner:
         if refusal is not None:
             return TaskResult("failed", refusal)
         self._dirs.create(self._job_user)
+        if self._server_url is not None and "CIRCLE_CONTINUATION_KEY" in self.task.environment:
+            install_curl_wrapper(self._dirs.bin, self._server_url)
         if self.task.test_timings is not None:
             self._dirs.timings.write_text(json.dumps(self.task.test_timings))
             self._dirs.give(self._dirs.timings)

@@ -100,6 +100,16 @@ async def revoke_token(session: AsyncSession, token_id: uuid.UUID) -> None:
     )
 
 
+async def allow_org_creation(session: AsyncSession, user: User, allowed: bool) -> None:
+    """With ``CIRCLET_ORG_CREATION=operators``, whether this user may create organizations."""
+    user.may_create_orgs = allowed
+    await session.flush()
+    await audit.record(
+        session, actor_id=None, actor=OPERATOR, action="user.org_creation.set", target_type="user",
+        target_id=user.id, org_id=None, details={"login": user.login, "allowed": allowed},
+    )
+
+
 async def find_user(session: AsyncSession, login: str) -> User:
     user = await users.find_user_by_login(session, login)
     if user is None:

@@ -1,7 +1,8 @@
 """tar archives of the storage steps, made and unpacked off the event loop. Member names are
-always relative; unpacking refuses absolute and ``..`` names outright, then uses tarfile's ``data``
-filter (no links leaving the target, no special files), so a tampered archive cannot write outside
-its target.
+always relative; unpacking refuses absolute and ``..`` names outright and keeps symbolic links as
+they are (a cached venv's ``bin/python`` points at an absolute interpreter), but never writes through
+one: a member whose directory resolves outside the target is refused, and a link standing where a
+member goes is replaced, not followed (see ``_KeepLinks``).
 
 Archives are made uncompressed: gzip, even at level 1, ran at ~40 MB/s on one core and made
 ``save_cache`` of 200 MB take 14-23x as long as ``tar -cf`` plus ``cp`` (docs/performance.md, issue 6);
@@ -64,6 +65,9 @@ class _Tar(tarfile.TarFile):
             blocks += 1
         self.offset += blocks * tarfile.BLOCKSIZE
 
+    def chown(self, tarinfo: tarfile.TarInfo, targetpath: Any, numeric_owner: bool) -> None:
+        """Never: what a job unpacks belongs to whoever unpacks it (``tar_filter`` keeps owners)."""
+
     def makefile(self, tarinfo: tarfile.TarInfo, targetpath: Any) -> None:
         if tarinfo.sparse is not None or not _plain(self.fileobj) or not hasattr(os, "sendfile"):
             super().makefile(tarinfo, targetpath)
@@ -81,34 +85,131 @@ def _plain(fileobj: object) -> bool:
     return type(fileobj) in (io.FileIO, io.BufferedReader)
 
 
-def _create(archive: Path, base: Path, members: Sequence[Path]) -> int:
+def _absolute(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """A member named by its absolute path, as ``tar -P`` names it (tarfile strips the ``/``)."""
+    info.name = "/" + info.name
+    if info.islnk():
+        info.linkname = "/" + info.linkname
+    return info
+
+
+MOVABLE = "circlet.movable"
+"""A cache's global PAX header: the task directory it was saved from. Absolute paths under it (``~/..``
+is there) follow the task directory of the job that restores the cache, as ``/home/circleci/..`` stays
+the same path from one CircleCI job to the next."""
+
+
+def _create(archive: Path, base: Path, members: Sequence[Path], movable: Path | None) -> int:
     count = 0
+    outside = [member for member in members if not member.is_relative_to(base)]
+    headers = {MOVABLE: str(movable)} if outside and movable is not None else {}
     # Unbuffered: headers go straight to the file, so the kernel copies that follow land after them.
-    with open(archive, "wb", buffering=0) as file, _Tar.open(fileobj=file, mode="w") as tar:
+    with open(archive, "wb", buffering=0) as file, _Tar.open(fileobj=file, mode="w", pax_headers=headers) as tar:
         for member in members:
-            tar.add(member, arcname=str(member.relative_to(base)))
+            if member in outside:
+                tar.add(member, arcname=str(member), filter=_absolute)
+            else:
+                tar.add(member, arcname=str(member.relative_to(base)))
             count += 1
     return count
 
 
-async def create(archive: Path, base: Path, members: Sequence[Path]) -> int:
-    """A tar at ``archive`` of ``members`` (under ``base``), named relative to ``base``."""
-    return await asyncio.to_thread(_create, archive, base, members)
+async def create(archive: Path, base: Path, members: Sequence[Path], *, movable: Path | None = None) -> int:
+    """A tar at ``archive`` of ``members``: those under ``base`` named relative to it, any other
+    (``save_cache`` of an absolute path) by its absolute path; ``movable`` is recorded as
+    ``MOVABLE``."""
+    return await asyncio.to_thread(_create, archive, base, members, movable)
 
 
-def _extract(archive: Path, target: Path) -> int:
+class _KeepLinks:
+    """The extraction filter: tarfile's ``data`` rules (no special files, no setuid or group/other
+    write bits, hard links only to files inside the target), except that a symbolic
+    link keeps its target, absolute or leading outside. ``data`` refuses such links, and with them
+    every cached Python venv; but a link is only dangerous when something is written through it,
+    and this filter prevents that instead, for links of the same archive and of earlier ones
+    (another layer, another cache) alike:
+
+    - a member whose directory resolves (links followed, as they are on disk now) outside the target
+      is refused, so ``dir -> /etc`` then ``dir/passwd`` writes nothing;
+    - a link (or file) already where a member goes is removed first, so the member replaces it (as
+      GNU tar does) instead of writing into what it points at.
+
+    Each member is checked just before it is written, against the disk as the previous members
+    left it. Hard links are checked by ``data`` against their resolved target, so a hard link to a
+    link leading outside is refused too."""
+
+    def __init__(self, target: Path, within: str | None = None) -> None:
+        self.root = os.path.realpath(target)
+        self.within = os.path.join(self.root, within) if within else self.root
+        """Where members may go: the target, or one path of it (an absolute path a cache saved)."""
+
+    def __call__(self, member: tarfile.TarInfo, destination: str) -> tarfile.TarInfo:
+        place = os.path.join(self.root, member.name)
+        directory = os.path.realpath(os.path.dirname(place))
+        inside = os.path.commonpath([directory, self.within]) == self.within
+        if not inside and not (place == self.within and directory == self.root):
+            raise ArchiveError(f"the archive writes {member.name[:200]!r} through a link leading outside the target")
+        if os.path.islink(place) or (os.path.lexists(place) and not os.path.isdir(place)):
+            os.unlink(place)
+        if not member.issym():
+            return tarfile.data_filter(member, self.root)
+        return tarfile.tar_filter(member, self.root)  # name and mode rules, not the link's target
+
+
+def _outside_root(name: str) -> bool:
+    return ".." in PurePosixPath(name).parts
+
+
+def _unpack(tar: tarfile.TarFile, members: list[tarfile.TarInfo], keep_links: _KeepLinks) -> None:
+    for member in members:
+        # One at a time, not ``extractall``: that sets directories' times at the end, through
+        # whatever stands at their path by then.
+        tar.extract(member, keep_links.root, set_attrs=not member.isdir(), filter=keep_links)
+
+
+def _absolute_roots(members: list[tarfile.TarInfo]) -> dict[str, list[tarfile.TarInfo]]:
+    """The absolute paths a cache saved, each with its members renamed relative to its parent."""
+    roots: dict[str, list[tarfile.TarInfo]] = {}
+    for member in members:
+        path = PurePosixPath(member.name)
+        root = next((r for r in roots if path == PurePosixPath(r) or PurePosixPath(r) in path.parents), None)
+        if root is None:
+            root = member.name
+            roots[root] = []
+        renamed = member.replace(name=str(path.relative_to(PurePosixPath(root).parent)), deep=False)
+        if member.islnk():
+            renamed.linkname = os.path.relpath(member.linkname, PurePosixPath(root).parent)
+        roots[root].append(renamed)
+    return roots
+
+
+def _saved_path(root: str, saved_from: str | None, movable: Path) -> Path:
+    if saved_from and PurePosixPath(root).is_relative_to(saved_from):
+        return movable / PurePosixPath(root).relative_to(saved_from)
+    return Path(root)
+
+
+def _extract(archive: Path, target: Path, movable: Path | None) -> int:
     target.mkdir(parents=True, exist_ok=True)
     try:
         with _Tar.open(archive, "r:*") as tar:  # a tar, or a tar.gz made before issue 6
             members = tar.getmembers()
             for member in members:
-                if member.name.startswith("/") or ".." in PurePosixPath(member.name).parts:
+                if _outside_root(member.name) or (member.name.startswith("/") and movable is None):
                     raise ArchiveError(f"the archive has a member outside its root: {member.name[:200]!r}")
-            tar.extractall(target, members=members, filter="data")
+            _unpack(tar, [m for m in members if not m.name.startswith("/")], _KeepLinks(target))
+            for root, renamed in _absolute_roots([m for m in members if m.name.startswith("/")]).items():
+                assert movable is not None
+                path = _saved_path(root, tar.pax_headers.get(MOVABLE), movable)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _unpack(tar, renamed, _KeepLinks(path.parent, within=path.name))
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         raise ArchiveError(f"the archive could not be unpacked: {exc}") from None
     return len(members)
 
 
-async def extract(archive: Path, target: Path) -> int:
-    return await asyncio.to_thread(_extract, archive, target)
+async def extract(archive: Path, target: Path, *, movable: Path | None = None) -> int:
+    """Unpack ``archive`` into ``target``. With ``movable`` (caches: the task's directory), members
+    named by an absolute path go back to that path (under ``movable`` when they were saved from
+    under the saving task's directory), each saved path unpacked as a target of its own."""
+    return await asyncio.to_thread(_extract, archive, target, movable)

@@ -77,11 +77,19 @@ def _render(context: StepContext, template: str) -> str:
     return render_key(template, context.environment, lambda name: context.resolve(name))
 
 
-def _home_relative(context: StepContext, path: Path) -> Path | None:
+def _task_root(context: StepContext) -> Path:
+    return Path(os.path.abspath(context.dirs.root))
+
+
+def _cache_member(context: StepContext, given: str) -> Path:
+    """What a ``save_cache`` path names: under the home, the path the home's entry has; elsewhere
+    (``/opt/deps``, ``~/../other``) the absolute path, ``..`` resolved, links as they are."""
+    path = context.resolve(given)
+    home = context.dirs.home.resolve()
     try:
-        return path.resolve().relative_to(context.dirs.home.resolve())
+        return context.dirs.home / path.resolve().relative_to(home)
     except ValueError:
-        return None
+        return Path(os.path.abspath(path))
 
 
 async def _save_cache(context: StepContext, storage: TaskStorage) -> StepOutcome:
@@ -94,17 +102,19 @@ async def _save_cache(context: StepContext, storage: TaskStorage) -> StepOutcome
         return StepOutcome("success", 0)
     members: list[Path] = []
     for given in _strings(context.step.args.get("paths")):
-        path = context.resolve(given)
-        relative = _home_relative(context, path)
-        if relative is None or not relative.parts:
-            await context.output.line(f"Warning: {given} is not under the job's home directory; not cached")
-        elif not path.exists():
+        member = _cache_member(context, given)
+        if member in (context.dirs.home, Path("/")):
+            await context.output.line(f"Warning: {given} names the whole home or file system; not cached")
+        elif not (member.exists() or member.is_symlink()):
             await context.output.line(f"Warning: could not find {given}; not cached")
         else:
-            members.append(context.dirs.home / relative)
+            members.append(member)
+    if not members:  # an empty cache would make every later save of this key a skip
+        await context.output.line(f"No cache is saved for key: {key}: none of its paths exist")
+        return StepOutcome("success", 0)
     async with _scratch(context) as archive:
         await context.output.line("Creating cache archive...")
-        count = await create(archive, context.dirs.home, members)
+        count = await create(archive, context.dirs.home, members, movable=_task_root(context))
         await context.output.line(f"Uploading cache archive ({archive.stat().st_size} bytes, {count} paths)...")
         if not await storage.upload_cache(key, archive):
             await context.output.line(f"Skipping cache generation, cache already exists for key: {key}")
@@ -129,7 +139,7 @@ async def _restore_cache(context: StepContext, storage: TaskStorage) -> StepOutc
         except Gone:  # expired, and its bytes swept, since it was found: a miss, as if never found
             await context.output.line(f"The cache {found} expired before it could be restored; no cache is restored")
             return StepOutcome("success", 0)
-        count = await extract(archive, context.dirs.home)
+        count = await extract(archive, context.dirs.home, movable=_task_root(context))
     await context.output.line(f"Restored {count} entries of cache {found} into {context.dirs.home}")
     return StepOutcome("success", 0)
 
