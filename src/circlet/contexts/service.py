@@ -26,6 +26,7 @@ from circlet.http.auth import ROLE_ADMIN, Principal
 from circlet.http.errors import BadRequest, Conflict, Forbidden, NotFound
 from circlet.http.pagination import PageTokens
 from circlet.http.responses import timestamp
+from circlet.http.text import check_single_line_name
 from circlet.orgs import repository as orgs
 from circlet.orgs.slugs import parse_org_slug
 from circlet.projects import repository as projects
@@ -33,7 +34,7 @@ from circlet.secrets import Keyring, SealedValue
 from circlet.settings import Limits
 
 PAGE_SIZE = 20
-ENV_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def env_var_context(context_id: uuid.UUID, name: str) -> str:
@@ -365,6 +366,7 @@ class ContextService:
         limit = self.limits.context_name_length
         if not name or len(name) > limit:
             raise BadRequest(f"name: a context name has 1 to {limit} characters.")
+        check_single_line_name(name, "name")
         if name != name.strip():
             raise BadRequest("name: a context name may not begin or end with whitespace.")
 
@@ -373,7 +375,8 @@ class ContextService:
             raise BadRequest(
                 f"env_var_name: longer than {self.limits.env_var_name_length} characters, the most allowed."
             )
-        if not ENV_VAR_NAME.match(name):
+        check_single_line_name(name, "env_var_name")
+        if not ENV_VAR_NAME.fullmatch(name):
             raise BadRequest(
                 "env_var_name: must start with a letter or underscore and contain only letters, digits "
                 "and underscores."
