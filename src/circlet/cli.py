@@ -131,7 +131,7 @@ def serve(
         "port": port,
         "workers": workers,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": "circlet.http.server_protocol:LimitedHttpToolsProtocol",
         "log_config": None,
         "access_log": False,
         "server_header": False,

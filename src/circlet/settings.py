@@ -24,6 +24,12 @@ class Limits(BaseSettings):
     env_vars_per_context: int = Field(100, description="Environment variables one context may hold.")
     contexts_per_org: int = Field(500, description="Contexts one organization may own.")
     request_body_bytes: int = Field(1024 * 1024, description="Largest accepted request body; larger is 413.")
+    request_url_bytes: int = Field(
+        16 * 1024, ge=1, description="Longest request target (path and query) `circlet serve` reads; longer is 414."
+    )
+    request_header_bytes: int = Field(
+        64 * 1024, ge=1, description="Largest request headers, together, `circlet serve` reads; larger is 431."
+    )
     upload_bytes: int = Field(
         5 * 1024**3,
         description="Largest upload of a runner's storage step (a cache, workspace layer, artifact or "
@@ -37,9 +43,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CIRCLET_", env_nested_delimiter="__", extra="ignore")
 
     home: Path = Field(default_factory=default_home, description="Where circlet keeps its data.")
-    database_url: str = Field(
-        "", description="SQLAlchemy URL; empty means SQLite at $CIRCLET_HOME/circlet.db."
-    )
+    database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite at $CIRCLET_HOME/circlet.db.")
     secret_key: str = Field(
         "",
         description="Base64 (or any) secret for encryption at rest; empty means a key file in $CIRCLET_HOME.",
