@@ -15,6 +15,13 @@ FETCH_TIMEOUT_SECONDS = 120.0
 PULL_REF = re.compile(r"^pull/(\d+)/(head|merge)$")
 MAX_CACHED_FILES = 256
 SAFE_REF = re.compile(r"^[A-Za-z0-9._/@+-]{1,255}$")
+# What of git's own words a caller sees: all of them (the cause is rarely on the last line), bounded.
+MAX_MESSAGE_CHARS = 4000
+CREDENTIALS = (
+    (re.compile(r"\b([a-z][a-z0-9+.-]*://)[^/\s@]*@", re.IGNORECASE), r"\1"),  # URL userinfo
+    (re.compile(r"\b(authorization|proxy-authorization)(\s*[:=]\s*)[^\r\n]*", re.IGNORECASE), r"\1\2[hidden]"),
+    (re.compile(r"\b(\w*(?:token|password|passwd|secret)\w*)=[^\s&]+", re.IGNORECASE), r"\1=[hidden]"),
+)
 
 
 class GitError(Exception):
@@ -78,13 +85,16 @@ class GitMirrors:
                     "--quiet",
                     "--prune",
                     "--no-tags",
+                    # A shallow source repository has shallow roots: take them, or its refs are
+                    # silently rejected and every branch looks missing.
+                    "--update-shallow",
                     "--end-of-options",
                     url,
                     *FETCH_REFSPECS,
                     timeout=FETCH_TIMEOUT_SECONDS,
                 )
             except GitError as exc:
-                raise GitError(f"could not fetch the repository {url}: {exc}") from None
+                raise GitError(f"could not fetch the repository {without_credentials(url)}: {exc}") from None
 
     async def resolve(self, path: Path, *, branch: str | None, tag: str | None) -> Commit:
         """The commit a branch, tag or ``pull/N/head`` names; UnknownRef when there is none."""
@@ -144,5 +154,14 @@ async def _git(cwd: Path | None, *args: str, timeout: float = 30.0) -> str:
         await process.wait()
         raise GitError(f"git {args[0]} timed out") from None
     if process.returncode != 0:
-        raise GitError(err.decode(errors="replace").strip().splitlines()[-1:][0] if err.strip() else "git failed")
+        message = without_credentials(err.decode(errors="replace").strip()) or "git failed"
+        raise GitError(message if len(message) <= MAX_MESSAGE_CHARS else "..." + message[-MAX_MESSAGE_CHARS:])
     return out.decode(errors="replace")
+
+
+def without_credentials(text: str) -> str:
+    """``text`` with the user and password of URLs, authorization headers and token-like parameters
+    taken out: git repeats the URL it was given, credentials included."""
+    for pattern, replacement in CREDENTIALS:
+        text = pattern.sub(replacement, text)
+    return text
