@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from circleci2.types import PipelineWorkflowResponse, ProjectPipelineResponse, WorkflowJobsResponse
 from circleci2.types import Pipeline as StrictPipeline
+from circleci2.types import PipelineWorkflowResponse, ProjectPipelineResponse, WorkflowJobsResponse
 
 from circlet.db.engine import Database
 from tests.conftest import Account

@@ -111,3 +111,15 @@ def test_project_create(admin_cli: Any, tmp_path: Path) -> None:
     assert "not a project slug" in admin_cli("project", "create", "gh/proj-org", "--repo", "x", ok=False)["error"]
     assert "no organization" in admin_cli("project", "create", "gh/nobody/app", "--repo", "x", ok=False)["error"]
     assert "name" in admin_cli("project", "create", "gh/proj-org/bad name", "--repo", "x", ok=False)["error"]
+
+
+def test_project_create_reads_the_default_branch_of_the_repository(admin_cli: Any, tmp_path: Path) -> None:
+    import subprocess
+
+    admin_cli("bootstrap", "--org", "head-org", "--user", "head-admin")
+    repo = tmp_path / "trunk-repo"
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
+    subprocess.run(["git", "init", "-q", "-b", "trunk", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "commit", "-q", "--allow-empty", "-m", "first"], check=True, env=env)
+    created = admin_cli("project", "create", "gh/head-org/app", "--repo", str(repo))
+    assert created["vcs_info"]["default_branch"] == "trunk"
