@@ -94,9 +94,7 @@ class ContextService:
         self._require_admin(principal, org_id)
         self._check_context_name(name)
         if await contexts.count_contexts(session, org_id) >= self.limits.contexts_per_org:
-            raise BadRequest(
-                f"The organization already has {self.limits.contexts_per_org} contexts, the most allowed."
-            )
+            raise BadRequest(f"The organization already has {self.limits.contexts_per_org} contexts, the most allowed.")
         if await contexts.find_context_by_name(session, org_id, name) is not None:
             raise Conflict(f"A context named '{name}' already exists in this organization.")
         try:
@@ -150,8 +148,7 @@ class ContextService:
         exists = await contexts.env_var_exists(session, context_id, name)
         if not exists and await contexts.count_env_vars(session, context_id) >= self.limits.env_vars_per_context:
             raise BadRequest(
-                f"The context already has {self.limits.env_vars_per_context} environment variables, "
-                "the most allowed."
+                f"The context already has {self.limits.env_vars_per_context} environment variables, the most allowed."
             )
         sealed = self.keyring.seal(value, env_var_context(context_id, name))
         stamp = await contexts.upsert_env_var(session, context_id, name, sealed.key_id, sealed.ciphertext)
@@ -254,9 +251,7 @@ class ContextService:
             try:
                 parse_restriction_expression(value)
             except ExpressionError as exc:
-                raise BadRequest(
-                    f"restriction_value: invalid expression at column {exc.column}: {exc}"
-                ) from None
+                raise BadRequest(f"restriction_value: invalid expression at column {exc.column}: {exc}") from None
             return value, ""
         try:
             target_id = uuid.UUID(value)
@@ -343,17 +338,13 @@ class ContextService:
         if role != ROLE_ADMIN:
             raise Forbidden("Permission denied: only organization admins may change contexts.")
 
-    async def _writable_context(
-        self, session: AsyncSession, principal: Principal, context_id: uuid.UUID
-    ) -> Context:
+    async def _writable_context(self, session: AsyncSession, principal: Principal, context_id: uuid.UUID) -> Context:
         context = await self.get_context(session, principal, context_id)
         if principal.role_in(context.org_id) != ROLE_ADMIN:
             raise Forbidden("Permission denied: only organization admins may change contexts.")
         return context
 
-    async def _writable_context_org(
-        self, session: Executor, principal: Principal, context_id: uuid.UUID
-    ) -> uuid.UUID:
+    async def _writable_context_org(self, session: Executor, principal: Principal, context_id: uuid.UUID) -> uuid.UUID:
         """``_writable_context`` reading only the owner, in one fixed query: for writing a variable."""
         org_id = await contexts.context_org(session, context_id)
         if org_id is None or principal.role_in(org_id) is None:
@@ -378,13 +369,10 @@ class ContextService:
         check_single_line_name(name, "env_var_name")
         if not ENV_VAR_NAME.fullmatch(name):
             raise BadRequest(
-                "env_var_name: must start with a letter or underscore and contain only letters, digits "
-                "and underscores."
+                "env_var_name: must start with a letter or underscore and contain only letters, digits and underscores."
             )
         if len(value) > self.limits.env_var_value_length:
-            raise BadRequest(
-                f"value: longer than {self.limits.env_var_value_length} characters, the most allowed."
-            )
+            raise BadRequest(f"value: longer than {self.limits.env_var_value_length} characters, the most allowed.")
 
     async def _audit(
         self,

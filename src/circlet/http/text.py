@@ -42,6 +42,5 @@ def check_single_line_name(name: str, field: str) -> None:
     terminals that show it."""
     if LINE_BREAKS_AND_CONTROLS.search(name):
         raise BadRequest(
-            f"{field}: a name is a single line: no line breaks (\\n, \\r, U+2028, U+2029) "
-            "or other control characters."
+            f"{field}: a name is a single line: no line breaks (\\n, \\r, U+2028, U+2029) or other control characters."
         )
