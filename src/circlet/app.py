@@ -172,7 +172,7 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
     app.state.project_service = ProjectService(keyring, settings.limits)
     # The engine: the wake-up signal of the task queue, DAG progression, background processing.
     app.state.task_signal = signal = TaskSignal()
-    orchestrator = Orchestrator(signal, keyring.derive("continuation-keys"))
+    orchestrator = Orchestrator(signal, keyring.derive("continuation-keys"), settings.shared_classes)
     mirrors = GitMirrors(settings.home / "mirrors")
     app.state.processor = processor = Processor(database, mirrors, orchestrator)
     app.state.pipeline_service = PipelineService(
@@ -194,6 +194,7 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
         app.state.context_service,
         settings.base_url,
         timedelta(seconds=settings.runner_lease_seconds),
+        settings.shared_classes,
     )
 
 

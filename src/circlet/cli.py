@@ -30,7 +30,7 @@ from circlet.pipelines.git_mirror import without_credentials
 from circlet.projects import service as project_accounts
 from circlet.projects.ssh_keys import reseal_ssh_keys
 from circlet.runner.cli import runner_command
-from circlet.runners.service import mint_runner_token
+from circlet.runners import service as runner_admin
 from circlet.secrets.keyring import KEY_FILE_NAME, drop_previous_keys, load_keyring, rotate_key_file
 from circlet.settings import Settings
 from circlet.users import service as accounts
@@ -54,6 +54,10 @@ runner_app = typer.Typer(help="Self-hosted runners.")
 admin_app.add_typer(runner_app, name="runner")
 runner_token_app = typer.Typer(help="Runner tokens, one resource class each.")
 runner_app.add_typer(runner_token_app, name="token")
+resource_class_app = typer.Typer(help="Resource classes, each owned by the organization of its namespace.")
+runner_app.add_typer(resource_class_app, name="resource-class")
+runner_instance_app = typer.Typer(help="Runner instances, as their claims showed them.")
+runner_app.add_typer(runner_instance_app, name="instance")
 app.add_typer(admin_app, name="admin")
 
 DatabaseUrl = Annotated[
@@ -197,7 +201,10 @@ class EmbeddedRunner:
         import threading
 
         async def mint(session: AsyncSession) -> str:
-            return (await mint_runner_token(session, LOCAL_RESOURCE_CLASS, "embedded runner"))[1]
+            minted = await runner_admin.create_token(
+                session, None, LOCAL_RESOURCE_CLASS, "embedded runner", self.settings.shared_classes
+            )
+            return str(minted["token"])
 
         token = in_transaction(self.settings, mint)
         threading.Thread(target=self._launch, args=(token,), daemon=True).start()
@@ -263,20 +270,104 @@ def _die_with_parent() -> None:
 
 @runner_token_app.command("create")
 def runner_token_create(
-    resource_class: Annotated[str, typer.Option("--resource-class", help="namespace/name, or local.")],
-    label: Annotated[str, typer.Option(help="A note on what the token is for.")] = "",
+    resource_class: Annotated[
+        str, typer.Option("--resource-class", help="An existing class (namespace/name), or a shared one such as local.")
+    ],
+    label: Annotated[str, typer.Option("--label", "--nickname", help="A note on what the token is for.")] = "",
     database_url: DatabaseUrl = None,
 ) -> None:
     """Mint a runner token for one resource class and print it (it is shown only this once)."""
+    settings = settings_with(database_url)
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        try:
-            row, token = await mint_runner_token(session, resource_class, label)
-        except ApiError as exc:
-            raise accounts.AccountError(exc.message) from None
-        return {"id": str(row.id), "resource_class": row.resource_class, "token": token}
+        minted = await operator_call(
+            runner_admin.create_token(session, None, resource_class, label, settings.shared_classes)
+        )
+        return {"id": str(minted["id"]), "resource_class": resource_class, "token": minted["token"]}
+
+    print_json(in_transaction(settings, work))
+
+
+@runner_token_app.command("list")
+def runner_token_list(
+    org: Annotated[str | None, typer.Option(help="Only this organization's tokens (name or slug).")] = None,
+    resource_class: Annotated[str | None, typer.Option("--resource-class", help="Only this class's tokens.")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Print runner tokens' metadata (never the tokens), one JSON object a line."""
+
+    async def work(session: AsyncSession) -> list[dict[str, Any]]:
+        owner = await accounts.find_org(session, org) if org else None
+        return await runner_admin.operator_tokens(session, owner, resource_class)
+
+    for row in in_transaction(settings_with(database_url), work):
+        print_json(jsonable_encoder(row))
+
+
+@runner_token_app.command("revoke")
+def runner_token_revoke(token_id: str, database_url: DatabaseUrl = None) -> None:
+    """Revoke a runner token by its id: its runner's next claim is refused; a task it runs finishes."""
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        await operator_call(runner_admin.revoke_token(session, None, token_id))
+        return {"id": token_id, "revoked": True}
 
     print_json(in_transaction(settings_with(database_url), work))
+
+
+@resource_class_app.command("create")
+def resource_class_create(
+    name: Annotated[str, typer.Argument(help="namespace/name; the namespace is the organization's name.")],
+    org: Annotated[str, typer.Option(help="The owning organization (name or slug).")],
+    description: Annotated[str, typer.Option(help="What runs on it.")] = "",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create a resource class owned by an organization."""
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        owner = await accounts.find_org(session, org)
+        created = await operator_call(runner_admin.create_class(session, None, name, description, owner))
+        return {**jsonable_encoder(created), "org": accounts.org_json(owner)["slug"]}
+
+    print_json(in_transaction(settings_with(database_url), work))
+
+
+@resource_class_app.command("list")
+def resource_class_list(
+    org: Annotated[str | None, typer.Option(help="Only this organization's classes (name or slug).")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Print resource classes, one JSON object a line."""
+
+    async def work(session: AsyncSession) -> list[dict[str, Any]]:
+        return await runner_admin.operator_classes(session, await accounts.find_org(session, org) if org else None)
+
+    for row in in_transaction(settings_with(database_url), work):
+        print_json(jsonable_encoder(row))
+
+
+@runner_instance_app.command("list")
+def runner_instance_list(
+    org: Annotated[str | None, typer.Option(help="Only this organization's runners (name or slug).")] = None,
+    resource_class: Annotated[str | None, typer.Option("--resource-class", help="Only this class's runners.")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Print the runner instances seen claiming work, one JSON object a line."""
+
+    async def work(session: AsyncSession) -> list[dict[str, Any]]:
+        owner = await accounts.find_org(session, org) if org else None
+        return await runner_admin.operator_instances(session, owner, resource_class)
+
+    for row in in_transaction(settings_with(database_url), work):
+        print_json(jsonable_encoder(row))
+
+
+async def operator_call(work: Awaitable[T]) -> T:
+    """An operation of the API run by the operator: its error message is the command's."""
+    try:
+        return await work
+    except ApiError as exc:
+        raise accounts.AccountError(exc.message) from None
 
 
 @admin_app.command()

@@ -71,7 +71,16 @@ class Settings(BaseSettings):
     blob_sweep_hours: float = Field(
         6, gt=0, description="How often the server deletes expired caches and stored bytes no row refers to."
     )
+    shared_resource_classes: str = Field(
+        "local",
+        description="Comma-separated resource classes every organization's jobs may use (`local`: the "
+        "embedded runner's); empty shares none. Any other class must be the job's own organization's.",
+    )
     limits: Limits = Field(default_factory=Limits)
+
+    @property
+    def shared_classes(self) -> frozenset[str]:
+        return frozenset(name.strip() for name in self.shared_resource_classes.split(",") if name.strip())
 
     @property
     def base_url(self) -> str:

@@ -3,8 +3,9 @@
 Each folder holds ``config.yml`` and optionally ``params.json`` (``parameters``, ``values``,
 ``branch``, ``tag``), ``orbs/`` (a local orb registry), and the expectations:
 ``expected.yml`` (exact processed config, without the commented original), ``errors.txt``
-(exact error lines, the case folder written as ``<case>``) and ``graph.yml`` (workflow graph
-summary for ``branch``/``tag``).
+(exact error lines, the case folder written as ``<case>``), ``warnings.txt`` (exact warning
+lines of a config that compiles; without it, the config must compile without warnings) and
+``graph.yml`` (workflow graph summary for ``branch``/``tag``).
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ def test_case(case: Path) -> None:
         assert got == errors_file.read_text().splitlines()
         return
     assert not errors_file.exists(), "expected errors, but the config compiled"
+    warnings_file = case / "warnings.txt"
+    expected_warnings = warnings_file.read_text().splitlines() if warnings_file.exists() else []
+    assert [w.format().replace(str(case), "<case>") for w in compiled.warnings] == expected_warnings
     output = compiled.to_yaml()
     expected_file = case / "expected.yml"
     graph_file = case / "graph.yml"

@@ -90,6 +90,20 @@ def test_validate_reports_every_error_with_position(tmp_path: Path, home: Path) 
     ]
 
 
+def test_validate_prints_warnings_and_passes(tmp_path: Path) -> None:
+    path = write(tmp_path, "version: 2\njobs:\n  build:\n    docker: [{image: x}]\n"
+                 "    dependencies: {pre: [make]}\n    steps: [{type: checkout}]\n")
+    validated = _module("config", "validate", str(path), env=dict(os.environ, CIRCLET_HOME=str(tmp_path)))
+    assert validated.returncode == 0, validated.stderr
+    assert validated.stdout == f"Config file at {path} is valid.\n"
+    assert validated.stderr.splitlines() == [
+        f"warning: {path}:5:5: jobs.build.dependencies: unknown job key 'dependencies' ignored "
+        "(version 2.0 drops it)",
+        f"warning: {path}:6:13: jobs.build.steps[0]: the legacy step form '- type: checkout' is "
+        "read as '- checkout'",
+    ]
+
+
 def test_process_with_parameters_and_values(tmp_path: Path, home: Path) -> None:
     path = write(tmp_path, VALID)
     values = write(tmp_path, json.dumps({"git.branch": "dev"}), "values.json")

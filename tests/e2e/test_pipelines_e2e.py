@@ -84,7 +84,7 @@ version: 2.1
 jobs:
   slow:
     docker: [{image: x}]
-    resource_class: acme/e2e
+    resource_class: e2e/slow
     steps: [{run: sleep 60}]
 workflows:
   main:
@@ -177,11 +177,12 @@ def test_dag_contexts_approval_rerun_and_setup(server: LiveServer, tmp_path: Pat
 
 def test_cancel_during_sleep_and_a_runner_killed_mid_job(server: LiveServer, tmp_path: Path) -> None:
     api, slug, _ = setup_project(server, tmp_path, SLOW)
-    minted = server.admin("runner", "token", "create", "--resource-class", "acme/e2e")
+    server.admin("runner", "resource-class", "create", "e2e/slow", "--org", "e2e")
+    minted = server.admin("runner", "token", "create", "--resource-class", "e2e/slow")
     pipeline = api.post(f"/project/{slug}/pipeline", 201)
     [workflow] = api.workflows(pipeline["id"])
     details = api.until(lambda: (d := api.get(f"/project/{slug}/job/1"))["messages"] and d)
-    assert "No runner of resource class acme/e2e" in details["messages"][0]["message"]
+    assert "No runner of resource class e2e/slow" in details["messages"][0]["message"]
 
     def start_runner() -> subprocess.Popen[bytes]:
         env = {**os.environ, "CIRCLET_RUNNER_TOKEN": minted["token"]}
@@ -193,7 +194,7 @@ def test_cancel_during_sleep_and_a_runner_killed_mid_job(server: LiveServer, tmp
                 "--url",
                 server.url,
                 "--resource-class",
-                "acme/e2e",
+                "e2e/slow",
                 "--work-dir",
                 str(tmp_path / "work"),
             ],

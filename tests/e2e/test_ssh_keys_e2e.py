@@ -22,7 +22,7 @@ from tests.conftest import LiveServer, free_port, make_account, server_env
 from tests.e2e.helpers import Api, start_runner
 from tests.pipelines.helpers import make_project, make_repo, runner_token
 
-HOST = "machine: true\n    resource_class: e2e/keys"
+HOST = "machine: true\n    resource_class: keys/host"
 
 
 @dataclass
@@ -48,12 +48,12 @@ async def env(module_database_url: str, tmp_path_factory: pytest.TempPathFactory
         try:
             account = await make_account(database, org="keys", login="kim")
             slug = await make_project(database, account, root / "repo")
-            token = await runner_token(database, "e2e/keys")
+            token = await runner_token(database, "keys/host")
         finally:
             await database.dispose()
-        runner = start_runner(server.url, token, "e2e/keys", root / "work")
+        runner = start_runner(server.url, token, "keys/host", root / "work")
         v11 = httpx.Client(base_url=server.url + "/api/v1.1", headers=account.headers, timeout=30)
-        logs = [home / "server.log", root / "runner-e2e-keys.log"]
+        logs = [home / "server.log", root / "runner-keys-host.log"]
         yield Env(server, Api(server.url, account.token), v11, slug, logs)
     finally:
         if runner is not None:

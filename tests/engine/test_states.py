@@ -15,9 +15,11 @@ ALLOWED_JOB = [
     ("blocked", "not_run"),
     ("blocked", "canceled"),
     ("blocked", "unauthorized"),
+    ("blocked", "failed"),  # its resource class is not its organization's (never queued)
     ("queued", "running"),
     ("queued", "canceled"),
     ("queued", "infrastructure_fail"),
+    ("queued", "failed"),  # its resource class was deleted while it waited
     ("on_hold", "success"),
     ("on_hold", "canceled"),
     ("running", "success"),

@@ -13,7 +13,8 @@ import httpx
 
 from circlet.db.engine import Database
 from circlet.projects import service as project_accounts
-from circlet.runners.service import mint_runner_token
+from circlet.runners import repository as runners
+from circlet.runners import service as runner_admin
 from circlet.users import service as accounts
 from tests.conftest import Account
 
@@ -59,9 +60,14 @@ async def make_project(database: Database, account: Account, repo: Path, name: s
 
 
 async def runner_token(database: Database, resource_class: str = "local") -> str:
+    """A token for the class, made first (owned by the organization its namespace names) if it is
+    not ``local``, as an operator would: `circlet admin runner resource-class create`, then `token create`."""
     async with database.writing() as session:
-        _, token = await mint_runner_token(session, resource_class)
-    return token
+        if resource_class != "local" and await runners.class_by_name(session, resource_class) is None:
+            org = await accounts.find_org(session, resource_class.split("/")[0])
+            await runner_admin.create_class(session, None, resource_class, "", org)
+        minted = await runner_admin.create_token(session, None, resource_class, "", frozenset({"local"}))
+    return str(minted["token"])
 
 
 async def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:

@@ -9,12 +9,20 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
 from circlet.db.engine import Database
 from circlet.engine import repository as engine
 from circlet.runners.service import RUNNER_TOKEN_PREFIX
-from tests.conftest import Account
+from tests.conftest import Account, make_account
 from tests.pipelines.helpers import ProtocolRunner, make_project, make_repo, runner_token, wait_for
+
+
+@pytest.fixture
+async def acme(database: Database) -> Account:
+    """An admin of organization `acme`, whose resource classes are `acme/NAME`."""
+    return await make_account(database, org="acme")
+
 
 CONFIG = """
 version: 2.1
@@ -31,10 +39,10 @@ workflows:
 
 
 async def test_tokens_classes_depth_long_poll_output_and_complete(
-    client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
+    client: httpx.AsyncClient, database: Database, acme: Account, tmp_path: Path
 ) -> None:
     make_repo(tmp_path / "repo", {".circleci/config.yml": CONFIG})
-    slug = await make_project(database, admin, tmp_path / "repo")
+    slug = await make_project(database, acme, tmp_path / "repo")
     token = await runner_token(database, "acme/linux")
     assert token.startswith(RUNNER_TOKEN_PREFIX)
     runner = ProtocolRunner(client, token, "acme/linux")
@@ -50,7 +58,7 @@ async def test_tokens_classes_depth_long_poll_output_and_complete(
     started = time.monotonic()
     waiting = asyncio.create_task(runner.claim(wait=10))
     await asyncio.sleep(0.2)
-    await client.post(f"/api/v2/project/{slug}/pipeline", headers=admin.headers)
+    await client.post(f"/api/v2/project/{slug}/pipeline", headers=acme.headers)
     first = await waiting
     assert first is not None and time.monotonic() - started < 5
     second = await runner.claim()
@@ -77,20 +85,22 @@ async def test_tokens_classes_depth_long_poll_output_and_complete(
     assert (await runner.call(first, "complete", json={"status": "success"})).status_code == 200
     assert (await runner.call(first, "complete", json={"status": "failed"})).status_code == 409
     await runner.finish(second, "failed")
-    details = (await client.get(f"/api/v2/project/{slug}/job/1", headers=admin.headers)).json()
+    details = (await client.get(f"/api/v2/project/{slug}/job/1", headers=acme.headers)).json()
     assert details["status"] == "failed"
     assert sorted(r["status"] for r in details["parallel_runs"]) == ["failed", "success"]
     assert details["executor"] == {"resource_class": "acme/linux", "type": "docker"}
 
 
 async def test_a_job_for_a_class_without_runners_says_why(
-    client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
+    client: httpx.AsyncClient, database: Database, acme: Account, tmp_path: Path
 ) -> None:
     make_repo(tmp_path / "repo", {".circleci/config.yml": CONFIG})
-    slug = await make_project(database, admin, tmp_path / "repo")
-    await client.post(f"/api/v2/project/{slug}/pipeline", headers=admin.headers)
+    slug = await make_project(database, acme, tmp_path / "repo")
+    created = await client.post("/api/v3/runner/resource", json={"resource_class": "acme/linux"}, headers=acme.headers)
+    assert created.status_code == 201, created.text
+    await client.post(f"/api/v2/project/{slug}/pipeline", headers=acme.headers)
     for _ in range(200):
-        details = await client.get(f"/api/v2/project/{slug}/job/1", headers=admin.headers)
+        details = await client.get(f"/api/v2/project/{slug}/job/1", headers=acme.headers)
         if details.status_code == 200:
             break
         await asyncio.sleep(0.02)
@@ -110,12 +120,12 @@ workflows:
 
 
 async def test_concurrent_claims_never_share_a_task(
-    client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
+    client: httpx.AsyncClient, database: Database, acme: Account, tmp_path: Path
 ) -> None:
     make_repo(tmp_path / "repo", {".circleci/config.yml": WIDE})
-    slug = await make_project(database, admin, tmp_path / "repo")
+    slug = await make_project(database, acme, tmp_path / "repo")
     runners = [ProtocolRunner(client, await runner_token(database)) for _ in range(4)]
-    await client.post(f"/api/v2/project/{slug}/pipeline", headers=admin.headers)
+    await client.post(f"/api/v2/project/{slug}/pipeline", headers=acme.headers)
     auth = {"Authorization": f"Bearer {runners[0].token}"}
 
     async def queued() -> bool:
@@ -131,15 +141,15 @@ async def test_concurrent_claims_never_share_a_task(
 
 
 async def test_a_runner_gone_before_its_claim_is_answered_gets_no_task(
-    client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
+    client: httpx.AsyncClient, database: Database, acme: Account, tmp_path: Path
 ) -> None:
     """A long-poll whose runner went away (stopped, restarted, killed) must not take a task: nobody
     would read the answer, and the task would wait out its lease, then fail."""
     make_repo(tmp_path / "repo", {".circleci/config.yml": CONFIG})
-    slug = await make_project(database, admin, tmp_path / "repo")
+    slug = await make_project(database, acme, tmp_path / "repo")
     token = await runner_token(database, "acme/linux")
     auth = {"Authorization": f"Bearer {token}"}
-    await client.post(f"/api/v2/project/{slug}/pipeline", headers=admin.headers)
+    await client.post(f"/api/v2/project/{slug}/pipeline", headers=acme.headers)
     depth = {"unclaimed_task_count": 0}
     for _ in range(200):
         answer = await client.get("/api/v3/runner/tasks", params={"resource-class": "acme/linux"}, headers=auth)

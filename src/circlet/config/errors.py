@@ -60,7 +60,9 @@ class Diagnostics:
             self.errors.append(err)
 
     def warn(self, message: str, path: str = "", location: Location | None = None) -> None:
-        self.warnings.append(ConfigError(message, path, location))
+        warning = ConfigError(message, path, location)
+        if warning not in self.warnings:
+            self.warnings.append(warning)
 
     def raise_if_errors(self) -> None:
         if self.errors:

@@ -29,12 +29,24 @@ JOB_KEYS = frozenset({
     "key",
 })
 _DROPPED_JOB_KEYS = frozenset({"parameters", "executor", "description"})
+LEGACY_STEP_TYPES = {
+    "shell": "run", "checkout": "checkout", "add-ssh-keys": "add_ssh_keys",
+    "artifacts-store": "store_artifacts", "test-results-store": "store_test_results",
+    "cache-save": "save_cache", "cache-restore": "restore_cache", "deploy": "deploy",
+}
+"""The ``- type: X`` steps of the first 2.0 syntax and the step each became (R-2.3)."""
 STEPLESS_JOB_TYPES = frozenset({"approval", "no-op", "release", "lock", "unlock"})
 MAX_COMMAND_DEPTH = 100
 
 
 class ExpandedSteps(YList):
     """Steps already expanded in the caller's scope (a ``steps`` argument); spliced verbatim."""
+
+    __slots__ = ()
+
+
+class DefaultSteps(YList):
+    """A ``steps`` parameter's default: expanded where it is spliced, in the callee's scope."""
 
     __slots__ = ()
 
@@ -48,9 +60,10 @@ class ResolvedExecutor(dict[str, Any]):
 class JobExpander:
     """Turns a job invocation into a fully expanded job body."""
 
-    def __init__(self, diag: Diagnostics, base_scope: Scope) -> None:
+    def __init__(self, diag: Diagnostics, base_scope: Scope, *, version_20: bool = False) -> None:
         self.diag = diag
         self.base_scope = base_scope
+        self.version_20 = version_20
         self._specs: dict[int, dict[str, ParameterSpec]] = {}
 
     # --- parameters --------------------------------------------------------------------------
@@ -97,15 +110,17 @@ class JobExpander:
                    ) -> YMap | None:
         """Bind ``args`` and expand the job; pre/post steps are already expanded."""
         def_path = home.path_of("jobs", local_name)
-        self.check_job_keys(definition, def_path)
+        unknown = self.check_job_keys(definition, def_path)
         specs = self.specs_of(definition, def_path, job=True)
         prepared = self.prepare_arguments(specs, args, caller_ns, caller_scope, path)
         bound = bind_arguments(specs, prepared, f"job '{display}'", path, loc, self.diag)
         if bound is None:
             return None
         scope = self.base_scope.with_params(bound, home.in_orb)
-        body: YMap = substitute(_without(definition, _DROPPED_JOB_KEYS - {"executor"}), scope,
-                                self.diag, def_path)
+        self.mark_steps_values(specs, bound, scope, def_path)
+        body: YMap = substitute(_without(definition, (_DROPPED_JOB_KEYS - {"executor"}) | unknown),
+                                scope, self.diag, def_path)
+        self.normalize_environments(body, def_path)
         job = body.derive()
         job_type = body.get("type", "build")
         executor_value = body.get("executor")
@@ -129,13 +144,66 @@ class JobExpander:
         job["steps"] = pre + self.expand_steps(steps, home, scope, f"{def_path}.steps", ()) + post
         if executor_ok:
             self.check_executor_kind(job, job_type, def_path, loc_of(definition))
+        self.check_run_shape(job, def_path, loc_of(definition) or loc)
         return job
 
-    def check_job_keys(self, definition: YMap, path: str) -> None:
-        for key in definition:
-            if key not in JOB_KEYS:
+    def check_job_keys(self, definition: YMap, path: str) -> frozenset[str]:
+        """Unknown job keys are errors in 2.1; version 2.0 drops them with a warning (R-2.3).
+        Returns the keys to drop."""
+        unknown = frozenset(str(key) for key in definition if key not in JOB_KEYS)
+        for key in sorted(unknown):
+            where, loc = f"{path}.{key}", loc_of(definition, key)
+            if not self.version_20:
                 self.diag.error(f"unknown job key '{key}'{did_you_mean(key, sorted(JOB_KEYS))}",
-                                f"{path}.{key}", loc_of(definition, key))
+                                where, loc)
+            elif key == "filters":
+                self.diag.warn("a job-level 'filters' has no effect (filter the job in its "
+                               "workflow entry); ignored", where, loc)
+            else:
+                self.diag.warn(f"unknown job key '{key}' ignored (version 2.0 drops it)",
+                               where, loc)
+        return unknown
+
+    def normalize_environments(self, body: YMap, path: str) -> None:
+        """The ``environment`` of a job or executor body, and of its docker images, become maps
+        of strings (``body`` is a copy; the images are copied before they change)."""
+        if "environment" in body:
+            body["environment"] = normalize_environment(
+                body["environment"], f"{path}.environment", loc_of(body, "environment"), self.diag)
+        images = body.get("docker")
+        if not isinstance(images, list) or not any(
+                isinstance(image, dict) and "environment" in image for image in images):
+            return
+        copied = images.derive() if isinstance(images, YList) else YList()
+        for index, image in enumerate(images):
+            if isinstance(image, dict) and "environment" in image:
+                image_loc = loc_of(images, index)
+                environment = normalize_environment(
+                    image["environment"], f"{path}.docker[{index}].environment",
+                    loc_of(image, "environment") or image_loc, self.diag)
+                image = _without(image, frozenset())
+                image["environment"] = environment
+            copied.append(image)
+        body["docker"] = copied
+
+    def check_run_shape(self, job: Mapping[str, Any], path: str, loc: Location | None) -> None:
+        """What the engine reads of a job to run it: a ``parallelism`` count and docker images
+        with a name (anything else would only fail later, without a line)."""
+        parallelism = job.get("parallelism")
+        if parallelism is not None and not _is_count(parallelism):
+            self.diag.error(f"parallelism must be a whole number of at least 1, not {parallelism!r}",
+                            f"{path}.parallelism", loc_of(job, "parallelism") or loc)
+        images = job.get("docker")
+        if images is None:
+            return
+        if not isinstance(images, list) or not images:
+            self.diag.error("docker must be a list of images (- image: NAME)", f"{path}.docker",
+                            loc_of(job, "docker") or loc)
+            return
+        for index, image in enumerate(images):
+            if not isinstance(image, dict) or not isinstance(image.get("image"), str):
+                self.diag.error("a docker image must be a map with an 'image' name",
+                                f"{path}.docker[{index}]", loc_of(images, index) or loc)
 
     def check_executor_kind(self, job: Mapping[str, Any], job_type: str, path: str,
                             loc: Location | None) -> None:
@@ -188,6 +256,7 @@ class JobExpander:
         scope = self.base_scope.with_params(bound, home.in_orb)
         body = substitute(_without(definition, frozenset({"parameters", "description"})), scope,
                           self.diag, def_path)
+        self.normalize_environments(body, def_path)
         resolved = ResolvedExecutor(body)
         kinds = [k for k in EXECUTOR_KINDS if k in resolved]
         if len(kinds) > 1:
@@ -209,6 +278,14 @@ class JobExpander:
     def expand_step(self, step: Any, steps: list[Any], index: int, ns: Namespace, scope: Scope,
                     path: str, stack: tuple[tuple[int, str], ...], out: list[Any]) -> None:
         loc = loc_of(steps, index)
+        if isinstance(step, ExpandedSteps | DefaultSteps):
+            # ``- << parameters.p >>`` with a ``steps`` parameter splices like ``- steps:`` (R-7.7).
+            out.extend(self.expand_steps(step, ns, scope, path, stack))
+            return
+        if self.version_20 and isinstance(step, dict) and "type" in step:
+            step = self.legacy_step(step, path, loc)
+            if step is None:
+                return
         if isinstance(step, str):
             name, args = step, None
         elif isinstance(step, dict) and len(step) == 1:
@@ -234,9 +311,27 @@ class JobExpander:
             built = self.builtin_step(name, args, step, path, loc)
             if built is not None:
                 out.append(built)
+        elif name == "type" and isinstance(step, dict):
+            self.diag.error("unknown step 'type' (the legacy '- type: X' step form is only read "
+                            "in version 2.0 configs)", path, loc)
         elif not report_broken_orb(ns, name, self.diag, path, loc):
             candidates = sorted(BUILTIN_STEPS | SPECIAL_STEPS) + ns.candidates("commands")
             self.diag.error(f"unknown step '{name}'{did_you_mean(name, candidates)}", path, loc)
+
+    def legacy_step(self, step: Mapping[str, Any], path: str, loc: Location | None) -> Any:
+        """``- type: checkout`` (the first 2.0 syntax) read as the step it became (R-2.3)."""
+        legacy = step["type"]
+        name = LEGACY_STEP_TYPES.get(legacy) if isinstance(legacy, str) else None
+        if name is None and isinstance(legacy, str) and legacy.replace("-", "_") in BUILTIN_STEPS:
+            name = legacy.replace("-", "_")
+        if name is None:
+            known = ", ".join(sorted(LEGACY_STEP_TYPES))
+            self.diag.error(f"unknown legacy step type '{legacy}' (known: {known})", path, loc)
+            return None
+        args = {("working_directory" if key == "pwd" else str(key)): value
+                for key, value in step.items() if key != "type"}
+        self.diag.warn(f"the legacy step form '- type: {legacy}' is read as '- {name}'", path, loc)
+        return {name: args} if args else name
 
     def builtin_step(self, name: str, args: Any, step: Any, path: str, loc: Location | None
                      ) -> Any:
@@ -246,6 +341,13 @@ class JobExpander:
             if not isinstance(args, dict) or not isinstance(args.get("command"), str):
                 self.diag.error(f"'{name}' needs a 'command' string", path, loc)
                 return None
+            if "environment" in args:
+                body = args.derive() if isinstance(args, YMap) else {}
+                body.update(args)
+                body["environment"] = normalize_environment(
+                    args["environment"], f"{path}.environment", loc_of(args, "environment") or loc,
+                    self.diag)
+                return {name: body}
             return step
         if args is None:
             return name
@@ -253,6 +355,23 @@ class JobExpander:
             self.diag.error(f"the arguments of '{name}' must be a map", path, loc)
             return None
         return step
+
+    def mark_steps_values(self, specs: Mapping[str, ParameterSpec], bound: dict[str, Any],
+                          scope: Scope, path: str) -> None:
+        """A ``steps`` default is substituted in the element's own scope and marked, so a bare
+        ``- << parameters.p >>`` item splices it (an argument is already ExpandedSteps).
+        ``bound`` is the mapping ``scope`` reads, so the change is seen there."""
+        for name, spec in specs.items():
+            value = bound.get(name)
+            if spec.type != "steps" or not isinstance(value, list) \
+                    or isinstance(value, ExpandedSteps | DefaultSteps):
+                continue
+            value = substitute(value, scope, self.diag, f"{path}.parameters.{name}.default")
+            marked = DefaultSteps(*((value.file, value.pos) if isinstance(value, YList) else ()))
+            if isinstance(value, YList):
+                marked.item_pos = value.item_pos
+            marked.extend(value)
+            bound[name] = marked
 
     def expand_conditional(self, kind: str, args: Any, ns: Namespace, scope: Scope, path: str,
                            loc: Location | None, stack: tuple[tuple[int, str], ...],
@@ -298,9 +417,59 @@ class JobExpander:
         if bound is None:
             return
         inner_scope = self.base_scope.with_params(bound, home.in_orb)
+        self.mark_steps_values(specs, bound, inner_scope, def_path)
         body_steps = substitute(definition["steps"], inner_scope, self.diag, f"{def_path}.steps")
         out.extend(self.expand_steps(body_steps, home, inner_scope, f"{def_path}.steps",
                                      (*stack, frame)))
+
+
+def normalize_environment(value: Any, path: str, loc: Location | None, diag: Diagnostics
+                          ) -> dict[str, str]:
+    """An ``environment`` as a map of strings.  The list form is read in order: maps (often
+    ``- NAME: value``, or an anchored map) and ``NAME=value`` strings (the docker form).  Booleans
+    become ``1``/``0`` as CircleCI gives them, numbers the text they were written as."""
+    items: list[tuple[Any, Any, Location | None]] = []
+    if isinstance(value, dict):
+        items = [(key, item, loc_of(value, key) or loc) for key, item in value.items()]
+    elif isinstance(value, list):
+        for index, entry in enumerate(value):
+            entry_loc = loc_of(value, index) or loc
+            if isinstance(entry, dict):
+                items.extend((key, item, loc_of(entry, key) or entry_loc)
+                             for key, item in entry.items())
+            elif isinstance(entry, str) and "=" in entry:
+                name, _, text = entry.partition("=")
+                items.append((name, text, entry_loc))
+            else:
+                diag.error("an environment list holds maps (- NAME: value) or NAME=value "
+                           "strings", f"{path}[{index}]", entry_loc)
+    elif value is not None:
+        diag.error("environment must be a map of names to values (or a list of them)", path, loc)
+    out = value.derive() if isinstance(value, YMap) else YMap()
+    for key, item, item_loc in items:
+        if not isinstance(key, str) or not key:
+            diag.error(f"environment variable name {key!r} must be a non-empty string", path,
+                       item_loc)
+        elif isinstance(item, dict | list):
+            diag.error(f"environment variable '{key}' must be a string, number or boolean",
+                       f"{path}.{key}", item_loc)
+        else:
+            out[key] = environment_value(item)
+    return out
+
+
+def _is_count(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().isdigit() and int(value) >= 1
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def environment_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if value is None:
+        return ""
+    return str(value)
 
 
 def _steps_from_map(steps: dict[str, Any]) -> YList:

@@ -62,9 +62,7 @@ class User(Base):
 class Membership(Base):
     __tablename__ = "memberships"
 
-    org_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
-    )
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -136,9 +134,7 @@ class Context(Base):
 class ContextEnvVar(Base):
     __tablename__ = "context_env_vars"
 
-    context_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("contexts.id", ondelete="CASCADE"), primary_key=True
-    )
+    context_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contexts.id", ondelete="CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(String(512), primary_key=True)
     key_id: Mapped[str] = mapped_column(String(32))
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
@@ -180,9 +176,7 @@ class ProjectSettings(Base):
 
     __tablename__ = "project_settings"
 
-    project_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
-    )
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
     autocancel_builds: Mapped[bool] = mapped_column(default=False)
     build_fork_prs: Mapped[bool] = mapped_column(default=False)
     build_prs_only: Mapped[bool] = mapped_column(default=False)
@@ -198,9 +192,7 @@ class ProjectSettings(Base):
 class ProjectEnvVar(Base):
     __tablename__ = "project_env_vars"
 
-    project_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
-    )
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(String(512), primary_key=True)
     key_id: Mapped[str] = mapped_column(String(32))
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
@@ -270,13 +262,33 @@ class OrbAllowListEntry(Base):
 # -- pipelines, workflows, jobs and the task queue (issue 5) --------------------------------------
 
 
+class RunnerResourceClass(Base):
+    """A self-hosted runner class ``namespace/name``, owned by the organization whose name is the
+    namespace (docs/compatibility.md); only that organization's jobs run on it."""
+
+    __tablename__ = "runner_resource_classes"
+    __table_args__ = (Index("ix_runner_resource_classes_org", "org_id", "name"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    namespace: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(String(1024), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class RunnerToken(Base):
-    """A runner agent's credential, bound to one resource class; only its SHA-256 is stored."""
+    """A runner agent's credential, bound to one resource class (and through it to the class's
+    organization; none for the classes the operator shares); only its SHA-256 is stored."""
 
     __tablename__ = "runner_tokens"
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     resource_class: Mapped[str] = mapped_column(String(255))
+    resource_class_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("runner_resource_classes.id", ondelete="CASCADE"), nullable=True
+    )
+    org_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), nullable=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     label: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -284,14 +296,36 @@ class RunnerToken(Base):
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class RunnerInstance(Base):
+    """A runner agent as seen by its claims: one row per resource class and runner name."""
+
+    __tablename__ = "runner_instances"
+    __table_args__ = (UniqueConstraint("resource_class", "name", name="uq_runner_instances_class_name"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    resource_class: Mapped[str] = mapped_column(String(255))
+    resource_class_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("runner_resource_classes.id", ondelete="CASCADE"), nullable=True
+    )
+    org_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), nullable=True)
+    token_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("runner_tokens.id", ondelete="SET NULL"), nullable=True
+    )
+    name: Mapped[str] = mapped_column(String(255))
+    version: Mapped[str] = mapped_column(String(255), default="")
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When it last claimed a task.
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
 class ProjectCounter(Base):
     """The last pipeline and job numbers of a project: incremented in place, never reused."""
 
     __tablename__ = "project_counters"
 
-    project_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
-    )
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
     pipeline_number: Mapped[int] = mapped_column(Integer, default=0)
     job_number: Mapped[int] = mapped_column(Integer, default=0)
 

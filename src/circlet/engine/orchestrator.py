@@ -15,7 +15,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from circlet.config import CompiledConfig, JobNode, WorkflowGraph
+from circlet.audit import repository as audit
+from circlet.config import CompiledConfig, ConfigError, ConfigInvalid, JobNode, WorkflowGraph
+from circlet.config.loader import loc_of
 from circlet.contexts import repository as contexts
 from circlet.contexts.expressions import restriction_allows
 from circlet.db.models import Job, Pipeline, Task, Workflow
@@ -24,12 +26,15 @@ from circlet.engine import repository as engine
 from circlet.engine import serial, states
 from circlet.engine.queue import TaskSignal
 from circlet.groups import repository as groups
+from circlet.orgs import repository as orgs
+from circlet.runners import repository as runner_classes
 
 LOCAL_RESOURCE_CLASS = "local"
 RUNNERLESS = ("no-op", "lock", "unlock")
 """Job types that complete in the engine: a job group's boundary jobs (no runner, no number)."""
 WAITING_FOR_GROUP = "waiting for serial group "
 EXECUTOR_TYPES = ("docker", "machine", "macos", "windows")
+ENGINE_ACTOR = "circlet"
 
 
 def continuation_key(secret: bytes, pipeline_id: uuid.UUID) -> str:
@@ -105,10 +110,23 @@ def job_spec(node: JobNode, processed: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def checked_job_spec(node: JobNode, processed: dict[str, Any]) -> dict[str, Any]:
+    """``job_spec``, where a compiled job of a shape it cannot read is the config's error, with
+    the job's line, rather than the pipeline's generic failure."""
+    try:
+        return job_spec(node, processed)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        body = processed.get("jobs", {}).get(node.job or "")
+        problem = f"job '{node.name}' cannot be run as compiled: {type(exc).__name__}: {exc}"
+        raise ConfigInvalid([ConfigError(problem, f"jobs.{node.job}", loc_of(body))]) from exc
+
+
 @dataclass
 class Orchestrator:
     signal: TaskSignal
     continuation_secret: bytes
+    shared_resource_classes: frozenset[str] = frozenset({LOCAL_RESOURCE_CLASS})
+    """Classes every organization's jobs may use (``CIRCLET_SHARED_RESOURCE_CLASSES``)."""
 
     # -- creating workflows -----------------------------------------------------------------------
 
@@ -158,7 +176,7 @@ class Orchestrator:
         jobs = []
         for node in graph.jobs:
             approval = node.type != "build"
-            spec = {} if approval else job_spec(node, processed)
+            spec = {} if approval else checked_job_spec(node, processed)
             if node.serial_group is not None and node.type in ("build", "lock", "unlock"):
                 spec["serial_group"] = node.serial_group
             jobs.append(
@@ -268,6 +286,13 @@ class Orchestrator:
                         await self.promote(session, await serial.release(session, hold), org_id)
             return
         if job.type == "build":
+            refused = await self.resource_class_refusal(session, org_id, job.resource_class)
+            if refused is not None:
+                set_job_status(job, states.FAILED)
+                job.message = refused
+                job.stopped_at = utcnow()
+                await record_refusal(session, job, org_id, refused)
+                return
             denied = await authorize_contexts(session, org_id, pipeline, job.contexts)
             if denied is not None:
                 set_job_status(job, states.UNAUTHORIZED)
@@ -335,6 +360,38 @@ class Orchestrator:
         await engine.add(session, *tasks)
         await self.signal.announce(session, [job.resource_class])
 
+    async def resource_class_refusal(self, session: AsyncSession, org_id: uuid.UUID, resource_class: str) -> str | None:
+        """None when the organization's jobs may run on the class (a class it owns, or one the
+        operator shares); otherwise why not, naming the class but not whether another owns it."""
+        if resource_class in self.shared_resource_classes:
+            return None
+        owned = await runner_classes.class_by_name(session, resource_class)
+        if owned is not None and owned.org_id == org_id:
+            return None
+        org = await orgs.get_org(session, org_id)
+        name = org.name if org is not None else str(org_id)
+        return (
+            f"Resource class {resource_class} is not a resource class of organization {name}, nor one this "
+            f"server shares with every organization: the job was not run. An organization admin creates the "
+            f"organization's classes as {name.lower()}/NAME (circleci runner resource-class create)."
+        )
+
+    async def refuse_job(
+        self, session: AsyncSession, job: Job, org_id: uuid.UUID, message: str, claimed: Task | None = None
+    ) -> None:
+        """Fail a job's waiting tasks (and ``claimed``, a task just taken by a runner that may not
+        run it) before any runner works on them; the job fails once all its tasks have ended."""
+        now = utcnow()
+        for task in await engine.tasks_of(session, [job.id]):
+            if task.status == states.QUEUED or (claimed is not None and task.id == claimed.id):
+                states.check(states.TASK_TRANSITIONS, task.status, states.FAILED)
+                task.status = states.FAILED
+                task.message = message
+                task.ended_at = now
+        await session.flush()
+        await record_refusal(session, job, org_id, message)
+        await self.settle_job(session, job, org_id)
+
     # -- task outcomes ----------------------------------------------------------------------------
 
     async def settle_job(self, session: AsyncSession, job: Job, org_id: uuid.UUID) -> None:
@@ -346,8 +403,9 @@ class Orchestrator:
         outcome = states.job_outcome(task.status for task in tasks)
         if outcome is None or job.status in states.JOB_FINAL:
             return
-        if outcome == states.CANCELED and job.status == states.QUEUED:
-            set_job_status(job, states.CANCELED)
+        if outcome in (states.CANCELED, states.FAILED) and job.status == states.QUEUED:
+            # Canceled, or refused (`refuse_job`), before any runner took it.
+            set_job_status(job, outcome)
         else:
             if job.status == states.QUEUED:
                 set_job_status(job, states.RUNNING)
@@ -487,6 +545,19 @@ class Orchestrator:
         await engine.add(session, *jobs)
         await self.advance(session, new, pipeline, org_id, jobs)
         return new
+
+
+async def record_refusal(session: AsyncSession, job: Job, org_id: uuid.UUID, message: str) -> None:
+    await audit.record(
+        session,
+        actor_id=None,
+        actor=ENGINE_ACTOR,
+        action="job.refused",
+        target_type="job",
+        target_id=job.id,
+        org_id=org_id,
+        details={"resource_class": job.resource_class, "project_id": str(job.project_id), "message": message},
+    )
 
 
 def set_job_status(job: Job, status: str) -> None:

@@ -34,7 +34,13 @@ LEASE_LOST = "The runner stopped reporting (its lease expired): the task was aba
 
 
 def config_errors(exc: ConfigInvalid) -> str:
-    return "\n".join(str(error) for error in exc.errors) or "invalid config"
+    return "\n".join(error.format() for error in exc.errors) or "invalid config"
+
+
+def config_warnings(compiled: CompiledConfig) -> list[dict[str, str]]:
+    """A pipeline keeps its config's warnings in ``errors`` (its state says it was not
+    stopped by them), each ``{"type": "config", "message": "warning: file:line:col: ..."}``."""
+    return [{"type": "config", "message": f"warning: {warning.format()}"} for warning in compiled.warnings]
 
 
 def compile_for(pipeline: Pipeline, source: str, orb_dirs: list[Path] | None) -> CompiledConfig:
@@ -96,12 +102,19 @@ class Processor:
         except ConfigInvalid as exc:
             await self._fail(pipeline_id, "config", config_errors(exc), source)
             return
+        try:
+            await self._create(pipeline_id, source, compiled, org_id)
+        except ConfigInvalid as exc:
+            await self._fail(pipeline_id, "config", config_errors(exc), source)
+
+    async def _create(self, pipeline_id: uuid.UUID, source: str, compiled: CompiledConfig, org_id: uuid.UUID) -> None:
         async with self.database.writing() as session:
             locked = await engine.get_pipeline(session, pipeline_id, lock=True)
             if locked is None or locked.state != states.PIPELINE_PENDING:
                 return
             locked.source = source
             locked.compiled = compiled.to_yaml()
+            locked.errors = config_warnings(compiled)
             if compiled.setup:
                 locked.setup_source, locked.compiled_setup = locked.source, locked.compiled
                 locked.continuation_key_hash = key_hash(

@@ -39,9 +39,10 @@ JOB_FINAL = frozenset({SUCCESS, FAILED, CANCELED, NOT_RUN, TIMEDOUT, INFRASTRUCT
 JOB_TRANSITIONS: dict[str, frozenset[str]] = {
     # Waiting for the jobs it requires (or, ready, for its serial group). A no-op, lock or unlock
     # job (a job group's boundary) succeeds straight from here, without a runner.
-    BLOCKED: frozenset({QUEUED, ON_HOLD, SUCCESS, NOT_RUN, CANCELED, UNAUTHORIZED}),
-    # Tasks wait for a runner.
-    QUEUED: frozenset({RUNNING, CANCELED, INFRASTRUCTURE_FAIL}),
+    # A build job whose resource class is not its organization's fails here, never queued.
+    BLOCKED: frozenset({QUEUED, ON_HOLD, SUCCESS, NOT_RUN, CANCELED, UNAUTHORIZED, FAILED}),
+    # Tasks wait for a runner. One whose resource class is deleted while it waits fails unrun.
+    QUEUED: frozenset({RUNNING, CANCELED, INFRASTRUCTURE_FAIL, FAILED}),
     # An approval job waits for a person.
     ON_HOLD: frozenset({SUCCESS, CANCELED}),
     RUNNING: frozenset({SUCCESS, FAILED, CANCELED, TIMEDOUT, INFRASTRUCTURE_FAIL}),
@@ -50,7 +51,8 @@ JOB_TRANSITIONS: dict[str, frozenset[str]] = {
 # What a runner may report for a task (the protocol's `complete`).
 TASK_OUTCOMES = frozenset({SUCCESS, FAILED, CANCELED, TIMEDOUT, INFRASTRUCTURE_FAIL})
 TASK_TRANSITIONS: dict[str, frozenset[str]] = {
-    QUEUED: frozenset({RUNNING, CANCELED}),
+    # Failed unclaimed: its resource class was deleted, or is not its organization's.
+    QUEUED: frozenset({RUNNING, CANCELED, FAILED}),
     RUNNING: TASK_OUTCOMES,
     **{final: frozenset() for final in TASK_OUTCOMES},
 }

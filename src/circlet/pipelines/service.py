@@ -20,7 +20,7 @@ from circlet.db.types import utcnow
 from circlet.engine import repository as engine
 from circlet.engine import states
 from circlet.engine.orchestrator import Orchestrator, key_hash
-from circlet.engine.processor import Processor, config_errors, set_pipeline_state
+from circlet.engine.processor import Processor, config_errors, config_warnings, set_pipeline_state
 from circlet.http.auth import ROLE_ADMIN, ROLE_MEMBER, Principal
 from circlet.http.errors import BadRequest, NotFound
 from circlet.http.pagination import PageTokens
@@ -313,9 +313,13 @@ class PipelineService:
         project = await projects.get_project(session, pipeline.project_id)
         assert project is not None
         pipeline.source, pipeline.compiled = configuration, compiled.to_yaml()
+        pipeline.errors = [*pipeline.errors, *config_warnings(compiled)]
         pipeline.continuation_key_hash = None
         set_pipeline_state(pipeline, states.PIPELINE_CREATED)
-        await self.orchestrator.create_workflows(session, pipeline, compiled, project.org_id)
+        try:
+            await self.orchestrator.create_workflows(session, pipeline, compiled, project.org_id)
+        except ConfigInvalid as exc:
+            raise BadRequest(f"The continuation config is invalid: {config_errors(exc)}") from None
 
     # -- reading ----------------------------------------------------------------------------------
 

@@ -127,8 +127,11 @@ class Agent:
             try:
                 task = await self._claim()
             except Unauthorized as exc:
+                # A revoked token: this worker claims nothing more, and the tasks other workers
+                # hold run to their end (as CircleCI's runners do); the agent exits after them.
+                if self._refused is None:
+                    log.error("the runner token was refused", extra={"running_tasks": len(self._running)})
                 self._refused = exc
-                self.shutdown("the runner token was refused")
                 return
             except ProtocolError as exc:
                 delay = backoff.delay()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
+import importlib.metadata
 import logging
 import os
 import random
@@ -21,6 +22,17 @@ from urllib.parse import quote, urlencode, urlsplit
 import httpx
 
 log = logging.getLogger("circlet.runner")
+
+
+def _user_agent() -> str:
+    """``circlet-runner/VERSION``: the server lists runner instances with their version."""
+    try:
+        return f"circlet-runner/{importlib.metadata.version('circlet')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "circlet-runner"
+
+
+USER_AGENT = _user_agent()
 
 API = "/api/v3/runner"
 MAX_OUTPUT_CALL = 1024 * 1024
@@ -237,7 +249,7 @@ class RunnerClient:
             base_url=url.rstrip("/"),
             timeout=httpx.Timeout(30.0, connect=10.0),
             transport=transport,
-            headers={"User-Agent": "circlet-runner"},
+            headers={"User-Agent": USER_AGENT},
         )
 
     async def aclose(self) -> None:
@@ -579,7 +591,7 @@ class _BlobExchange:
         host, port, prefix = endpoint
         self._connection = http.client.HTTPConnection(host, port, timeout=DIRECT_TIMEOUT, blocksize=DIRECT_READ)
         self._request = (method, prefix + path)
-        self._headers = {"User-Agent": "circlet-runner", "Accept-Encoding": "identity", **headers}
+        self._headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **headers}
         self._source, self._target = source, target
 
     def abort(self) -> None:

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response, StreamingResponse
 
@@ -15,15 +15,24 @@ from circlet.blobs import StoredBlob
 from circlet.db.engine import Database
 from circlet.db.models import Task
 from circlet.engine.queue import TaskSignal
+from circlet.http.auth import Principal, authenticate
 from circlet.http.errors import PayloadTooLarge
 from circlet.http.responses import json_response
-from circlet.runners.schemas import Claim, Complete, StepEvent
+from circlet.runners import service as runner_admin
+from circlet.runners.schemas import Claim, Complete, CreateResourceClass, CreateRunnerToken, StepEvent
 from circlet.runners.service import RunnerService
 from circlet.storage.service import StorageService, check_relative_path
 
 router = APIRouter(prefix="/api/v3/runner", tags=["Runner"])
 Authorization = Annotated[str | None, Header()]
+Caller = Annotated[Principal, Depends(authenticate)]
 MAX_OUTPUT_BYTES = 1024 * 1024
+
+
+def runner_version(user_agent: str) -> str:
+    """``circlet-runner/0.1.0`` → ``0.1.0``; another agent's User-Agent as it is."""
+    name, _, version = user_agent.partition("/")
+    return (version if name == "circlet-runner" else user_agent)[:255]
 
 
 def _parts(request: Request) -> tuple[Database, RunnerService, TaskSignal]:
@@ -37,6 +46,8 @@ async def claim(request: Request, body: Claim, authorization: Authorization = No
     database, service, signal = _parts(request)
     async with database.reading() as session:
         runner = await service.runner(session, authorization, body.resource_class)
+    version = runner_version(request.headers.get("user-agent", ""))
+    address = request.client.host if request.client else ""
     deadline = time.monotonic() + body.wait_seconds
     while True:
         seen = signal.generation(runner.resource_class)
@@ -45,7 +56,7 @@ async def claim(request: Request, body: Claim, authorization: Authorization = No
         if await request.is_disconnected():
             return Response(status_code=204)
         async with database.writing() as session:
-            task = await service.claim(session, runner, body.runner_name)
+            task = await service.claim(session, runner, body.runner_name, version, address)
         if task is not None:
             return json_response(task)
         remaining = deadline - time.monotonic()
@@ -269,3 +280,89 @@ async def store_test_results(
         task = await _running_task(session, service, authorization, task_id)
         count = await storage.save_test_results(session, task, source, rows)
     return json_response({"tests": count}, 201)
+
+
+# -- CircleCI's runner API, as `circleci runner resource-class|token|instance` calls it -------------
+# Personal API tokens (Circle-Token); changes need the organization's admin role.
+
+
+@router.post("/resource", include_in_schema=False)
+async def create_resource_class(request: Request, caller: Caller, body: CreateResourceClass) -> Response:
+    database, _, _ = _parts(request)
+    async with database.writing() as session:
+        created = await runner_admin.create_class(session, caller, body.resource_class, body.description)
+    return json_response(created, 201)
+
+
+@router.get("/resource", include_in_schema=False)
+async def list_resource_classes(
+    request: Request,
+    caller: Caller,
+    namespace: Annotated[str | None, Query(max_length=100)] = None,
+    org_id: Annotated[uuid.UUID | None, Query(alias="org-id")] = None,
+) -> Response:
+    database, _, _ = _parts(request)
+    async with database.reading() as session:
+        body = await runner_admin.list_classes(session, caller, namespace, org_id)
+    return json_response(body)
+
+
+@router.delete("/resource/{class_id}", include_in_schema=False)
+async def delete_resource_class(request: Request, caller: Caller, class_id: str) -> Response:
+    return await _delete_class(request, caller, class_id, force=False)
+
+
+@router.delete("/resource/{class_id}/force", include_in_schema=False)
+async def force_delete_resource_class(request: Request, caller: Caller, class_id: str) -> Response:
+    """Deletes the class and its tokens (the official CLI's `resource-class delete`)."""
+    return await _delete_class(request, caller, class_id, force=True)
+
+
+async def _delete_class(request: Request, caller: Caller, class_id: str, *, force: bool) -> Response:
+    database, service, signal = _parts(request)
+    async with database.writing() as session:
+        resource_class = await runner_admin.delete_class(session, service.orchestrator, caller, class_id, force=force)
+        await signal.announce(session, [resource_class])
+    return json_response({"message": "Deleted."})
+
+
+@router.post("/token", include_in_schema=False)
+async def create_runner_token(request: Request, caller: Caller, body: CreateRunnerToken) -> Response:
+    database, service, _ = _parts(request)
+    async with database.writing() as session:
+        created = await runner_admin.create_token(session, caller, body.resource_class, body.nickname, service.shared)
+    return json_response(created, 201)
+
+
+@router.get("/token", include_in_schema=False)
+async def list_runner_tokens(
+    request: Request, caller: Caller, resource_class: Annotated[str, Query(alias="resource-class", max_length=201)]
+) -> Response:
+    database, _, _ = _parts(request)
+    async with database.reading() as session:
+        body = await runner_admin.list_tokens(session, caller, resource_class)
+    return json_response(body)
+
+
+@router.delete("/token/{token_id}", include_in_schema=False)
+async def delete_runner_token(request: Request, caller: Caller, token_id: str) -> Response:
+    database, _, signal = _parts(request)
+    async with database.writing() as session:
+        resource_class = await runner_admin.revoke_token(session, caller, token_id)
+        # A claim long-polling with this token wakes, looks the token up again, and gets its 401.
+        await signal.announce(session, [resource_class])
+    return json_response({"message": "Deleted."})
+
+
+@router.get("", include_in_schema=False)
+async def list_runner_instances(
+    request: Request,
+    caller: Caller,
+    resource_class: Annotated[str | None, Query(alias="resource-class", max_length=201)] = None,
+    namespace: Annotated[str | None, Query(max_length=100)] = None,
+    org_id: Annotated[uuid.UUID | None, Query(alias="org-id")] = None,
+) -> Response:
+    database, _, _ = _parts(request)
+    async with database.reading() as session:
+        body = await runner_admin.list_instances(session, caller, resource_class, namespace, org_id)
+    return json_response(body)

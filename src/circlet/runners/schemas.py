@@ -32,3 +32,21 @@ class Complete(BaseModel):
 
     status: Literal["success", "failed", "canceled", "timedout", "infrastructure_fail"]
     message: SafeStr | None = None
+
+
+class CreateResourceClass(BaseModel):
+    """``circleci runner resource-class create``'s body."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    resource_class: SafeStr = Field(max_length=201)
+    description: SafeStr = Field("", max_length=1024)
+
+
+class CreateRunnerToken(BaseModel):
+    """``circleci runner token create``'s body."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    resource_class: SafeStr = Field(max_length=201)
+    nickname: SafeStr = Field("", max_length=255)
