@@ -138,34 +138,28 @@ async def list_project_pipelines(
     branch: str | None = None,
     page_token: PageToken = None,
 ) -> Response:
-    database, service = _parts(request)
-    async with database.reading() as session:
-        body = await service.list_for_project(
-            session,
-            caller,
-            (provider, organization, project),
-            branch=branch,
-            mine=False,
-            page_token=page_token,
-            base_url=public_base_url(request),
-        )
-    return json_response(body)
+    return await _project_pipelines(request, caller, (provider, organization, project), branch, False, page_token)
 
 
 @router.get(SLUG + "/pipeline/mine", operation_id="listMyPipelines")
 async def list_my_pipelines(
     request: Request, caller: Caller, provider: str, organization: str, project: str, page_token: PageToken = None
 ) -> Response:
+    return await _project_pipelines(request, caller, (provider, organization, project), None, True, page_token)
+
+
+async def _project_pipelines(
+    request: Request,
+    caller: Principal,
+    slug: tuple[str, str, str],
+    branch: str | None,
+    mine: bool,
+    page_token: str | None,
+) -> Response:
     database, service = _parts(request)
     async with database.reading() as session:
         body = await service.list_for_project(
-            session,
-            caller,
-            (provider, organization, project),
-            branch=None,
-            mine=True,
-            page_token=page_token,
-            base_url=public_base_url(request),
+            session, caller, slug, branch=branch, mine=mine, page_token=page_token, base_url=public_base_url(request)
         )
     return json_response(body)
 
