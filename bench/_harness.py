@@ -247,6 +247,7 @@ def wait_until_answers(server: Server, path: str, token: str, timeout: float = 3
 def bench_env(home: Path, **limits: str) -> dict[str, str]:
     """The environment of a benchmark's ``circlet`` commands: a fresh ``CIRCLET_HOME``, and a rate limit
     that still runs on every request but that wrk at full speed does not reach."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)  # admin commands make no home of their own
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIRCLET_")}
     env |= {"CIRCLET_HOME": str(home), "CIRCLET_RATE_LIMIT_PER_MINUTE": str(1_000_000_000)}
     return env | limits

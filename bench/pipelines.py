@@ -110,6 +110,7 @@ async def run(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="circlet-bench-"))
     home = work / "home"
     stamps = work / "stamps"
+    home.mkdir()  # the server's home: admin commands run before the server make none
     stamps.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIRCLET_")}
     env.update({"CIRCLET_HOME": str(home)})

@@ -349,6 +349,7 @@ async def run(args: argparse.Namespace) -> int:
     rounds = args.rounds or (1 if args.quick else 3)
     work = Path(tempfile.mkdtemp(prefix="circlet-bench-io-"))
     home = work / "home"
+    home.mkdir()  # the server's home: admin commands run before the server make none
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIRCLET_")}
     env["CIRCLET_HOME"] = str(home)
     drop = None
@@ -398,8 +399,16 @@ async def run(args: argparse.Namespace) -> int:
                 "CIRCLET_RUNNER_CONTAINER_ENGINE": "none",  # jobs run on this host, never in a container
             }
             report["circlet_runner_cli_idle_rss_mb"] = idle_rss(
-                [sys.executable, "-c", "from circlet.entry import main; main()", "runner", "--url", url,
-                 "--resource-class", RESOURCE_CLASS],
+                [
+                    sys.executable,
+                    "-c",
+                    "from circlet.entry import main; main()",
+                    "runner",
+                    "--url",
+                    url,
+                    "--resource-class",
+                    RESOURCE_CLASS,
+                ],
                 runner_env,
             )
             # The agent as `circlet serve` starts its own: `python -m circlet.runner`, the same agent as

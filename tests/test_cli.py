@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from circlet.settings import normalize_database_url
 from circlet.users.tokens import TOKEN_PREFIX
 from tests.conftest import LiveServer, server_env
 
@@ -59,7 +60,10 @@ def test_token_create_and_revoke(live_server: LiveServer) -> None:
 def test_operator_errors_are_json_with_exit_1(live_server: LiveServer) -> None:
     unknown_user = circlet(live_server.env, "admin", "token", "create", "--user", "nobody")
     assert unknown_user.returncode == 1
-    assert json.loads(unknown_user.stderr) == {"error": "no user with login 'nobody'"}
+    assert json.loads(unknown_user.stderr) == {
+        "error": "no user with login 'nobody'",
+        "database": normalize_database_url(live_server.env["CIRCLET_DATABASE_URL"]),
+    }
     bad_id = circlet(live_server.env, "admin", "token", "revoke", "not-an-id")
     assert bad_id.returncode == 1 and "not a token id" in json.loads(bad_id.stderr)["error"]
     unknown_token = circlet(live_server.env, "admin", "token", "revoke", "00000000-0000-0000-0000-000000000000")
@@ -98,3 +102,36 @@ def test_circlet_runner_does_not_load_the_server() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert "--resource-class" in result.stdout
     assert "LOADED []" in result.stdout
+
+
+def test_admin_commands_say_where_the_data_is_and_make_no_home(database_url: str, tmp_path: Path) -> None:
+    home = tmp_path / "no-such-home"
+    env = server_env(home, "")
+    env.pop("CIRCLET_DATABASE_URL")
+    refused = circlet(env, "admin", "user", "create", "ada")
+    assert refused.returncode == 1
+    error = json.loads(refused.stderr)
+    assert f"no circlet data directory at {home}" in error["error"] and "CIRCLET_HOME" in error["error"]
+    assert error["database"] == f"sqlite+aiosqlite:///{home}/circlet.db"
+    assert not home.exists()
+
+    done = circlet(env, "admin", "user", "create", "ada", "--database-url", database_url)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["login"] == "ada"
+    assert done.stderr.startswith("circlet: database ") and not home.exists()
+
+
+def test_serve_help_shows_every_default() -> None:
+    done = circlet({**server_env(Path("/nonexistent"), ""), "COLUMNS": "200"}, "serve", "--help")
+    assert done.returncode == 0
+    assert "[default: ($CIRCLET_HOST, else 127.0.0.1)]" in done.stdout
+    assert "[default: ($CIRCLET_PORT, else 8080)]" in done.stdout
+    assert "Address to listen on ." not in done.stdout
+
+
+def test_the_database_a_command_names_hides_its_password() -> None:
+    from circlet.cli import data_location
+    from circlet.settings import Settings
+
+    settings = Settings(database_url="postgresql://ops:hunter2@db.internal:5432/circlet")
+    assert data_location(settings) == "postgresql+asyncpg://ops:***@db.internal:5432/circlet"

@@ -51,6 +51,7 @@ from circlet.secrets import Keyring, load_keyring
 from circlet.settings import Settings
 from circlet.storage.service import StorageService
 from circlet.storage.sweeper import BlobSweeper
+from circlet.users.endpoints import avatars_router
 from circlet.users.endpoints import router as users_router
 from circlet.workflows.endpoints import router as workflows_router
 from circlet.workflows.service import WorkflowService
@@ -58,6 +59,7 @@ from circlet.workflows.service import WorkflowService
 ROUTERS = (
     contexts_router,
     users_router,
+    avatars_router,
     orgs_router,
     groups_router,
     projects_router,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 import sys
 import time
 import uuid
@@ -13,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from fastapi.encoders import jsonable_encoder
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from circlet.audit import repository as audit
@@ -23,6 +26,7 @@ from circlet.db.migrate import upgrade_to_head
 from circlet.engine.orchestrator import LOCAL_RESOURCE_CLASS
 from circlet.groups import service as group_accounts
 from circlet.http.errors import ApiError
+from circlet.pipelines.git_mirror import without_credentials
 from circlet.projects import service as project_accounts
 from circlet.projects.ssh_keys import reseal_ssh_keys
 from circlet.reach.network import Refused
@@ -34,6 +38,7 @@ from circlet.settings import HomeError, Settings
 from circlet.users import service as accounts
 
 T = TypeVar("T")
+HEAD_BRANCH_TIMEOUT_SECONDS = 30
 
 app = typer.Typer(help="circlet: a self-hosted CircleCI.", no_args_is_help=True, add_completion=False)
 admin_app = typer.Typer(help="Operator commands; they work on the database whether or not the server runs.")
@@ -73,16 +78,32 @@ def print_json(value: Any) -> None:
     typer.echo(json.dumps(value))
 
 
-def fail(message: str) -> None:
-    typer.echo(json.dumps({"error": message}), err=True)
+def fail(message: str, database: str | None = None) -> None:
+    typer.echo(json.dumps({"error": message} | ({"database": database} if database else {})), err=True)
     raise typer.Exit(1)
 
 
+def data_location(settings: Settings) -> str:
+    """The database a command works on, as its output says it: the URL without a password."""
+    return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+
+
 def in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run ``work`` in one committed transaction on a migrated database; operator errors exit 1."""
+    """Run ``work`` in one committed transaction on a migrated database; operator errors exit 1.
+
+    The database is named on stderr (or in the error): an operator whose shell and server disagree
+    on ``CIRCLET_HOME`` sees it. A home that does not exist is not made here: the data would go to a
+    database no server reads; ``circlet serve`` makes its home."""
+    location = data_location(settings)
+    if not settings.database_url and not settings.home.is_dir():
+        fail(
+            f"no circlet data directory at {settings.home} (CIRCLET_HOME, default ~/.circlet): run the "
+            "command with the CIRCLET_HOME or --database-url the server uses (`circlet serve` creates its "
+            "home when it first starts)",
+            location,
+        )
 
     async def run() -> T:
-        settings.ensure_home()
         upgrade_to_head(settings.resolved_database_url)
         database = create_database(settings.resolved_database_url)
         try:
@@ -92,16 +113,22 @@ def in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[
             await database.dispose()
 
     try:
-        return asyncio.run(run())
-    except (accounts.AccountError, HomeError) as exc:
-        fail(str(exc))
+        result = asyncio.run(run())
+    except accounts.AccountError as exc:
+        fail(str(exc), location)
         raise  # unreachable: fail() exits
+    typer.echo(f"circlet: database {location}", err=True)
+    return result
 
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on [default: 8080].")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on.", show_default="$CIRCLET_HOST, else 127.0.0.1")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on.", show_default="$CIRCLET_PORT, else 8080")
+    ] = None,
     database_url: DatabaseUrl = None,
     workers: Annotated[int, typer.Option(help="API processes (use more only with PostgreSQL).")] = 1,
     access_log: Annotated[bool, typer.Option(help="One JSON line per request.")] = True,
@@ -160,7 +187,7 @@ def serve(
         "port": port,
         "workers": workers,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": "circlet.http.server_protocol:LimitedHttpToolsProtocol",
         "log_config": None,
         "access_log": False,
         "server_header": False,
@@ -510,6 +537,7 @@ def rotate_key(database_url: DatabaseUrl = None) -> None:
     if uses_key_file:
         drop_previous_keys(settings.home)
     print_json({"key_id": keyring.current_id, "resealed": resealed})
+    typer.echo(f"circlet: database {data_location(settings)}", err=True)
 
 
 @user_app.command("create")
@@ -591,11 +619,50 @@ def code_location(repo: str) -> str:
     return repo
 
 
+def head_branch(repo: str) -> tuple[str, str | None]:
+    """The branch the repository's HEAD names (its default branch), asked of the repository itself;
+    ``main`` and a notice saying why when it cannot be read (not reachable yet, or empty)."""
+    try:
+        done = subprocess.run(
+            ["git", "ls-remote", "--symref", "--", repo, "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=HEAD_BRANCH_TIMEOUT_SECONDS,
+            stdin=subprocess.DEVNULL,
+            # Asked before the project's rules refuse a location: never a transport that runs commands.
+            env={
+                **os.environ,
+                "GIT_TERMINAL_PROMPT": "0",
+                "LC_ALL": "C",
+                "GIT_ALLOW_PROTOCOL": "file:git:http:https:ssh",
+            },
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        reason = str(exc)
+    else:
+        for line in done.stdout.splitlines():
+            target, _, name = line.partition("\t")
+            if name == "HEAD" and target.startswith("ref: refs/heads/"):
+                return target.removeprefix("ref: refs/heads/"), None
+        reason = done.stderr.strip() or "the repository has no HEAD branch"
+    notice = (
+        f"circlet: could not read the default branch of {without_credentials(repo)} "
+        f"({without_credentials(reason)}); using main (--default-branch chooses another)"
+    )
+    return "main", notice
+
+
 @project_app.command("create")
 def project_create(
     slug: Annotated[str, typer.Argument(help="gh/ORG/NAME, bb/ORG/NAME or circleci/ORG-UUID/NAME.")],
     repo: Annotated[str, typer.Option(help="Git URL or local repository path of the project's code.")],
-    default_branch: Annotated[str, typer.Option(help="The branch pipelines build by default.")] = "main",
+    default_branch: Annotated[
+        str | None,
+        typer.Option(
+            help="The branch pipelines build by default.",
+            show_default="the repository's HEAD branch, else main",
+        ),
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Create a project in an existing organization and record where its code lives."""
@@ -605,15 +672,19 @@ def project_create(
         return
 
     settings = settings_with(database_url)
+    location = code_location(repo)
+    branch, notice = (default_branch, None) if default_branch else head_branch(location)
 
     async def work(session: AsyncSession) -> dict[str, Any]:
         organization = await accounts.find_org(session, f"{parts[0]}/{parts[1]}")
         created = await project_accounts.add_project_for_operator(
-            session, organization, parts[2], code_location(repo), default_branch, settings.repo_rules()
+            session, organization, parts[2], location, branch, settings.repo_rules()
         )
         return dict(jsonable_encoder(created))
 
     print_json(in_transaction(settings, work))
+    if notice:
+        typer.echo(notice, err=True)
 
 
 app.add_typer(config_app, name="config")

@@ -30,6 +30,12 @@ class Limits(BaseSettings):
     env_vars_per_context: int = Field(100, description="Environment variables one context may hold.")
     contexts_per_org: int = Field(500, description="Contexts one organization may own.")
     request_body_bytes: int = Field(1024 * 1024, description="Largest accepted request body; larger is 413.")
+    request_url_bytes: int = Field(
+        16 * 1024, ge=1, description="Longest request target (path and query) `circlet serve` reads; longer is 414."
+    )
+    request_header_bytes: int = Field(
+        64 * 1024, ge=1, description="Largest request headers, together, `circlet serve` reads; larger is 431."
+    )
     upload_bytes: int = Field(
         5 * 1024**3,
         description="Largest upload of a runner's storage step (a cache, workspace layer, artifact or "

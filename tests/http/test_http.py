@@ -24,7 +24,12 @@ async def test_three_auth_schemes(client: httpx.AsyncClient, admin: Account) -> 
     ):
         response = await request
         assert response.status_code == 200
-        assert response.json() == {"id": admin.user_id, "login": admin.login, "name": admin.login, "avatar_url": None}
+        assert response.json() == {
+            "id": admin.user_id,
+            "login": admin.login,
+            "name": admin.login,
+            "avatar_url": f"http://circlet.test/avatars/{admin.user_id}.svg",
+        }
 
 
 @pytest.mark.parametrize(
@@ -75,8 +80,14 @@ async def strict_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     tight = settings.model_copy(
         update={
             "rate_limit_per_minute": 5,
-            "limits": Limits(request_body_bytes=2048, contexts_per_org=2, env_vars_per_context=2,
-                             env_var_value_length=10, context_name_length=8, env_var_name_length=5),
+            "limits": Limits(
+                request_body_bytes=2048,
+                contexts_per_org=2,
+                env_vars_per_context=2,
+                env_var_value_length=10,
+                context_name_length=8,
+                env_var_name_length=5,
+            ),
         }
     )
     app = create_app(tight)
@@ -109,9 +120,7 @@ async def test_rate_limit_is_429_with_retry_after(strict_client: httpx.AsyncClie
     assert int(limited.headers["retry-after"]) >= 1
 
 
-async def test_limits_are_400_naming_the_limit(
-    strict_client: httpx.AsyncClient, admin: Account
-) -> None:
+async def test_limits_are_400_naming_the_limit(strict_client: httpx.AsyncClient, admin: Account) -> None:
     h = admin.headers
     contexts = []
     for name in ("one", "two", "three"):

@@ -133,3 +133,15 @@ def test_user_allow_org_creation(admin_cli: Any) -> None:
     assert allowed["may_create_orgs"] is True and allowed["user"]["login"] == "orga"
     assert admin_cli("user", "allow-org-creation", "orga", "--revoke")["may_create_orgs"] is False
     assert "no user" in admin_cli("user", "allow-org-creation", "nobody", ok=False)["error"]
+
+
+def test_project_create_reads_the_default_branch_of_the_repository(admin_cli: Any, tmp_path: Path) -> None:
+    import subprocess
+
+    admin_cli("bootstrap", "--org", "head-org", "--user", "head-admin")
+    repo = tmp_path / "trunk-repo"
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
+    subprocess.run(["git", "init", "-q", "-b", "trunk", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "commit", "-q", "--allow-empty", "-m", "first"], check=True, env=env)
+    created = admin_cli("project", "create", "gh/head-org/app", "--repo", str(repo))
+    assert created["vcs_info"]["default_branch"] == "trunk"

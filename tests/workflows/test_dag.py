@@ -214,6 +214,13 @@ async def test_cancel_running_and_queued(
     assert await runner.claim() is None
     jobs = await jobs_of(client, admin, workflow["id"])
     assert {n: j["status"] for n, j in jobs.items()} == {"slow": "canceled", "later": "not_run"}
+    # A job that never ran was never queued: no queued_at, where the queued one has its time.
+    details = {
+        name: (await client.get(f"/api/v2/project/{slug}/job/{job['job_number']}", headers=admin.headers)).json()
+        for name, job in jobs.items()
+    }
+    assert details["later"]["status"] == "not_run" and details["later"]["queued_at"] is None
+    assert details["slow"]["queued_at"] is not None
 
 
 SETUP = """

@@ -26,6 +26,7 @@ from circlet.http.auth import ROLE_ADMIN, Principal
 from circlet.http.errors import BadRequest, Conflict, Forbidden, NotFound
 from circlet.http.pagination import PageTokens
 from circlet.http.responses import timestamp
+from circlet.http.text import check_single_line_name
 from circlet.orgs import repository as orgs
 from circlet.orgs.slugs import parse_org_slug
 from circlet.projects import repository as projects
@@ -33,7 +34,7 @@ from circlet.secrets import Keyring, SealedValue
 from circlet.settings import Limits
 
 PAGE_SIZE = 20
-ENV_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def env_var_context(context_id: uuid.UUID, name: str) -> str:
@@ -93,9 +94,7 @@ class ContextService:
         self._require_admin(principal, org_id)
         self._check_context_name(name)
         if await contexts.count_contexts(session, org_id) >= self.limits.contexts_per_org:
-            raise BadRequest(
-                f"The organization already has {self.limits.contexts_per_org} contexts, the most allowed."
-            )
+            raise BadRequest(f"The organization already has {self.limits.contexts_per_org} contexts, the most allowed.")
         if await contexts.find_context_by_name(session, org_id, name) is not None:
             raise Conflict(f"A context named '{name}' already exists in this organization.")
         try:
@@ -149,8 +148,7 @@ class ContextService:
         exists = await contexts.env_var_exists(session, context_id, name)
         if not exists and await contexts.count_env_vars(session, context_id) >= self.limits.env_vars_per_context:
             raise BadRequest(
-                f"The context already has {self.limits.env_vars_per_context} environment variables, "
-                "the most allowed."
+                f"The context already has {self.limits.env_vars_per_context} environment variables, the most allowed."
             )
         sealed = self.keyring.seal(value, env_var_context(context_id, name))
         stamp = await contexts.upsert_env_var(session, context_id, name, sealed.key_id, sealed.ciphertext)
@@ -253,9 +251,7 @@ class ContextService:
             try:
                 parse_restriction_expression(value)
             except ExpressionError as exc:
-                raise BadRequest(
-                    f"restriction_value: invalid expression at column {exc.column}: {exc}"
-                ) from None
+                raise BadRequest(f"restriction_value: invalid expression at column {exc.column}: {exc}") from None
             return value, ""
         try:
             target_id = uuid.UUID(value)
@@ -342,17 +338,13 @@ class ContextService:
         if role != ROLE_ADMIN:
             raise Forbidden("Permission denied: only organization admins may change contexts.")
 
-    async def _writable_context(
-        self, session: AsyncSession, principal: Principal, context_id: uuid.UUID
-    ) -> Context:
+    async def _writable_context(self, session: AsyncSession, principal: Principal, context_id: uuid.UUID) -> Context:
         context = await self.get_context(session, principal, context_id)
         if principal.role_in(context.org_id) != ROLE_ADMIN:
             raise Forbidden("Permission denied: only organization admins may change contexts.")
         return context
 
-    async def _writable_context_org(
-        self, session: Executor, principal: Principal, context_id: uuid.UUID
-    ) -> uuid.UUID:
+    async def _writable_context_org(self, session: Executor, principal: Principal, context_id: uuid.UUID) -> uuid.UUID:
         """``_writable_context`` reading only the owner, in one fixed query: for writing a variable."""
         org_id = await contexts.context_org(session, context_id)
         if org_id is None or principal.role_in(org_id) is None:
@@ -365,6 +357,7 @@ class ContextService:
         limit = self.limits.context_name_length
         if not name or len(name) > limit:
             raise BadRequest(f"name: a context name has 1 to {limit} characters.")
+        check_single_line_name(name, "name")
         if name != name.strip():
             raise BadRequest("name: a context name may not begin or end with whitespace.")
 
@@ -373,15 +366,13 @@ class ContextService:
             raise BadRequest(
                 f"env_var_name: longer than {self.limits.env_var_name_length} characters, the most allowed."
             )
-        if not ENV_VAR_NAME.match(name):
+        check_single_line_name(name, "env_var_name")
+        if not ENV_VAR_NAME.fullmatch(name):
             raise BadRequest(
-                "env_var_name: must start with a letter or underscore and contain only letters, digits "
-                "and underscores."
+                "env_var_name: must start with a letter or underscore and contain only letters, digits and underscores."
             )
         if len(value) > self.limits.env_var_value_length:
-            raise BadRequest(
-                f"value: longer than {self.limits.env_var_value_length} characters, the most allowed."
-            )
+            raise BadRequest(f"value: longer than {self.limits.env_var_value_length} characters, the most allowed.")
 
     async def _audit(
         self,

@@ -20,6 +20,7 @@ from circlet.groups import repository as groups
 from circlet.http.auth import ROLE_ADMIN, ROLE_VIEWER, Principal
 from circlet.http.errors import BadRequest, Conflict, NotFound
 from circlet.http.pagination import PageTokens
+from circlet.http.text import check_single_line_name
 from circlet.orgs import repository as orgs
 from circlet.orgs.service import require_role
 from circlet.users.service import OPERATOR, AccountError
@@ -76,6 +77,7 @@ class GroupService:
     ) -> dict[str, Any]:
         org = parse_id(org_id, MISSING_ORG)
         require_role(principal, org, ROLE_ADMIN, missing=MISSING_ORG, action="create groups")
+        check_single_line_name(name, "name")
         if not name.strip() or name != name.strip() or len(name) > NAME_LENGTH or not name.isprintable():
             raise BadRequest(f"name: 1 to {NAME_LENGTH} printable characters, no surrounding whitespace.")
         if len(description) > DESCRIPTION_LENGTH:

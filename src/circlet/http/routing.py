@@ -15,6 +15,13 @@ from starlette.responses import Response
 API_PREFIX = "/api/v2"
 
 
+def public_base_url(request: Request) -> str:
+    """The URL clients reach the server at, for absolute URLs in responses: the configured public URL,
+    else the one the request came to."""
+    configured: str = request.app.state.settings.public_url
+    return (configured or str(request.base_url)).rstrip("/")
+
+
 def api_router(tag: str) -> APIRouter:
     return APIRouter(prefix=API_PREFIX, tags=[tag])
 

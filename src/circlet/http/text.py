@@ -4,9 +4,15 @@ them) and no lone surrogates (not valid Unicode, so not valid JSON either). Requ
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import AfterValidator, StrictStr
+
+from circlet.http.errors import BadRequest
+
+# Unicode's control characters (Cc: C0, DEL, C1 with NEL) and its line and paragraph separators.
+LINE_BREAKS_AND_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def check_text(value: str) -> str:
@@ -28,3 +34,13 @@ def is_storable_text(value: str) -> bool:
 
 
 SafeStr = Annotated[StrictStr, AfterValidator(check_text)]
+
+
+def check_single_line_name(name: str, field: str) -> None:
+    """The rule of every name people give things (contexts, groups, variables, schedules): one line of
+    text, as CircleCI's names are. A line break in a name splits log lines, audit entries and the
+    terminals that show it."""
+    if LINE_BREAKS_AND_CONTROLS.search(name):
+        raise BadRequest(
+            f"{field}: a name is a single line: no line breaks (\\n, \\r, U+2028, U+2029) or other control characters."
+        )

@@ -98,7 +98,8 @@ class JobService:
             "messages": messages,
             "contexts": [{"name": name} for name in job.contexts],
             "organization": {"name": found.org.name},
-            "queued_at": timestamp(job.queued_at or job.created_at),
+            # The spec makes it a required time; a job never queued (blocked, not_run) has none.
+            "queued_at": timestamp(job.queued_at) if job.queued_at else None,
             "stopped_at": timestamp(job.stopped_at) if job.stopped_at else None,
         }
 

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from circlet.db.engine import Database
 from circlet.http.auth import Principal, authenticate
 from circlet.http.responses import json_response, message
-from circlet.http.routing import api_router
+from circlet.http.routing import api_router, public_base_url
 from circlet.pipelines.schemas import ContinuePipeline, DefinitionBody, RunPipeline, TriggerBody, TriggerPipeline
 from circlet.pipelines.service import PipelineService
 
@@ -90,7 +90,7 @@ async def list_pipelines(
 ) -> Response:
     database, service = _parts(request)
     async with database.reading() as session:
-        body = await service.list_for_org(session, caller, org_slug, mine, page_token)
+        body = await service.list_for_org(session, caller, org_slug, mine, page_token, public_base_url(request))
     return json_response(body)
 
 
@@ -98,7 +98,7 @@ async def list_pipelines(
 async def get_pipeline(request: Request, caller: Caller, pipeline_id: uuid.UUID) -> Response:
     database, service = _parts(request)
     async with database.reading() as session:
-        body = await service.get(session, caller, pipeline_id)
+        body = await service.get(session, caller, pipeline_id, public_base_url(request))
     return json_response(body)
 
 
@@ -138,22 +138,28 @@ async def list_project_pipelines(
     branch: str | None = None,
     page_token: PageToken = None,
 ) -> Response:
-    database, service = _parts(request)
-    async with database.reading() as session:
-        body = await service.list_for_project(
-            session, caller, (provider, organization, project), branch=branch, mine=False, page_token=page_token
-        )
-    return json_response(body)
+    return await _project_pipelines(request, caller, (provider, organization, project), branch, False, page_token)
 
 
 @router.get(SLUG + "/pipeline/mine", operation_id="listMyPipelines")
 async def list_my_pipelines(
     request: Request, caller: Caller, provider: str, organization: str, project: str, page_token: PageToken = None
 ) -> Response:
+    return await _project_pipelines(request, caller, (provider, organization, project), None, True, page_token)
+
+
+async def _project_pipelines(
+    request: Request,
+    caller: Principal,
+    slug: tuple[str, str, str],
+    branch: str | None,
+    mine: bool,
+    page_token: str | None,
+) -> Response:
     database, service = _parts(request)
     async with database.reading() as session:
         body = await service.list_for_project(
-            session, caller, (provider, organization, project), branch=None, mine=True, page_token=page_token
+            session, caller, slug, branch=branch, mine=mine, page_token=page_token, base_url=public_base_url(request)
         )
     return json_response(body)
 
@@ -164,7 +170,9 @@ async def get_pipeline_by_number(
 ) -> Response:
     database, service = _parts(request)
     async with database.reading() as session:
-        body = await service.get_by_number(session, caller, (provider, organization, project), pipeline_number)
+        body = await service.get_by_number(
+            session, caller, (provider, organization, project), pipeline_number, public_base_url(request)
+        )
     return json_response(body)
 
 

@@ -33,6 +33,13 @@ SAFE_CONFIG = {"core.hooksPath": "/dev/null", "fetch.recurseSubmodules": "false"
 # Fetches for an organization: none of the server's git configuration, credentials or SSH identities,
 # and no redirect to a host the guard did not check.
 TENANT_CONFIG = {"http.followRedirects": "false", "credential.helper": ""}
+# What of git's own words a caller sees: all of them (the cause is rarely on the last line), bounded.
+MAX_MESSAGE_CHARS = 4000
+CREDENTIALS = (
+    (re.compile(r"\b([a-z][a-z0-9+.-]*://)[^/\s@]*@", re.IGNORECASE), r"\1"),  # URL userinfo
+    (re.compile(r"\b(authorization|proxy-authorization)(\s*[:=]\s*)[^\r\n]*", re.IGNORECASE), r"\1\2[hidden]"),
+    (re.compile(r"\b(\w*(?:token|password|passwd|secret)\w*)=[^\s&]+", re.IGNORECASE), r"\1=[hidden]"),
+)
 
 
 class GitError(Exception):
@@ -105,7 +112,7 @@ class GitMirrors:
                 # Checked now, not when the URL was saved: settings, symbolic links and DNS change.
                 url, env = await self._reach(source, path.parent)
             except Refused as exc:
-                raise GitError(f"could not fetch the repository {source.url}: {exc}") from None
+                raise GitError(f"could not fetch the repository {without_credentials(source.url)}: {exc}") from None
             if not (path / "HEAD").exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 await _git(None, "init", "--bare", "--quiet", str(path))
@@ -117,6 +124,9 @@ class GitMirrors:
                     "--prune",
                     "--no-tags",
                     "--no-recurse-submodules",
+                    # A shallow source repository has shallow roots: take them, or its refs are
+                    # silently rejected and every branch looks missing.
+                    "--update-shallow",
                     "--end-of-options",
                     url,
                     *FETCH_REFSPECS,
@@ -124,7 +134,7 @@ class GitMirrors:
                     env=env,
                 )
             except GitError as exc:
-                raise GitError(f"could not fetch the repository {source.url}: {exc}") from None
+                raise GitError(f"could not fetch the repository {without_credentials(source.url)}: {exc}") from None
 
     async def _reach(self, source: RepoSource, project_dir: Path) -> tuple[str, dict[str, str]]:
         """The URL to fetch and git's environment: only the location's own transport, and for an
@@ -247,5 +257,14 @@ async def _git(cwd: Path | None, *args: str, timeout: float = 30.0, env: Mapping
         await process.wait()
         raise GitError(f"git {args[0]} timed out") from None
     if process.returncode != 0:
-        raise GitError(err.decode(errors="replace").strip().splitlines()[-1:][0] if err.strip() else "git failed")
+        message = without_credentials(err.decode(errors="replace").strip()) or "git failed"
+        raise GitError(message if len(message) <= MAX_MESSAGE_CHARS else "..." + message[-MAX_MESSAGE_CHARS:])
     return out.decode(errors="replace")
+
+
+def without_credentials(text: str) -> str:
+    """``text`` with the user and password of URLs, authorization headers and token-like parameters
+    taken out: git repeats the URL it was given, credentials included."""
+    for pattern, replacement in CREDENTIALS:
+        text = pattern.sub(replacement, text)
+    return text

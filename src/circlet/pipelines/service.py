@@ -36,6 +36,7 @@ from circlet.projects import repository as projects
 from circlet.projects.repository import ProjectInOrg
 from circlet.projects.service import ProjectService
 from circlet.users import repository as users
+from circlet.users.avatars import SYSTEM_AVATAR_KEY, avatar_url
 
 PAGE_SIZE = 20
 DEFAULT_CONFIG_PATH = ".circleci/config.yml"
@@ -187,9 +188,9 @@ class PipelineService:
             branch = default
         if config_branch is None and config_tag is None:
             config_branch, config_tag = branch, tag
-        inline = config.content if config else None
-        if inline is not None and not inline.strip():
-            raise BadRequest("config.content: an empty config.")
+        # The MCP server sends `content: ""` when the user gives no inline config: an empty
+        # content means the definition's config source, as an absent one does.
+        inline = config.content if config and config.content and config.content.strip() else None
         return TriggerRequest(
             found,
             definition.checkout_repo_url or found.project.vcs_url,
@@ -332,18 +333,20 @@ class PipelineService:
             raise NotFound(MISSING_PIPELINE)
         return pipeline, found
 
-    async def get(self, session: AsyncSession, principal: Principal, pipeline_id: uuid.UUID) -> dict[str, Any]:
+    async def get(
+        self, session: AsyncSession, principal: Principal, pipeline_id: uuid.UUID, base_url: str
+    ) -> dict[str, Any]:
         pipeline, found = await self.visible_pipeline(session, principal, pipeline_id)
-        return await self._body(session, pipeline, found, {})
+        return await self._body(session, pipeline, found, {}, base_url)
 
     async def get_by_number(
-        self, session: AsyncSession, principal: Principal, slug: tuple[str, str, str], number: int
+        self, session: AsyncSession, principal: Principal, slug: tuple[str, str, str], number: int, base_url: str
     ) -> dict[str, Any]:
         found = await self.project_service.find(session, principal, slug)
         pipeline = await engine.get_pipeline_by_number(session, found.project.id, number)
         if pipeline is None:
             raise NotFound(MISSING_PIPELINE)
-        return await self._body(session, pipeline, found, {})
+        return await self._body(session, pipeline, found, {}, base_url)
 
     async def config(self, session: AsyncSession, principal: Principal, pipeline_id: uuid.UUID) -> dict[str, Any]:
         pipeline, _ = await self.visible_pipeline(session, principal, pipeline_id)
@@ -376,13 +379,20 @@ class PipelineService:
         branch: str | None,
         mine: bool,
         page_token: str | None,
+        base_url: str,
     ) -> dict[str, Any]:
         found = await self.project_service.find(session, principal, slug)
         scope = f"pipelines:{found.project.id}:{branch}:{mine}"
-        return await self._page(session, principal, [found.project.id], scope, branch, mine, page_token)
+        return await self._page(session, principal, [found.project.id], scope, branch, mine, page_token, base_url)
 
     async def list_for_org(
-        self, session: AsyncSession, principal: Principal, org_slug: str | None, mine: bool, page_token: str | None
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        org_slug: str | None,
+        mine: bool,
+        page_token: str | None,
+        base_url: str,
     ) -> dict[str, Any]:
         if org_slug is not None:
             org_ids = [(await find_org(session, principal, org_slug)).id]
@@ -390,7 +400,7 @@ class PipelineService:
             org_ids = sorted(principal.roles)
         project_ids = await definitions.project_ids_of_orgs(session, org_ids)
         scope = f"pipelines:{','.join(map(str, org_ids))}:{mine}"
-        return await self._page(session, principal, project_ids, scope, None, mine, page_token)
+        return await self._page(session, principal, project_ids, scope, None, mine, page_token, base_url)
 
     async def _page(
         self,
@@ -401,6 +411,7 @@ class PipelineService:
         branch: str | None,
         mine: bool,
         page_token: str | None,
+        base_url: str,
     ) -> dict[str, Any]:
         before = None
         if page_token:
@@ -422,7 +433,7 @@ class PipelineService:
         for pipeline in rows[:PAGE_SIZE]:
             found = await self._project(session, pipeline.project_id)
             assert found is not None
-            items.append(await self._body(session, pipeline, found, cache))
+            items.append(await self._body(session, pipeline, found, cache, base_url))
         next_token = None
         if len(rows) > PAGE_SIZE:
             last = rows[PAGE_SIZE - 1]
@@ -435,15 +446,15 @@ class PipelineService:
         return ProjectInOrg(project, org) if project and org else None
 
     async def _body(
-        self, session: AsyncSession, pipeline: Pipeline, found: ProjectInOrg, cache: dict[Any, Any]
+        self, session: AsyncSession, pipeline: Pipeline, found: ProjectInOrg, cache: dict[Any, Any], base_url: str
     ) -> dict[str, Any]:
-        actor = {"login": "circlet", "avatar_url": None}
+        actor = {"login": "circlet", "avatar_url": avatar_url(base_url, SYSTEM_AVATAR_KEY)}
         if pipeline.actor_id is not None:
             if pipeline.actor_id not in cache:
                 cache[pipeline.actor_id] = await users.get_user(session, pipeline.actor_id)
             user = cache[pipeline.actor_id]
             if user is not None:
-                actor = {"login": user.login, "avatar_url": user.avatar_url}
+                actor = {"login": user.login, "avatar_url": avatar_url(base_url, user.id, user.avatar_url)}
         vcs: dict[str, Any] = {
             "provider_name": PROVIDER_NAMES.get(found.org.vcs_type, found.org.vcs_type),
             "origin_repository_url": pipeline.vcs_url,
@@ -461,7 +472,6 @@ class PipelineService:
             "project_slug": slug_of(found.project, found.org),
             "updated_at": timestamp(pipeline.updated_at),
             "number": pipeline.number,
-            "trigger_parameters": pipeline.parameters,
             "state": pipeline.state,
             "created_at": timestamp(pipeline.created_at),
             "trigger": {"type": pipeline.trigger_type, "received_at": timestamp(pipeline.created_at), "actor": actor},

@@ -21,6 +21,7 @@ from circlet.db.types import utcnow
 from circlet.http.auth import ROLE_ADMIN, ROLE_VIEWER, Principal
 from circlet.http.errors import ApiError, BadRequest, Conflict, NotFound
 from circlet.http.responses import timestamp
+from circlet.http.text import check_single_line_name
 from circlet.orgs.service import find_org, require_role
 from circlet.orgs.slugs import PROVIDER_NAMES, VCS_BY_PREFIX, org_slug, parse_project_slug, project_slug
 from circlet.projects import repository as projects
@@ -34,7 +35,7 @@ from circlet.settings import Limits
 from circlet.users.service import OPERATOR, AccountError
 
 MISSING_PROJECT = "Project not found."
-ENV_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 VCS_PROJECT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 MAX_ENV_VARS_PER_PROJECT = 1000
 MAX_CHECKOUT_KEYS_PER_PROJECT = 100
@@ -369,7 +370,8 @@ class ProjectService:
         }
 
     def _check_env_var(self, name: str, value: str) -> None:
-        if not ENV_VAR_NAME.match(name) or len(name) > self.limits.env_var_name_length:
+        check_single_line_name(name, "name")
+        if not ENV_VAR_NAME.fullmatch(name) or len(name) > self.limits.env_var_name_length:
             raise BadRequest(
                 f"name: at most {self.limits.env_var_name_length} letters, digits and underscores, "
                 "not starting with a digit."
