@@ -16,10 +16,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from circlet.blobs import FileBlobStore
+from circlet.config import ExpansionLimits
 from circlet.contexts.endpoints import router as contexts_router
 from circlet.contexts.service import ContextService
 from circlet.db.engine import Database, create_database
 from circlet.db.migrate import upgrade_to_head
+from circlet.engine.compiling import CompilePool
 from circlet.engine.orchestrator import Orchestrator
 from circlet.engine.processor import Processor
 from circlet.engine.queue import TaskSignal
@@ -172,7 +174,21 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
     app.state.task_signal = signal = TaskSignal()
     orchestrator = Orchestrator(signal, keyring.derive("continuation-keys"))
     mirrors = GitMirrors(settings.home / "mirrors")
-    app.state.processor = processor = Processor(database, mirrors, orchestrator)
+    pool = CompilePool(
+        workers=settings.compile_worker_count,
+        timeout_seconds=settings.compile_timeout_seconds,
+        memory_bytes=settings.compile_memory_mb * 2**20,
+        per_org=settings.compiles_per_org_count,
+    )
+    app.state.processor = processor = Processor(
+        database,
+        mirrors,
+        orchestrator,
+        pool,
+        limits=expansion_limits(settings),
+        attempts=settings.compile_attempts,
+        retry_after=timedelta(seconds=settings.compile_retry_after_seconds),
+    )
     app.state.pipeline_service = PipelineService(
         mirrors, processor, orchestrator, app.state.project_service, page_tokens
     )
@@ -193,6 +209,11 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
         settings.base_url,
         timedelta(seconds=settings.runner_lease_seconds),
     )
+
+
+def expansion_limits(settings: Settings) -> ExpansionLimits:
+    """The compiler's limits, as the operator set them (``CIRCLET_LIMITS__MATRIX_COMBINATIONS=...``)."""
+    return ExpansionLimits(**{name: getattr(settings.limits, name) for name in ExpansionLimits.__dataclass_fields__})
 
 
 def add_operator_routes(app: FastAPI) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -29,6 +30,18 @@ class Limits(BaseSettings):
         description="Largest upload of a runner's storage step (a cache, workspace layer, artifact or "
         "test results file, PUT /api/v3/runner/tasks/...); larger is 413.",
     )
+    jobs_per_workflow: int = Field(1000, ge=1, description="Jobs one workflow may expand to (matrices included).")
+    jobs_per_pipeline: int = Field(5000, ge=1, description="Jobs all the workflows of one config may expand to.")
+    matrix_combinations: int = Field(1000, ge=1, description="Combinations one `matrix` may have.")
+    nesting_depth: int = Field(
+        50, ge=1, description="Depth of commands invoked by commands, and of orbs imported by orbs."
+    )
+    steps_per_pipeline: int = Field(
+        100_000, ge=1, description="Steps all the jobs of one config may expand to (commands included)."
+    )
+    compiled_config_bytes: int = Field(
+        8 * 1024 * 1024, ge=1, description="Largest compiled config, in bytes (CircleCI's 8 MB)."
+    )
 
 
 class Settings(BaseSettings):
@@ -37,9 +50,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CIRCLET_", env_nested_delimiter="__", extra="ignore")
 
     home: Path = Field(default_factory=default_home, description="Where circlet keeps its data.")
-    database_url: str = Field(
-        "", description="SQLAlchemy URL; empty means SQLite at $CIRCLET_HOME/circlet.db."
-    )
+    database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite at $CIRCLET_HOME/circlet.db.")
     secret_key: str = Field(
         "",
         description="Base64 (or any) secret for encryption at rest; empty means a key file in $CIRCLET_HOME.",
@@ -67,7 +78,36 @@ class Settings(BaseSettings):
     blob_sweep_hours: float = Field(
         6, gt=0, description="How often the server deletes expired caches and stored bytes no row refers to."
     )
+    compile_workers: int = Field(
+        0, ge=0, description="Worker processes that compile configs, per server process; 0 means one per CPU."
+    )
+    compile_timeout_seconds: float = Field(
+        30, gt=0, description="A config compile taking longer is stopped, and its pipeline errored."
+    )
+    compile_memory_mb: int = Field(
+        1024, ge=0, description="Address space of a compile worker; a compile needing more is stopped (0: no cap)."
+    )
+    compiles_per_org: int = Field(
+        0,
+        ge=0,
+        description="Compiles of one organization in flight per server process, the rest queued in order; "
+        "0 means all workers but one.",
+    )
+    compile_attempts: int = Field(
+        3, ge=1, description="Compiles of a pipeline started before one interrupted (by a crash) ends errored."
+    )
+    compile_retry_after_seconds: float = Field(
+        120, gt=0, description="A pipeline pending this long (its compile was interrupted) is compiled again."
+    )
     limits: Limits = Field(default_factory=Limits)
+
+    @property
+    def compile_worker_count(self) -> int:
+        return self.compile_workers or len(os.sched_getaffinity(0))
+
+    @property
+    def compiles_per_org_count(self) -> int:
+        return self.compiles_per_org or max(1, self.compile_worker_count - 1)
 
     @property
     def base_url(self) -> str:

@@ -30,7 +30,6 @@ JOB_KEYS = frozenset({
 })
 _DROPPED_JOB_KEYS = frozenset({"parameters", "executor", "description"})
 STEPLESS_JOB_TYPES = frozenset({"approval", "no-op", "release", "lock", "unlock"})
-MAX_COMMAND_DEPTH = 100
 
 
 class ExpandedSteps(YList):
@@ -200,6 +199,7 @@ class JobExpander:
     def expand_steps(self, steps: list[Any], ns: Namespace, scope: Scope, path: str,
                      stack: tuple[tuple[int, str], ...]) -> list[Any]:
         if isinstance(steps, ExpandedSteps):
+            self.count_steps(len(steps), path, loc_of(steps))
             return list(steps)
         out: list[Any] = []
         for index, step in enumerate(steps):
@@ -233,10 +233,19 @@ class JobExpander:
         elif name in BUILTIN_STEPS:
             built = self.builtin_step(name, args, step, path, loc)
             if built is not None:
+                self.count_steps(1, path, loc)
                 out.append(built)
         elif not report_broken_orb(ns, name, self.diag, path, loc):
             candidates = sorted(BUILTIN_STEPS | SPECIAL_STEPS) + ns.candidates("commands")
             self.diag.error(f"unknown step '{name}'{did_you_mean(name, candidates)}", path, loc)
+
+    def count_steps(self, added: int, path: str, loc: Location | None) -> None:
+        """Commands calling commands multiply steps: charge each one as it is made."""
+        budget = self.diag.budget
+        budget.steps += added
+        if budget.steps > budget.limits.steps_per_pipeline:
+            self.diag.over_limit("steps in a pipeline", budget.steps, budget.limits.steps_per_pipeline,
+                                 "steps_per_pipeline", path, loc)
 
     def builtin_step(self, name: str, args: Any, step: Any, path: str, loc: Location | None
                      ) -> Any:
@@ -280,10 +289,14 @@ class JobExpander:
         definition, home, local = found
         def_path = home.path_of("commands", local)
         frame = (id(definition), def_path)
-        if frame in stack or len(stack) >= MAX_COMMAND_DEPTH:
+        if frame in stack:
             chain = " -> ".join([p for _, p in stack] + [def_path])
             self.diag.error(f"command '{name}' calls itself: {chain}", path, loc)
             return
+        depth_limit = self.diag.budget.limits.nesting_depth
+        if len(stack) >= depth_limit:
+            self.diag.over_limit("commands nested in commands", len(stack) + 1, depth_limit,
+                                 "nesting_depth", path, loc)
         if not isinstance(definition, dict) or not isinstance(definition.get("steps"), list):
             self.diag.error(f"command '{name}' needs a list of 'steps'", def_path, loc_of(definition))
             return

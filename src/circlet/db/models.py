@@ -62,9 +62,7 @@ class User(Base):
 class Membership(Base):
     __tablename__ = "memberships"
 
-    org_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
-    )
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -136,9 +134,7 @@ class Context(Base):
 class ContextEnvVar(Base):
     __tablename__ = "context_env_vars"
 
-    context_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("contexts.id", ondelete="CASCADE"), primary_key=True
-    )
+    context_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contexts.id", ondelete="CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(String(512), primary_key=True)
     key_id: Mapped[str] = mapped_column(String(32))
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
@@ -180,9 +176,7 @@ class ProjectSettings(Base):
 
     __tablename__ = "project_settings"
 
-    project_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
-    )
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
     autocancel_builds: Mapped[bool] = mapped_column(default=False)
     build_fork_prs: Mapped[bool] = mapped_column(default=False)
     build_prs_only: Mapped[bool] = mapped_column(default=False)
@@ -198,9 +192,7 @@ class ProjectSettings(Base):
 class ProjectEnvVar(Base):
     __tablename__ = "project_env_vars"
 
-    project_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
-    )
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(String(512), primary_key=True)
     key_id: Mapped[str] = mapped_column(String(32))
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
@@ -289,9 +281,7 @@ class ProjectCounter(Base):
 
     __tablename__ = "project_counters"
 
-    project_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
-    )
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
     pipeline_number: Mapped[int] = mapped_column(Integer, default=0)
     job_number: Mapped[int] = mapped_column(Integer, default=0)
 
@@ -360,6 +350,9 @@ class Pipeline(Base):
     compiled_setup: Mapped[str] = mapped_column(Text, default="")
     values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     continuation_key_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    # Compiles started: a pipeline is compiled as soon as it is committed, so it starts at 1; a sweep
+    # retrying an interrupted compile counts one more, up to CIRCLET_COMPILE_ATTEMPTS.
+    compile_attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -1,0 +1,26 @@
+"""compile attempts of a pipeline
+
+Revision ID: 0008
+Revises: 0006
+Create Date: 2026-12-04 15:30:00.000000
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("pipelines") as batch:
+        batch.add_column(sa.Column("compile_attempts", sa.Integer(), server_default="1", nullable=False))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("pipelines") as batch:
+        batch.drop_column("compile_attempts")
