@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, freeze
             gc.freeze()
             gc.set_threshold(*SERVER_GC_THRESHOLDS)
         background = [
+            asyncio.create_task(app.state.processor.pool.warm()),
             asyncio.create_task(app.state.processor.run_sweeps()),
             asyncio.create_task(app.state.blob_sweeper.run()),
         ]

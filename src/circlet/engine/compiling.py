@@ -219,6 +219,11 @@ class CompilePool:
             ]
         )
 
+    async def warm(self) -> None:
+        """Start the workers ahead of the first compile (in the background of a starting server)."""
+        while len(self._idle) + len(self._busy) < self.workers:
+            self._idle.append(await asyncio.to_thread(self._start_worker))
+
     def _start_worker(self) -> _Worker:
         """A fresh interpreter that imports the compiler only (not the server, nor ``__main__``)."""
         ours, theirs = socket.socketpair()
