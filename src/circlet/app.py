@@ -81,10 +81,16 @@ SERVER_GC_THRESHOLDS = (7_000, 10, 10)
 
 def serving_app() -> FastAPI:
     """The app ``circlet serve`` runs (uvicorn's factory): one per process, for the process's life."""
-    return create_app(freeze_gc=True)
+    return create_app(freeze_gc=True, warm_compile_workers=True)
 
 
-def create_app(settings: Settings | None = None, *, migrate: bool = True, freeze_gc: bool = False) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    migrate: bool = True,
+    freeze_gc: bool = False,
+    warm_compile_workers: bool = False,
+) -> FastAPI:
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -107,10 +113,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, freeze
             gc.freeze()
             gc.set_threshold(*SERVER_GC_THRESHOLDS)
         background = [
-            asyncio.create_task(app.state.processor.pool.warm()),
             asyncio.create_task(app.state.processor.run_sweeps()),
             asyncio.create_task(app.state.blob_sweeper.run()),
         ]
+        if warm_compile_workers:  # a server's first pipeline does not wait for a worker to start
+            background.append(asyncio.create_task(app.state.processor.pool.warm()))
         if not database.is_sqlite:
             background.append(asyncio.create_task(app.state.task_signal.listen(database.url)))
         try:
