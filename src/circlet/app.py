@@ -202,7 +202,12 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
     )
     app.state.workflow_service = WorkflowService(orchestrator)
     blobs = FileBlobStore(settings.home / "blobs")
-    app.state.storage_service = StorageService(blobs, settings.limits.upload_bytes)
+    app.state.storage_service = StorageService(
+        blobs,
+        settings.limits.upload_bytes,
+        test_results_per_job=settings.limits.test_results_per_job,
+        artifacts_per_job=settings.limits.artifacts_per_job,
+    )
     app.state.blob_sweeper = BlobSweeper(
         database, blobs, timedelta(days=settings.cache_retention_days), settings.blob_sweep_hours * 3600
     )
@@ -216,6 +221,7 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
         app.state.context_service,
         settings.base_url,
         timedelta(seconds=settings.runner_lease_seconds),
+        step_output_bytes=settings.limits.step_output_bytes_per_task,
     )
 
 

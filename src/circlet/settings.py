@@ -30,6 +30,15 @@ class Limits(BaseSettings):
         description="Largest upload of a runner's storage step (a cache, workspace layer, artifact or "
         "test results file, PUT /api/v3/runner/tasks/...); larger is 413.",
     )
+    test_results_per_job: int = Field(
+        250_000, ge=1, description="Test cases one job may store (all its JUnit files); more is 413."
+    )
+    artifacts_per_job: int = Field(10_000, ge=1, description="Artifacts one job may store; more is 413.")
+    step_output_bytes_per_task: int = Field(
+        256 * 1024 * 1024,
+        ge=1,
+        description="Step output one task (a job, or one of its parallel runs) may store; more is 413.",
+    )
     jobs_per_workflow: int = Field(1000, ge=1, description="Jobs one workflow may expand to (matrices included).")
     jobs_per_pipeline: int = Field(5000, ge=1, description="Jobs all the workflows of one config may expand to.")
     matrix_combinations: int = Field(1000, ge=1, description="Combinations one `matrix` may have.")

@@ -435,6 +435,8 @@ class Task(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Step output stored so far, against CIRCLET_LIMITS__STEP_OUTPUT_BYTES_PER_TASK (past it: the limit + 1).
+    output_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class StepRun(Base):

@@ -1,4 +1,4 @@
-"""compile attempts of a pipeline
+"""compile attempts of a pipeline, step output bytes of a task
 
 Revision ID: 0008
 Revises: 0006
@@ -19,8 +19,12 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("pipelines") as batch:
         batch.add_column(sa.Column("compile_attempts", sa.Integer(), server_default="1", nullable=False))
+    with op.batch_alter_table("tasks") as batch:
+        batch.add_column(sa.Column("output_bytes", sa.BigInteger(), server_default="0", nullable=False))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("tasks") as batch:
+        batch.drop_column("output_bytes")
     with op.batch_alter_table("pipelines") as batch:
         batch.drop_column("compile_attempts")
