@@ -84,3 +84,13 @@ def test_error_lines_keep_the_first_hundred() -> None:
     stored = error_lines(lines).split("\n")
     assert stored[:100] == lines[:100] and stored[100:] == ["and 50 more"]
     assert error_lines(lines[:3]) == "\n".join(lines[:3])
+
+
+async def test_a_worker_that_died_idle_is_replaced_without_failing_the_compile(pool: CompilePool) -> None:
+    org = uuid.uuid4()
+    await pool.warm()
+    for worker in pool._idle:
+        worker.process.kill()
+        worker.process.wait()
+    compiled = await pool.compile(org, CompileRequest(matrix(1, 1)))
+    assert [job.name for job in compiled.config.workflows[0].jobs] == ["build-0-0"]

@@ -127,7 +127,10 @@ class _Worker:
 
     def exchange(self, request: CompileRequest, timeout: float) -> tuple[str, Any]:
         """Send one request and wait for its answer (on a thread: the pipe blocks)."""
-        self.conn.send(request)
+        try:
+            self.conn.send(request)
+        except OSError:
+            return ("gone", None)  # it died while idle: not this compile's doing
         if not self.conn.poll(timeout):
             return ("timeout", None)
         try:
@@ -183,6 +186,35 @@ class CompilePool:
         return self._slots
 
     async def _run(self, request: CompileRequest) -> Compiled:
+        kind, value = await self._exchange(request)
+        for _ in range(self.workers):  # every idle worker may have died (killed by an operator, say)
+            if kind != "gone":
+                break
+            kind, value = await self._exchange(request)
+        if kind == "compiled":
+            assert isinstance(value, Compiled)
+            return value
+        if kind == "invalid":
+            raise CompileRefused(value)
+        if kind == "timeout":
+            raise CompileRefused(
+                [
+                    f"compiling the config took longer than the limit of {self.timeout_seconds:g} s "
+                    "(compile_timeout_seconds): it was stopped"
+                ],
+                "timeout",
+            )
+        if kind == "memory":
+            raise CompileRefused(
+                [
+                    f"compiling the config needed more memory than the limit of {self.memory_bytes // 2**20} MB "
+                    "(compile_memory_mb): it was stopped"
+                ]
+            )
+        raise CompileRefused(["the compile stopped before it finished (out of memory, or killed)"], "other")
+
+    async def _exchange(self, request: CompileRequest) -> tuple[str, Any]:
+        """One request on an idle (or a new) worker; a worker that did not answer normally is replaced."""
         worker = self._idle.pop() if self._idle else await asyncio.to_thread(self._start_worker)
         self._busy.add(worker)
         loop = asyncio.get_running_loop()
@@ -197,27 +229,7 @@ class CompilePool:
             self._idle.append(worker)
         else:
             await asyncio.to_thread(worker.kill)
-        if kind == "compiled":
-            assert isinstance(value, Compiled)
-            return value
-        if kind == "invalid":
-            raise CompileRefused(value)
-        if kind == "died":
-            raise CompileRefused(["the compile stopped before it finished (out of memory, or killed)"], "other")
-        if kind == "timeout":
-            raise CompileRefused(
-                [
-                    f"compiling the config took longer than the limit of {self.timeout_seconds:g} s "
-                    "(compile_timeout_seconds): it was stopped"
-                ],
-                "timeout",
-            )
-        raise CompileRefused(
-            [
-                f"compiling the config needed more memory than the limit of {self.memory_bytes // 2**20} MB "
-                "(compile_memory_mb): it was stopped"
-            ]
-        )
+        return kind, value
 
     async def warm(self) -> None:
         """Start the workers ahead of the first compile (in the background of a starting server)."""

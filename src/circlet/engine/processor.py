@@ -54,6 +54,7 @@ class Processor:
     attempts: int = 3
     retry_after: timedelta = timedelta(seconds=120)
     _running: set[asyncio.Task[Any]] = field(default_factory=set)
+    _processing: set[uuid.UUID] = field(default_factory=set)  # queued or compiling here: not interrupted
 
     async def compile(
         self, org_id: uuid.UUID, pipeline: Pipeline, source: str, parameters: dict[str, Any] | None = None
@@ -82,11 +83,14 @@ class Processor:
         self.pool.close()
 
     async def process(self, pipeline_id: uuid.UUID) -> None:
+        self._processing.add(pipeline_id)
         try:
             await self._process(pipeline_id)
         except Exception:
             log.exception("processing a pipeline failed", extra={"pipeline_id": str(pipeline_id)})
             await self._fail(pipeline_id, "other", "circlet could not process this pipeline.")
+        finally:
+            self._processing.discard(pipeline_id)
 
     async def _process(self, pipeline_id: uuid.UUID) -> None:
         async with self.database.reading() as session:
@@ -157,7 +161,7 @@ class Processor:
         while True:
             try:
                 await self.reap()
-                if sweeps % pending_every == 1 % pending_every:
+                if sweeps >= 1 and (sweeps - 1) % pending_every == 0:
                     await self.resume_pending()
             except asyncio.CancelledError:
                 raise
@@ -198,7 +202,7 @@ class Processor:
         async with self.database.reading() as session:
             stale = await engine.pending_pipelines(session, utcnow() - self.retry_after, 20)
         for pipeline_id in stale:
-            if await self._count_attempt(pipeline_id):
+            if pipeline_id not in self._processing and await self._count_attempt(pipeline_id):
                 self.submit(pipeline_id)
 
     async def _count_attempt(self, pipeline_id: uuid.UUID) -> bool:
