@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.config.test_limits import chain
 from tests.conftest import LiveServer, free_port, server_env
 from tests.e2e.helpers import Api
 from tests.pipelines.helpers import make_repo
@@ -20,6 +21,12 @@ MAX_LATENCY_SECONDS = 0.2
 # A server's first seconds have one-off pauses unrelated to compiles (seen with no compile at all):
 # latencies are measured from then on.
 WARM_UP_SECONDS = 3.0
+# Past the expansion limits, so that what stops a compile is the timeout, the memory cap or a kill.
+RAISED_LIMITS = {
+    "CIRCLET_LIMITS__MATRIX_COMBINATIONS": "10000000",
+    "CIRCLET_LIMITS__JOBS_PER_WORKFLOW": "10000000",
+    "CIRCLET_LIMITS__JOBS_PER_PIPELINE": "10000000",
+}
 ONE_JOB = """
 version: 2.1
 jobs:
@@ -48,17 +55,6 @@ workflows:
               a: [{", ".join(str(n) for n in range(a))}]
               b: [{", ".join(str(n) for n in range(b))}]
 """
-
-
-def recursive_commands(depth: int) -> str:
-    """Each command calls the next one twice: 2**depth steps from a few lines."""
-    commands = [f"  c{n}:\n    steps: [c{n + 1}, c{n + 1}]" for n in range(depth)]
-    commands.append(f"  c{depth}:\n    steps: [{{run: echo leaf}}]")
-    return (
-        "version: 2.1\ncommands:\n"
-        + "\n".join(commands)
-        + "\njobs:\n  build: {docker: [{image: x}], steps: [c0]}\nworkflows:\n  w:\n    jobs: [build]\n"
-    )
 
 
 def big_output_config() -> str:
@@ -159,8 +155,8 @@ def test_abusive_configs_end_errored_naming_the_limit_while_others_are_served(
     cases = {
         matrix_config(1000, 1000): ("matrix combinations (1000000)", "matrix_combinations"),
         matrix_config(100, 100, "boolean"): ("matrix combinations (10000)", "matrix_combinations"),
-        recursive_commands(60): ("commands nested in commands", "nesting_depth"),
-        recursive_commands(25): ("steps in a pipeline", "steps_per_pipeline"),
+        chain(60): ("commands nested in commands", "nesting_depth"),
+        chain(25, fan_out=2): ("steps in a pipeline", "steps_per_pipeline"),
         big_output_config(): ("compiled config size in bytes", "compiled_config_bytes"),
     }
     with Prober(server, bystander) as prober:
@@ -179,12 +175,7 @@ def test_abusive_configs_end_errored_naming_the_limit_while_others_are_served(
 def test_a_compile_past_the_timeout_or_the_memory_ceiling_is_killed_and_reported(
     make_server: Callable[..., LiveServer], tmp_path: Path
 ) -> None:
-    raised = {
-        "CIRCLET_LIMITS__MATRIX_COMBINATIONS": "10000000",
-        "CIRCLET_LIMITS__JOBS_PER_WORKFLOW": "10000000",
-        "CIRCLET_LIMITS__JOBS_PER_PIPELINE": "10000000",
-    }
-    slow = make_server(CIRCLET_COMPILE_TIMEOUT_SECONDS="2", CIRCLET_COMPILE_MEMORY_MB="0", **raised)
+    slow = make_server(CIRCLET_COMPILE_TIMEOUT_SECONDS="2", CIRCLET_COMPILE_MEMORY_MB="0", **RAISED_LIMITS)
     api, slug, bystander = two_orgs(slow, tmp_path)
     with Prober(slow, bystander) as prober:
         pipeline_id = run_inline(api, slug, matrix_config(1000, 1000))
@@ -194,7 +185,7 @@ def test_a_compile_past_the_timeout_or_the_memory_ceiling_is_killed_and_reported
     assert max(prober.latencies) < MAX_LATENCY_SECONDS, sorted(prober.latencies)[-5:]
     slow.stop()
 
-    small = make_server(CIRCLET_COMPILE_TIMEOUT_SECONDS="120", CIRCLET_COMPILE_MEMORY_MB="300", **raised)
+    small = make_server(CIRCLET_COMPILE_TIMEOUT_SECONDS="120", CIRCLET_COMPILE_MEMORY_MB="300", **RAISED_LIMITS)
     api = Api(small.url, api.http.headers["Circle-Token"])  # the same database
     message = errored(api, run_inline(api, slug, matrix_config(1000, 1000)), timeout=120)
     assert "compile_memory_mb" in message or "stopped before it finished" in message, message
@@ -228,9 +219,7 @@ def test_a_compile_interrupted_by_every_restart_ends_errored_and_startup_answers
     make_server: Callable[..., LiveServer], tmp_path: Path
 ) -> None:
     settings = {
-        "CIRCLET_LIMITS__MATRIX_COMBINATIONS": "10000000",
-        "CIRCLET_LIMITS__JOBS_PER_WORKFLOW": "10000000",
-        "CIRCLET_LIMITS__JOBS_PER_PIPELINE": "10000000",
+        **RAISED_LIMITS,
         "CIRCLET_COMPILE_TIMEOUT_SECONDS": "600",
         "CIRCLET_COMPILE_MEMORY_MB": "0",
         "CIRCLET_COMPILE_ATTEMPTS": "2",
