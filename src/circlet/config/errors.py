@@ -65,8 +65,9 @@ class Diagnostics:
     def warn(self, message: str, path: str = "", location: Location | None = None) -> None:
         self.warnings.append(ConfigError(message, path, location))
 
-    def over_limit(self, what: str, count: int, limit: int, setting: str, path: str = "",
-                   location: Location | None = None) -> None:
+    def over_limit(
+        self, what: str, count: int, limit: int, setting: str, path: str = "", location: Location | None = None
+    ) -> None:
         """Stop the compilation: expanding further could exhaust the server's time or memory."""
         self.error(f"{what} ({count}) exceeds the limit of {limit} ({setting})", path, location)
         self.raise_if_errors()
