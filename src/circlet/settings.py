@@ -46,7 +46,7 @@ class Limits(BaseSettings):
         50, ge=1, description="Depth of commands invoked by commands, and of orbs imported by orbs."
     )
     steps_per_pipeline: int = Field(
-        50_000, ge=1, description="Steps all the jobs of one config may expand to (commands included)."
+        100_000, ge=1, description="Steps all the jobs of one config may expand to (commands included)."
     )
     compiled_config_bytes: int = Field(
         8 * 1024 * 1024, ge=1, description="Largest compiled config, in bytes (CircleCI's 8 MB)."

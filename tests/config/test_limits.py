@@ -86,7 +86,7 @@ def test_steps_multiplied_by_commands_stop_at_the_budget() -> None:
     started = time.perf_counter()
     message = refused(chain(40, fan_out=2))  # 2**40 steps
     assert time.perf_counter() - started < 20.0  # 2**40 would be never
-    assert "steps in a pipeline (50001) exceeds the limit of 50000 (steps_per_pipeline)" in message
+    assert "steps in a pipeline (100001) exceeds the limit of 100000 (steps_per_pipeline)" in message
 
 
 def test_orbs_nested_past_the_depth() -> None:

@@ -17,7 +17,7 @@ class ExpansionLimits:
     jobs_per_pipeline: int = 5000
     matrix_combinations: int = 1000
     nesting_depth: int = 50
-    steps_per_pipeline: int = 50_000
+    steps_per_pipeline: int = 100_000
     compiled_config_bytes: int = 8 * 1024 * 1024
 
 
