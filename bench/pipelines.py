@@ -113,7 +113,8 @@ async def run(args: argparse.Namespace) -> int:
     home.mkdir()  # the server's home: admin commands run before the server make none
     stamps.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIRCLET_")}
-    env.update({"CIRCLET_HOME": str(home)})
+    # Steps run on the host, as when these figures were first taken (before podman was on the machine).
+    env.update({"CIRCLET_HOME": str(home), "CIRCLET_RUNNER_CONTAINER_ENGINE": "none"})
     workers = "1"
     drop = None
     if args.backend == "postgresql":

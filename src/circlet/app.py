@@ -16,10 +16,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from circlet.blobs import FileBlobStore
+from circlet.config import ExpansionLimits
 from circlet.contexts.endpoints import router as contexts_router
 from circlet.contexts.service import ContextService
 from circlet.db.engine import Database, create_database
 from circlet.db.migrate import upgrade_to_head
+from circlet.engine.compiling import CompilePool
 from circlet.engine.orchestrator import Orchestrator
 from circlet.engine.processor import Processor
 from circlet.engine.queue import TaskSignal
@@ -81,10 +83,16 @@ SERVER_GC_THRESHOLDS = (7_000, 10, 10)
 
 def serving_app() -> FastAPI:
     """The app ``circlet serve`` runs (uvicorn's factory): one per process, for the process's life."""
-    return create_app(freeze_gc=True)
+    return create_app(freeze_gc=True, warm_compile_workers=True)
 
 
-def create_app(settings: Settings | None = None, *, migrate: bool = True, freeze_gc: bool = False) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    migrate: bool = True,
+    freeze_gc: bool = False,
+    warm_compile_workers: bool = False,
+) -> FastAPI:
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -110,6 +118,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, freeze
             asyncio.create_task(app.state.processor.run_sweeps()),
             asyncio.create_task(app.state.blob_sweeper.run()),
         ]
+        if warm_compile_workers:  # a server's first pipeline does not wait for a worker to start
+            background.append(asyncio.create_task(app.state.processor.pool.warm()))
         if not database.is_sqlite:
             background.append(asyncio.create_task(app.state.task_signal.listen(database.url)))
         try:
@@ -176,13 +186,32 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
     app.state.mirrors = mirrors = GitMirrors(
         settings.home / "mirrors", app.state.project_service.repo_rules, settings.network_guard()
     )
-    app.state.processor = processor = Processor(database, mirrors, orchestrator)
+    pool = CompilePool(
+        workers=settings.compile_worker_count,
+        timeout_seconds=settings.compile_timeout_seconds,
+        memory_bytes=settings.compile_memory_mb * 2**20,
+        per_org=settings.compiles_per_org_count,
+    )
+    app.state.processor = processor = Processor(
+        database,
+        mirrors,
+        orchestrator,
+        pool,
+        limits=expansion_limits(settings),
+        attempts=settings.compile_attempts,
+        retry_after=timedelta(seconds=settings.compile_retry_after_seconds),
+    )
     app.state.pipeline_service = PipelineService(
         mirrors, processor, orchestrator, app.state.project_service, page_tokens
     )
     app.state.workflow_service = WorkflowService(orchestrator)
     blobs = FileBlobStore(settings.home / "blobs")
-    app.state.storage_service = StorageService(blobs, settings.limits.upload_bytes)
+    app.state.storage_service = StorageService(
+        blobs,
+        settings.limits.upload_bytes,
+        test_results_per_job=settings.limits.test_results_per_job,
+        artifacts_per_job=settings.limits.artifacts_per_job,
+    )
     app.state.blob_sweeper = BlobSweeper(
         database, blobs, timedelta(days=settings.cache_retention_days), settings.blob_sweep_hours * 3600
     )
@@ -197,7 +226,13 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
         settings.base_url,
         timedelta(seconds=settings.runner_lease_seconds),
         settings.shared_classes,
+        step_output_bytes=settings.limits.step_output_bytes_per_task,
     )
+
+
+def expansion_limits(settings: Settings) -> ExpansionLimits:
+    """The compiler's limits, as the operator set them (``CIRCLET_LIMITS__MATRIX_COMBINATIONS=...``)."""
+    return ExpansionLimits(**{name: getattr(settings.limits, name) for name in ExpansionLimits.__dataclass_fields__})
 
 
 def add_operator_routes(app: FastAPI) -> None:

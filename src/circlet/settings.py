@@ -41,6 +41,27 @@ class Limits(BaseSettings):
         description="Largest upload of a runner's storage step (a cache, workspace layer, artifact or "
         "test results file, PUT /api/v3/runner/tasks/...); larger is 413.",
     )
+    test_results_per_job: int = Field(
+        250_000, ge=1, description="Test cases one job may store (all its JUnit files); more is 413."
+    )
+    artifacts_per_job: int = Field(10_000, ge=1, description="Artifacts one job may store; more is 413.")
+    step_output_bytes_per_task: int = Field(
+        256 * 1024 * 1024,
+        ge=1,
+        description="Step output one task (a job, or one of its parallel runs) may store; more is 413.",
+    )
+    jobs_per_workflow: int = Field(1000, ge=1, description="Jobs one workflow may expand to (matrices included).")
+    jobs_per_pipeline: int = Field(5000, ge=1, description="Jobs all the workflows of one config may expand to.")
+    matrix_combinations: int = Field(1000, ge=1, description="Combinations one `matrix` may have.")
+    nesting_depth: int = Field(
+        50, ge=1, description="Depth of commands invoked by commands, and of orbs imported by orbs."
+    )
+    steps_per_pipeline: int = Field(
+        100_000, ge=1, description="Steps all the jobs of one config may expand to (commands included)."
+    )
+    compiled_config_bytes: int = Field(
+        8 * 1024 * 1024, ge=1, description="Largest compiled config, in bytes (CircleCI's 8 MB)."
+    )
 
 
 class Settings(BaseSettings):
@@ -103,6 +124,27 @@ class Settings(BaseSettings):
         description="Who may create organizations through the API: anyone signed in (CircleCI's behaviour), or "
         "only users an operator allowed (`circlet admin user allow-org-creation LOGIN`).",
     )
+    compile_workers: int = Field(
+        0, ge=0, description="Worker processes that compile configs, per server process; 0 means one per CPU."
+    )
+    compile_timeout_seconds: float = Field(
+        30, gt=0, description="A config compile taking longer is stopped, and its pipeline errored."
+    )
+    compile_memory_mb: int = Field(
+        1024, ge=0, description="Address space of a compile worker; a compile needing more is stopped (0: no cap)."
+    )
+    compiles_per_org: int = Field(
+        0,
+        ge=0,
+        description="Compiles of one organization in flight per server process, the rest queued in order; "
+        "0 means all workers but one.",
+    )
+    compile_attempts: int = Field(
+        3, ge=1, description="Compiles of a pipeline started before one interrupted (by a crash) ends errored."
+    )
+    compile_retry_after_seconds: float = Field(
+        120, gt=0, description="A pipeline pending this long (its compile was interrupted) is compiled again."
+    )
     limits: Limits = Field(default_factory=Limits)
 
     @field_validator("local_repo_roots")
@@ -126,6 +168,14 @@ class Settings(BaseSettings):
     @property
     def shared_classes(self) -> frozenset[str]:
         return frozenset(name.strip() for name in self.shared_resource_classes.split(",") if name.strip())
+
+    @property
+    def compile_worker_count(self) -> int:
+        return self.compile_workers or len(os.sched_getaffinity(0))
+
+    @property
+    def compiles_per_org_count(self) -> int:
+        return self.compiles_per_org or max(1, self.compile_worker_count - 1)
 
     @property
     def base_url(self) -> str:

@@ -135,7 +135,7 @@ async def test_artifacts_refuse_traversal_and_are_served_to_members_only(
     for bad in ("../etc/passwd", "/abs", "a//b", "a/./b", "a/..", "x" * 1025, "a\\b", "nul\x00", ""):
         refused = await storage.put("/artifacts", b"x", path=bad)
         assert refused.status_code == 400 and "message" in refused.json(), (bad, refused.text)
-    for path in ("report.html", "logs/a b.txt"):
+    for path in ("report.html", "logs/a b.txt", 'page "1".html'):
         assert (await storage.put("/artifacts", path.encode(), path=path)).status_code == 201
     await runner.finish(task)
 
@@ -144,7 +144,21 @@ async def test_artifacts_refuse_traversal_and_are_served_to_members_only(
     assert [(item["path"], item["node_index"]) for item in listing["items"]] == [
         ("report.html", 0),
         ("logs/a b.txt", 0),
+        ('page "1".html', 0),
     ]
+    for item, disposition in zip(
+        listing["items"],
+        (
+            'attachment; filename="report.html"',
+            "attachment; filename*=UTF-8''a%20b.txt",
+            "attachment; filename*=UTF-8''page%20%221%22.html",
+        ),
+        strict=True,
+    ):
+        served = await client.get(httpx.URL(item["url"]).raw_path.decode(), headers=admin.headers)
+        assert served.headers["content-type"] == "application/octet-stream"
+        assert served.headers["x-content-type-options"] == "nosniff"
+        assert served.headers["content-disposition"] == disposition
     url = listing["items"][1]["url"]
     assert url.endswith(f"/api/v2/project/{slug}/1/artifacts/0/logs/a b.txt")
     path = httpx.URL(url).raw_path.decode()

@@ -6,13 +6,16 @@ Entry point for the pipeline engine: :func:`compile_config`.
 from .compiler import CompiledConfig, compile_config
 from .errors import ConfigError, ConfigInvalid, Location
 from .graph import JobNode, WorkflowGraph
+from .limits import DEFAULT_LIMITS, ExpansionLimits
 from .orbs import OrbRegistry, default_orb_dirs
 from .pipeline import PipelineContext, fabricated_values
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "CompiledConfig",
     "ConfigError",
     "ConfigInvalid",
+    "ExpansionLimits",
     "JobNode",
     "Location",
     "OrbRegistry",

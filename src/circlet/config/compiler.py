@@ -20,6 +20,7 @@ from .expressions import (
 from .graph import JobNode, WorkflowGraph, filter_workflow
 from .jobgroups import build_workflow_entries, parse_job_groups, synthetic_job
 from .jobs import JobExpander
+from .limits import DEFAULT_LIMITS, ExpansionBudget, ExpansionLimits
 from .loader import YFloat, YList, YMap, load_yaml, loc_of
 from .namespaces import Namespace, did_you_mean, report_broken_orb
 from .orbs import OrbNotFound, OrbRegistry, ResolvedOrb, default_orb_dirs, load_orb_file, parse_orb_ref
@@ -66,6 +67,17 @@ class CompiledConfig:
 
         return render_processed(self)
 
+    def to_yaml_within(self, limits: ExpansionLimits, filename: str) -> str:
+        """The processed config, refused (as an error of ``filename``) if it is larger than the
+        limit."""
+        rendered = self.to_yaml()
+        size = len(rendered.encode())
+        if size > limits.compiled_config_bytes:
+            diag = Diagnostics()
+            diag.over_limit("compiled config size in bytes", size, limits.compiled_config_bytes,
+                            "compiled_config_bytes", "", Location(filename, 1, 1))
+        return rendered
+
     def graph_for(self, branch: str | None = None, tag: str | None = None) -> list[WorkflowGraph]:
         """The workflows a push of ``branch`` (or ``tag``) runs, with filtered-out jobs removed
         (R-9.6, R-9.7).  Scheduled (``triggers``) workflows are left out."""
@@ -91,8 +103,10 @@ def compile_config(
     pipeline_parameters: Mapping[str, Any] | None = None,
     pipeline_values: Mapping[str, Any] | None = None,
     orb_dirs: list[Path] | None = None,
+    limits: ExpansionLimits = DEFAULT_LIMITS,
 ) -> CompiledConfig:
-    """Compile a config.  Raises ConfigInvalid carrying every error found."""
+    """Compile a config.  Raises ConfigInvalid carrying every error found, or the first limit
+    the config's expansion would pass."""
     document = load_yaml(source, filename)
     if document is None:
         raise ConfigInvalid([ConfigError("config is empty", "", Location(filename, 1, 1))])
@@ -100,17 +114,18 @@ def compile_config(
         raise ConfigInvalid([ConfigError("config must be a map", "", loc_of(document)
                                          or Location(filename, 1, 1))])
     registry = OrbRegistry(default_orb_dirs() if orb_dirs is None else orb_dirs)
-    compiler = _Compiler(document, filename, source, registry)
+    compiler = _Compiler(document, filename, source, registry, limits)
     return compiler.run(dict(pipeline_parameters or {}), flatten_values(pipeline_values or {}))
 
 
 class _Compiler:
-    def __init__(self, document: YMap, filename: str, source: str, registry: OrbRegistry) -> None:
+    def __init__(self, document: YMap, filename: str, source: str, registry: OrbRegistry,
+                 limits: ExpansionLimits) -> None:
         self.doc = document
         self.filename = filename
         self.source = source
         self.registry = registry
-        self.diag = Diagnostics()
+        self.diag = Diagnostics(budget=ExpansionBudget(limits))
         self.v21 = False
         self.orb_resolutions: list[tuple[str, str]] = []
         self.orb_cache: dict[Path, Namespace] = {}
@@ -208,10 +223,15 @@ class _Compiler:
             ns.orbs = self.import_orbs(self.doc.get("orbs"), "orbs", scope, in_orb=False)
         return ns
 
-    def import_orbs(self, orbs: Any, path: str, scope: Scope, in_orb: bool) -> dict[str, Namespace]:
+    def import_orbs(self, orbs: Any, path: str, scope: Scope, in_orb: bool, depth: int = 1
+                    ) -> dict[str, Namespace]:
         imported: dict[str, Namespace] = {}
         if orbs is None:
             return imported
+        limit = self.diag.budget.limits.nesting_depth
+        if depth > limit:
+            self.diag.over_limit("orbs nested in orbs", depth, limit, "nesting_depth", path,
+                                 loc_of(orbs))
         if not isinstance(orbs, YMap):
             self.diag.error("orbs must be a map of alias to orb reference", path, loc_of(orbs))
             return imported
@@ -220,7 +240,8 @@ class _Compiler:
             loc = orbs.loc(alias)
             if isinstance(ref, YMap):
                 ns = Namespace.from_body(ref, where, in_orb=True)
-                ns.orbs = self.import_orbs(ref.get("orbs"), f"{where}.orbs", scope, in_orb=True)
+                ns.orbs = self.import_orbs(ref.get("orbs"), f"{where}.orbs", scope, in_orb=True,
+                                           depth=depth + 1)
                 imported[alias] = ns
                 continue
             if not isinstance(ref, str):
@@ -228,7 +249,8 @@ class _Compiler:
                 continue
             text = self.render_orb_ref(ref, scope, in_orb, where, loc)
             diag = Diagnostics() if in_orb else self.diag
-            ns_or_none = self.load_orb(text, where, loc, scope, diag) if text is not None else None
+            ns_or_none = self.load_orb(text, where, loc, scope, diag, depth) \
+                if text is not None else None
             if ns_or_none is None:
                 problem = "; ".join(e.message for e in diag.errors) if in_orb else ""
                 ns_or_none = Namespace(where, in_orb=True, broken=True, problem=problem)
@@ -246,7 +268,7 @@ class _Compiler:
         return rendered if isinstance(rendered, str) else str(rendered)
 
     def load_orb(self, text: str, where: str, loc: Location | None, scope: Scope,
-                 diag: Diagnostics) -> Namespace | None:
+                 diag: Diagnostics, depth: int) -> Namespace | None:
         """Resolve and read one orb; problems go to ``diag`` (a private one for orbs imported
         by orbs, which are only reported if something uses them)."""
         try:
@@ -269,7 +291,7 @@ class _Compiler:
         if resolved.path in self.orb_loading:
             diag.error(f"orb '{resolved.resolved}' imports itself", where, loc)
             return None
-        return self.read_orb(resolved, where, loc, scope, diag)
+        return self.read_orb(resolved, where, loc, scope, diag, depth)
 
     def note_resolution(self, resolved: ResolvedOrb) -> None:
         pair = (resolved.requested, resolved.resolved)
@@ -277,7 +299,7 @@ class _Compiler:
             self.orb_resolutions.append(pair)
 
     def read_orb(self, resolved: ResolvedOrb, where: str, loc: Location | None, scope: Scope,
-                 diag: Diagnostics) -> Namespace | None:
+                 diag: Diagnostics, depth: int) -> Namespace | None:
         try:
             body = load_orb_file(resolved.path, resolved.resolved)
         except ConfigInvalid as exc:
@@ -295,7 +317,8 @@ class _Compiler:
                             where, loc)
         ns = Namespace.from_body(body, where, in_orb=True)
         self.orb_loading.add(resolved.path)
-        ns.orbs = self.import_orbs(body.get("orbs"), f"{where}.orbs", scope, in_orb=True)
+        ns.orbs = self.import_orbs(body.get("orbs"), f"{where}.orbs", scope, in_orb=True,
+                                   depth=depth + 1)
         self.orb_loading.discard(resolved.path)
         self.orb_cache[resolved.path] = ns
         return ns

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .limits import ExpansionBudget
+
 
 @dataclass(frozen=True, slots=True)
 class Location:
@@ -44,10 +46,11 @@ class ConfigInvalid(Exception):
 
 @dataclass
 class Diagnostics:
-    """Collects errors and warnings during one compilation."""
+    """Collects errors and warnings during one compilation, and counts what it has expanded."""
 
     errors: list[ConfigError] = field(default_factory=list)
     warnings: list[ConfigError] = field(default_factory=list)
+    budget: ExpansionBudget = field(default_factory=ExpansionBudget)
     _seen: set[tuple[Location, str]] = field(default_factory=set)
 
     def error(self, message: str, path: str = "", location: Location | None = None) -> None:
@@ -63,6 +66,13 @@ class Diagnostics:
         warning = ConfigError(message, path, location)
         if warning not in self.warnings:
             self.warnings.append(warning)
+
+    def over_limit(
+        self, what: str, count: int, limit: int, setting: str, path: str = "", location: Location | None = None
+    ) -> None:
+        """Stop the compilation: expanding further could exhaust the server's time or memory."""
+        self.error(f"{what} ({count}) exceeds the limit of {limit} ({setting})", path, location)
+        self.raise_if_errors()
 
     def raise_if_errors(self) -> None:
         if self.errors:

@@ -124,11 +124,26 @@ def build_workflow_entries(raw_entries: list[Any], wf_path: str, scope: Scope,
         ref, args = split
         group = groups.get(ref)
         if group is None:
-            entries.extend(expand_entry(ref, args, path, loc, scope, diag))
-            continue
-        expanded = _invoke_group(group, args, path, loc, scope, groups, used, diag)
+            expanded = expand_entry(ref, args, path, loc, scope, diag)
+        else:
+            expanded = _invoke_group(group, args, path, loc, scope, groups, used, diag)
         entries.extend(expanded)
+        count_jobs(len(entries), len(expanded), path, loc, diag)
     return entries
+
+
+def count_jobs(in_workflow: int, added: int, path: str, loc: Location | None,
+               diag: Diagnostics) -> None:
+    """Charge a workflow's newly expanded entries to the workflow and the pipeline (each entry is
+    at most one matrix, itself bounded before it is built)."""
+    budget = diag.budget
+    budget.jobs += added
+    if in_workflow > budget.limits.jobs_per_workflow:
+        diag.over_limit("jobs in a workflow", in_workflow, budget.limits.jobs_per_workflow,
+                        "jobs_per_workflow", path, loc)
+    if budget.jobs > budget.limits.jobs_per_pipeline:
+        diag.over_limit("jobs in a pipeline", budget.jobs, budget.limits.jobs_per_pipeline,
+                        "jobs_per_pipeline", path, loc)
 
 
 def _invoke_group(group: JobGroup, raw_args: YMap, path: str, loc: Location | None,
@@ -209,6 +224,9 @@ def _group_members(group: JobGroup, scope: Scope, groups: Mapping[str, JobGroup]
         if split is None or split[0] in groups:
             continue
         members.extend(expand_entry(split[0], split[1], where, loc, scope, diag))
+        if len(members) > diag.budget.limits.jobs_per_workflow:
+            diag.over_limit("jobs in a job group", len(members), diag.budget.limits.jobs_per_workflow,
+                            "jobs_per_workflow", where, loc)
     assign_names(members, group.path, diag)
     foreign: dict[str, str] = {}
     for other in groups.values():

@@ -36,7 +36,6 @@ LEGACY_STEP_TYPES = {
 }
 """The ``- type: X`` steps of the first 2.0 syntax and the step each became (R-2.3)."""
 STEPLESS_JOB_TYPES = frozenset({"approval", "no-op", "release", "lock", "unlock"})
-MAX_COMMAND_DEPTH = 100
 
 
 class ExpandedSteps(YList):
@@ -269,6 +268,7 @@ class JobExpander:
     def expand_steps(self, steps: list[Any], ns: Namespace, scope: Scope, path: str,
                      stack: tuple[tuple[int, str], ...]) -> list[Any]:
         if isinstance(steps, ExpandedSteps):
+            self.count_steps(len(steps), path, loc_of(steps))
             return list(steps)
         out: list[Any] = []
         for index, step in enumerate(steps):
@@ -310,6 +310,7 @@ class JobExpander:
         elif name in BUILTIN_STEPS:
             built = self.builtin_step(name, args, step, path, loc)
             if built is not None:
+                self.count_steps(1, path, loc)
                 out.append(built)
         elif name == "type" and isinstance(step, dict):
             self.diag.error("unknown step 'type' (the legacy '- type: X' step form is only read "
@@ -332,6 +333,14 @@ class JobExpander:
                 for key, value in step.items() if key != "type"}
         self.diag.warn(f"the legacy step form '- type: {legacy}' is read as '- {name}'", path, loc)
         return {name: args} if args else name
+
+    def count_steps(self, added: int, path: str, loc: Location | None) -> None:
+        """Commands calling commands multiply steps: charge each one as it is made."""
+        budget = self.diag.budget
+        budget.steps += added
+        if budget.steps > budget.limits.steps_per_pipeline:
+            self.diag.over_limit("steps in a pipeline", budget.steps, budget.limits.steps_per_pipeline,
+                                 "steps_per_pipeline", path, loc)
 
     def builtin_step(self, name: str, args: Any, step: Any, path: str, loc: Location | None
                      ) -> Any:
@@ -399,10 +408,14 @@ class JobExpander:
         definition, home, local = found
         def_path = home.path_of("commands", local)
         frame = (id(definition), def_path)
-        if frame in stack or len(stack) >= MAX_COMMAND_DEPTH:
+        if frame in stack:
             chain = " -> ".join([p for _, p in stack] + [def_path])
             self.diag.error(f"command '{name}' calls itself: {chain}", path, loc)
             return
+        depth_limit = self.diag.budget.limits.nesting_depth
+        if len(stack) >= depth_limit:
+            self.diag.over_limit("commands nested in commands", len(stack) + 1, depth_limit,
+                                 "nesting_depth", path, loc)
         if not isinstance(definition, dict) or not isinstance(definition.get("steps"), list):
             self.diag.error(f"command '{name}' needs a list of 'steps'", def_path, loc_of(definition))
             return

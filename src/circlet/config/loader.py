@@ -103,6 +103,10 @@ class YFloat(float):
     def __str__(self) -> str:
         return self.text
 
+    def __reduce__(self) -> tuple[type[YFloat], tuple[float, str]]:
+        # A compiled config crosses a process boundary (the server compiles in worker processes).
+        return (YFloat, (float(self), self.text))
+
     def __repr__(self) -> str:
         return self.text
 

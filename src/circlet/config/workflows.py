@@ -4,6 +4,7 @@ and cycle detection."""
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -97,6 +98,10 @@ def expand_matrix(matrix: Any, path: str, loc: Location | None, diag: Diagnostic
                        f"{path}.parameters.{name}", loc_of(params, name) or loc)
             return None
         value_lists.append(values)
+    count = math.prod(len(values) for values in value_lists)
+    limit = diag.budget.limits.matrix_combinations
+    if count > limit:
+        diag.over_limit("matrix combinations", count, limit, "matrix_combinations", path, loc)
     combos = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*value_lists)]
     excludes = matrix.get("exclude") or []
     if not isinstance(excludes, list):

@@ -401,6 +401,9 @@ class Pipeline(Base):
     compiled_setup: Mapped[str] = mapped_column(Text, default="")
     values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     continuation_key_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    # Compiles started: a pipeline is compiled as soon as it is committed, so it starts at 1; a sweep
+    # retrying an interrupted compile counts one more, up to CIRCLET_COMPILE_ATTEMPTS.
+    compile_attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -483,6 +486,8 @@ class Task(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Step output stored so far, against CIRCLET_LIMITS__STEP_OUTPUT_BYTES_PER_TASK (past it: the limit + 1).
+    output_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class StepRun(Base):

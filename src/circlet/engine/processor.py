@@ -1,8 +1,9 @@
 """Background work of an API process: compiling triggered pipelines, and reaping lost leases.
 
-Triggering answers as soon as the pipeline row is committed; the config is read and compiled
-here, in a unit of work of its own. A pipeline left `pending` by a process that died is picked up
-again by the next sweep of any process.
+Triggering answers as soon as the pipeline row is committed; the config is read here and compiled
+in a worker process (engine/compiling.py), then the workflows are created in a unit of work of its
+own. A pipeline left `pending` by a process that died is picked up again by a later sweep of any
+process, a bounded number of times: a config that kills every process compiling it ends `errored`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from circlet.config import CompiledConfig, ConfigInvalid, compile_config
+from circlet.config import DEFAULT_LIMITS, CompiledConfig, ConfigInvalid, ExpansionLimits
 from circlet.db.engine import Database
 from circlet.db.models import Pipeline
 from circlet.db.types import utcnow
 from circlet.engine import repository as engine
 from circlet.engine import states
+from circlet.engine.compiling import Compiled, CompilePool, CompileRefused, CompileRequest
 from circlet.engine.orchestrator import Orchestrator, continuation_key, key_hash
 from circlet.pipelines.git_mirror import GitError, GitMirrors, MissingFile, RepoSource
 from circlet.projects import repository as projects
@@ -28,13 +30,21 @@ from circlet.projects import repository as projects
 log = logging.getLogger("circlet.engine")
 
 REAP_INTERVAL_SECONDS = 1.0
-PENDING_SWEEP_EVERY = 10  # sweeps: pipelines left pending by a dead process are looked for every 10 s
-STALE_PENDING = timedelta(seconds=60)
 LEASE_LOST = "The runner stopped reporting (its lease expired): the task was abandoned."
+MAX_STORED_ERRORS = 100
+DID_NOT_FINISH = "compilation did not finish: it was interrupted {attempts} times (compile_attempts)"
+
+
+def error_lines(errors: list[str]) -> str:
+    """The first errors, one a line, then how many more there were."""
+    lines = errors[:MAX_STORED_ERRORS]
+    if len(errors) > MAX_STORED_ERRORS:
+        lines.append(f"and {len(errors) - MAX_STORED_ERRORS} more")
+    return "\n".join(lines) or "invalid config"
 
 
 def config_errors(exc: ConfigInvalid) -> str:
-    return "\n".join(error.format() for error in exc.errors) or "invalid config"
+    return error_lines([error.format() for error in exc.errors])
 
 
 def config_warnings(compiled: CompiledConfig) -> list[dict[str, str]]:
@@ -43,23 +53,32 @@ def config_warnings(compiled: CompiledConfig) -> list[dict[str, str]]:
     return [{"type": "config", "message": f"warning: {warning.format()}"} for warning in compiled.warnings]
 
 
-def compile_for(pipeline: Pipeline, source: str, orb_dirs: list[Path] | None) -> CompiledConfig:
-    return compile_config(
-        source,
-        filename=pipeline.config_file_path,
-        pipeline_parameters=pipeline.parameters,
-        pipeline_values=pipeline.values,
-        orb_dirs=orb_dirs,
-    )
-
-
 @dataclass
 class Processor:
     database: Database
     mirrors: GitMirrors
     orchestrator: Orchestrator
+    pool: CompilePool
     orb_dirs: list[Path] | None = None
+    limits: ExpansionLimits = DEFAULT_LIMITS
+    attempts: int = 3
+    retry_after: timedelta = timedelta(seconds=120)
     _running: set[asyncio.Task[Any]] = field(default_factory=set)
+    _processing: set[uuid.UUID] = field(default_factory=set)  # queued or compiling here: not interrupted
+
+    async def compile(
+        self, org_id: uuid.UUID, pipeline: Pipeline, source: str, parameters: dict[str, Any] | None = None
+    ) -> Compiled:
+        """Compile ``source`` for ``pipeline`` off the event loop; raises CompileRefused."""
+        request = CompileRequest(
+            source,
+            pipeline.config_file_path,
+            pipeline.parameters if parameters is None else parameters,
+            pipeline.values,
+            self.orb_dirs,
+            self.limits,
+        )
+        return await self.pool.compile(org_id, request)
 
     def submit(self, pipeline_id: uuid.UUID) -> None:
         """Process a committed pipeline in the background of this process."""
@@ -71,13 +90,17 @@ class Processor:
         for task in list(self._running):
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
+        self.pool.close()
 
     async def process(self, pipeline_id: uuid.UUID) -> None:
+        self._processing.add(pipeline_id)
         try:
             await self._process(pipeline_id)
         except Exception:
             log.exception("processing a pipeline failed", extra={"pipeline_id": str(pipeline_id)})
             await self._fail(pipeline_id, "other", "circlet could not process this pipeline.")
+        finally:
+            self._processing.discard(pipeline_id)
 
     async def _process(self, pipeline_id: uuid.UUID) -> None:
         async with self.database.reading() as session:
@@ -100,22 +123,23 @@ class Processor:
                 await self._fail(pipeline_id, "config-fetch", str(exc))
                 return
         try:
-            compiled = compile_for(pipeline, source, self.orb_dirs)
-        except ConfigInvalid as exc:
-            await self._fail(pipeline_id, "config", config_errors(exc), source)
+            result = await self.compile(org_id, pipeline, source)
+        except CompileRefused as exc:
+            await self._fail(pipeline_id, exc.kind, error_lines(exc.errors), source)
             return
         try:
-            await self._create(pipeline_id, source, compiled, org_id)
+            await self._create(pipeline_id, source, result, org_id)
         except ConfigInvalid as exc:
             await self._fail(pipeline_id, "config", config_errors(exc), source)
 
-    async def _create(self, pipeline_id: uuid.UUID, source: str, compiled: CompiledConfig, org_id: uuid.UUID) -> None:
+    async def _create(self, pipeline_id: uuid.UUID, source: str, result: Compiled, org_id: uuid.UUID) -> None:
+        compiled = result.config
         async with self.database.writing() as session:
             locked = await engine.get_pipeline(session, pipeline_id, lock=True)
             if locked is None or locked.state != states.PIPELINE_PENDING:
                 return
             locked.source = source
-            locked.compiled = compiled.to_yaml()
+            locked.compiled = result.rendered
             locked.errors = config_warnings(compiled)
             if compiled.setup:
                 locked.setup_source, locked.compiled_setup = locked.source, locked.compiled
@@ -149,11 +173,14 @@ class Processor:
     # -- periodic sweeps --------------------------------------------------------------------------
 
     async def run_sweeps(self) -> None:
+        """Runs in the background from start-up; left-over pipelines are resumed from the second
+        sweep on, so a restarted server answers before it compiles old work."""
         sweeps = 0
+        pending_every = max(1, round(self.retry_after.total_seconds() / 6 / REAP_INTERVAL_SECONDS))
         while True:
             try:
                 await self.reap()
-                if sweeps % PENDING_SWEEP_EVERY == 0:
+                if sweeps >= 1 and (sweeps - 1) % pending_every == 0:
                     await self.resume_pending()
             except asyncio.CancelledError:
                 raise
@@ -192,9 +219,30 @@ class Processor:
 
     async def resume_pending(self) -> None:
         async with self.database.reading() as session:
-            stale = await engine.pending_pipelines(session, utcnow() - STALE_PENDING, 20)
+            stale = await engine.pending_pipelines(session, utcnow() - self.retry_after, 20)
         for pipeline_id in stale:
-            await self.process(pipeline_id)
+            if pipeline_id not in self._processing and await self._count_attempt(pipeline_id):
+                self.submit(pipeline_id)
+
+    async def _count_attempt(self, pipeline_id: uuid.UUID) -> bool:
+        """Count one more attempt at a pipeline left pending (its compile was interrupted), or end
+        it `errored` once it had all its attempts. The count is committed before the compile, so
+        a compile that takes its process down still counts."""
+        async with self.database.writing() as session:
+            pipeline = await engine.get_pipeline(session, pipeline_id, lock=True)
+            if pipeline is None or pipeline.state != states.PIPELINE_PENDING:
+                return False
+            if pipeline.updated_at >= utcnow() - self.retry_after:
+                return False  # another process took it up meanwhile
+            if pipeline.compile_attempts >= self.attempts:
+                set_pipeline_state(pipeline, states.PIPELINE_ERRORED)
+                pipeline.errors = [
+                    {"type": "other", "message": DID_NOT_FINISH.format(attempts=pipeline.compile_attempts)}
+                ]
+                return False
+            pipeline.compile_attempts += 1
+            pipeline.updated_at = utcnow()
+            return True
 
 
 def set_pipeline_state(pipeline: Pipeline, state: str) -> None:

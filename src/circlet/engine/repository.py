@@ -257,6 +257,24 @@ async def append_output(session: AsyncSession, task_id: uuid.UUID, index: int, d
     await session.flush()
 
 
+async def charge_output(session: AsyncSession, task_id: uuid.UUID, size: int, limit: int) -> bool:
+    """Count ``size`` more bytes of the task's output, if that keeps it within ``limit``."""
+    charged = await session.execute(
+        update(Task)
+        .where(Task.id == task_id, Task.output_bytes + size <= limit)
+        .values(output_bytes=Task.output_bytes + size)
+    )
+    return bool(charged.rowcount)  # type: ignore[attr-defined]
+
+
+async def mark_output_full(session: AsyncSession, task_id: uuid.UUID, limit: int) -> bool:
+    """True once: the first time the task's output is found past ``limit``."""
+    marked = await session.execute(
+        update(Task).where(Task.id == task_id, Task.output_bytes <= limit).values(output_bytes=limit + 1)
+    )
+    return bool(marked.rowcount)  # type: ignore[attr-defined]
+
+
 async def output_of(session: AsyncSession, task_id: uuid.UUID, index: int) -> bytes:
     query = (
         select(StepOutput.data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import Depends, Query, Request
 from starlette.responses import Response, StreamingResponse
@@ -86,7 +87,16 @@ async def artifact(
         stream = await service.artifact_stream(
             session, caller, (provider, organization, project), job_number, node_index, path
         )
-    return StreamingResponse(stream, media_type="application/octet-stream")
+    return StreamingResponse(stream, media_type="application/octet-stream", headers=attachment_headers(path))
+
+
+def attachment_headers(path: str) -> dict[str, str]:
+    """An artifact is a download, never a page of this origin: no browser renders or sniffs it."""
+    name = path.rsplit("/", 1)[-1]
+    encoded = quote(name, safe="")
+    # A plain name is given as is; any other (quotes, non-ASCII, controls) only percent-encoded (RFC 6266).
+    disposition = f'attachment; filename="{name}"' if encoded == name else f"attachment; filename*=UTF-8''{encoded}"
+    return {"Content-Disposition": disposition, "X-Content-Type-Options": "nosniff"}
 
 
 @router.get(SLUG + "/{job_number:int}/tests", operation_id="getTests")

@@ -75,8 +75,11 @@ async def run_pipeline(
 async def continue_pipeline(request: Request, body: ContinuePipeline) -> Response:
     """The continuation key is the credential (a setup job holds it, not a personal token)."""
     database, service = _parts(request)
+    async with database.reading() as session:
+        target = await service.continuation_target(session, body.continuation_key)
+    compiled = await service.compile_continuation(target, body.configuration, body.parameters)
     async with database.writing() as session:
-        await service.continue_pipeline(session, body.continuation_key, body.configuration, body.parameters)
+        await service.continue_pipeline(session, body.continuation_key, body.configuration, compiled)
     return message("Pipeline continued.")
 
 

@@ -14,13 +14,14 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from circlet.config import ConfigInvalid, compile_config
+from circlet.config import ConfigInvalid
 from circlet.db.models import Organization, Pipeline, PipelineDefinition, PipelineTrigger, Project, Workflow
 from circlet.db.types import utcnow
 from circlet.engine import repository as engine
 from circlet.engine import states
+from circlet.engine.compiling import Compiled, CompileRefused
 from circlet.engine.orchestrator import Orchestrator, key_hash
-from circlet.engine.processor import Processor, config_errors, config_warnings, set_pipeline_state
+from circlet.engine.processor import Processor, config_errors, config_warnings, error_lines, set_pipeline_state
 from circlet.http.auth import ROLE_ADMIN, ROLE_MEMBER, Principal
 from circlet.http.errors import BadRequest, NotFound
 from circlet.http.pagination import PageTokens
@@ -284,10 +285,8 @@ class PipelineService:
         """After the trigger's commit: compile and create the workflows in the background."""
         self.processor.submit(pipeline_id)
 
-    async def continue_pipeline(
-        self, session: AsyncSession, key: str, configuration: str, parameters: dict[str, Any] | None
-    ) -> None:
-        """A setup job's continuation: once, while the setup job runs."""
+    async def continuation_target(self, session: AsyncSession, key: str) -> tuple[Pipeline, uuid.UUID]:
+        """The pipeline a continuation key may continue (once, while its setup job runs), and its org."""
         pipeline = await engine.find_pipeline_by_continuation(session, key_hash(key))
         if pipeline is None or pipeline.state != states.PIPELINE_SETUP:
             raise BadRequest("Invalid continuation key: unknown, already used, or its pipeline is not in setup.")
@@ -299,26 +298,31 @@ class PipelineService:
         ]
         if not any(job.status == states.RUNNING for job in setup_jobs):
             raise BadRequest("The setup job of this pipeline is not running: a continuation is no longer possible.")
-        try:
-            compiled = compile_config(
-                configuration,
-                filename=pipeline.config_file_path,
-                pipeline_parameters=check_parameters(parameters),
-                pipeline_values=pipeline.values,
-                orb_dirs=self.processor.orb_dirs,
-            )
-        except ConfigInvalid as exc:
-            raise BadRequest(f"The continuation config is invalid: {config_errors(exc)}") from None
-        if compiled.setup:
-            raise BadRequest("A continuation config cannot itself be a setup config.")
         project = await projects.get_project(session, pipeline.project_id)
         assert project is not None
-        pipeline.source, pipeline.compiled = configuration, compiled.to_yaml()
-        pipeline.errors = [*pipeline.errors, *config_warnings(compiled)]
+        return pipeline, project.org_id
+
+    async def compile_continuation(
+        self, target: tuple[Pipeline, uuid.UUID], configuration: str, parameters: dict[str, Any] | None
+    ) -> Compiled:
+        """Between the read and the write: a compile holds no transaction while it runs."""
+        pipeline, org_id = target
+        try:
+            compiled = await self.processor.compile(org_id, pipeline, configuration, check_parameters(parameters))
+        except CompileRefused as exc:
+            raise BadRequest(f"The continuation config is invalid: {error_lines(exc.errors)}") from None
+        if compiled.config.setup:
+            raise BadRequest("A continuation config cannot itself be a setup config.")
+        return compiled
+
+    async def continue_pipeline(self, session: AsyncSession, key: str, configuration: str, compiled: Compiled) -> None:
+        pipeline, org_id = await self.continuation_target(session, key)
+        pipeline.source, pipeline.compiled = configuration, compiled.rendered
+        pipeline.errors = [*pipeline.errors, *config_warnings(compiled.config)]
         pipeline.continuation_key_hash = None
         set_pipeline_state(pipeline, states.PIPELINE_CREATED)
         try:
-            await self.orchestrator.create_workflows(session, pipeline, compiled, project.org_id)
+            await self.orchestrator.create_workflows(session, pipeline, compiled.config, org_id)
         except ConfigInvalid as exc:
             raise BadRequest(f"The continuation config is invalid: {config_errors(exc)}") from None
 

@@ -276,9 +276,12 @@ async def store_test_results(
     async with database.reading() as session:
         await _running_task(session, service, authorization, task_id)
     rows = await storage.parse_test_results(request.stream())
-    async with database.writing() as session:
-        task = await _running_task(session, service, authorization, task_id)
-        count = await storage.save_test_results(session, task, source, rows)
+    try:
+        async with database.writing() as session:
+            task = await _running_task(session, service, authorization, task_id)
+            count = await storage.save_test_results(session, task, source, rows)
+    finally:
+        rows.close()
     return json_response({"tests": count}, 201)
 
 

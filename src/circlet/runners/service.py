@@ -51,6 +51,7 @@ RESOURCE_CLASS = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}/[a-z0-9][a-z0-9_.-]{0,9
 SEEN_EVERY_SECONDS = 10.0
 MIN_SECRET_LENGTH = 4
 TIMINGS_ROWS = 5000
+OUTPUT_FULL = "\n[circlet: this job's output passed {limit} bytes (step_output_bytes_per_task); the rest is not kept]\n"
 
 
 def bearer(authorization: str | None) -> str:
@@ -97,6 +98,7 @@ class RunnerService:
     base_url: str
     lease: timedelta
     shared: frozenset[str] = frozenset({LOCAL_RESOURCE_CLASS})
+    step_output_bytes: int = 256 * 1024 * 1024
     _seen: dict[tuple[uuid.UUID, str], float] = field(default_factory=dict)
 
     async def runner(self, session: AsyncSession, authorization: str | None, resource_class: str) -> RunnerToken:
@@ -282,8 +284,15 @@ class RunnerService:
 
     async def output(self, session: AsyncSession, task: Task, index: int, data: bytes) -> None:
         self.require_running(task)
-        if data:
+        if not data:
+            return
+        if await engine.charge_output(session, task.id, len(data), self.step_output_bytes):
             await engine.append_output(session, task.id, index, data)
+        elif await engine.mark_output_full(session, task.id, self.step_output_bytes):
+            # The job runs on; its log says why the rest of its output is missing.
+            await engine.append_output(
+                session, task.id, index, OUTPUT_FULL.format(limit=self.step_output_bytes).encode()
+            )
 
     async def complete(self, session: AsyncSession, task: Task, status: str, message: str | None) -> None:
         if task.status == status:

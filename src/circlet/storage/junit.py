@@ -1,5 +1,6 @@
 """JUnit XML to test result rows, parsed as a stream with ``xml.etree.ElementTree`` and no tree kept:
-memory is bounded by one test case, whatever the file's size. Documents with a DOCTYPE are refused
+each ``feed`` hands back the rows it completed, so memory is bounded by one test case (every field
+truncated), whatever the file's size. Documents with a DOCTYPE are refused
 (no entity declarations, so no entity expansion bombs or external entities)."""
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class _Target:
     """An ElementTree parser target: collects ``<testcase>`` rows as elements end."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
+    count: int = 0
     _suite_files: list[str | None] = field(default_factory=list)
     _case: dict[str, Any] | None = None
     _text: list[str] | None = None
@@ -42,7 +44,7 @@ class _Target:
         if tag == "testsuite":
             self._suite_files.append(attrs.get("file") or (self._suite_files[-1] if self._suite_files else None))
         elif tag == "testcase":
-            if len(self.rows) >= MAX_CASES:
+            if self.count >= MAX_CASES:
                 raise JUnitError(f"more than {MAX_CASES} test cases in one file")
             suite_file = self._suite_files[-1] if self._suite_files else None
             self._case = {
@@ -55,7 +57,8 @@ class _Target:
             }
         elif self._case is not None and tag in ("failure", "error", "skipped"):
             self._case["result"] = "skipped" if tag == "skipped" else "failure"
-            self._case["message"] = attrs.get("message")
+            message = attrs.get("message")
+            self._case["message"] = message[:MAX_TEXT] if message is not None else None
             self._text, self._text_size = [], 0
 
     def end(self, tag: str) -> None:
@@ -65,6 +68,7 @@ class _Target:
             if self._case["file"]:
                 self._case["file"] = str(self._case["file"])[:MAX_FIELD]
             self.rows.append(self._case)
+            self.count += 1
             self._case = None
         elif tag in ("failure", "error", "skipped") and self._case is not None and self._text is not None:
             text = "".join(self._text).strip()
@@ -82,19 +86,24 @@ class _Target:
 
 
 class JUnitParser:
-    """Feed bytes as they arrive, then ``close()`` for the rows."""
+    """Feed bytes as they arrive; each call returns the test cases it completed, ``close()`` the last."""
 
     def __init__(self) -> None:
         self._target = _Target()
         self._parser = ET.XMLParser(target=self._target)
         self._fed = False
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
         self._fed = self._fed or bool(data)
         try:
             self._parser.feed(data)
         except ET.ParseError as exc:
             raise JUnitError(f"not well-formed XML: {exc}") from None
+        return self._completed()
+
+    def _completed(self) -> list[dict[str, Any]]:
+        rows, self._target.rows = self._target.rows, []
+        return rows
 
     def close(self) -> list[dict[str, Any]]:
         if not self._fed:
@@ -103,4 +112,4 @@ class JUnitParser:
             self._parser.close()
         except ET.ParseError as exc:
             raise JUnitError(f"not well-formed XML: {exc}") from None
-        return self._target.rows
+        return self._completed()

@@ -86,6 +86,14 @@ async def add_test_results(session: AsyncSession, rows: Sequence[dict[str, Any]]
         await session.execute(TestResult.__table__.insert(), list(rows))  # type: ignore[attr-defined]
 
 
+async def count_test_results(session: AsyncSession, job_id: uuid.UUID) -> int:
+    return int((await session.execute(select(func.count()).where(TestResult.job_id == job_id))).scalar_one())
+
+
+async def count_artifacts(session: AsyncSession, job_id: uuid.UUID) -> int:
+    return int((await session.execute(select(func.count()).where(Artifact.job_id == job_id))).scalar_one())
+
+
 async def test_results_of(session: AsyncSession, job_id: uuid.UUID, after: int, limit: int) -> list[TestResult]:
     query = (
         select(TestResult)

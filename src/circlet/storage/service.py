@@ -6,11 +6,13 @@ deleted at once."""
 from __future__ import annotations
 
 import re
+import tempfile
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
 
+import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,6 +27,8 @@ MAX_KEY = 1024
 MAX_KEYS = 16
 MAX_PATH = 1024
 MAX_TEST_RESULTS_BYTES = 64 * 1024 * 1024
+SPOOL_IN_MEMORY = 1024 * 1024
+INSERT_BATCH = 1000
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -52,6 +56,8 @@ def check_relative_path(path: str, what: str = "path") -> str:
 class StorageService:
     blobs: BlobStore
     max_upload_bytes: int
+    test_results_per_job: int = 250_000
+    artifacts_per_job: int = 10_000
 
     async def store(self, body: AsyncIterable[bytes]) -> StoredBlob:
         try:
@@ -140,31 +146,73 @@ class StorageService:
     # -- artifacts and test results ---------------------------------------------------------------
 
     async def save_artifact(self, session: AsyncSession, task: Task, path: str, blob: StoredBlob) -> None:
+        if await storage.count_artifacts(session, task.job_id) >= self.artifacts_per_job:
+            raise PayloadTooLarge(f"A job keeps at most {self.artifacts_per_job} artifacts (artifacts_per_job).")
         row = Artifact(job_id=task.job_id, node_index=task.parallel_index, path=path, blob_id=blob.id, size=blob.size)
         await storage.add(session, row)
 
     @staticmethod
-    async def parse_test_results(body: AsyncIterable[bytes]) -> list[dict[str, Any]]:
+    async def parse_test_results(body: AsyncIterable[bytes]) -> SpooledRows:
+        """The test cases of one JUnit file, spooled out as they are parsed (the caller closes them)."""
         parser = JUnitParser()
+        rows = SpooledRows()
         size = 0
         try:
             async for chunk in body:
                 size += len(chunk)
                 if size > MAX_TEST_RESULTS_BYTES:
                     raise PayloadTooLarge(f"A test results file is at most {MAX_TEST_RESULTS_BYTES} bytes.")
-                parser.feed(chunk)
-            return parser.close()
+                rows.add(parser.feed(chunk))
+            rows.add(parser.close())
+            return rows
         except JUnitError as exc:
+            rows.close()
             raise BadRequest(f"Test results are not JUnit XML circlet accepts: {exc}") from None
+        except BaseException:
+            rows.close()
+            raise
 
-    async def save_test_results(
-        self, session: AsyncSession, task: Task, source: str, rows: list[dict[str, Any]]
-    ) -> int:
+    async def save_test_results(self, session: AsyncSession, task: Task, source: str, rows: SpooledRows) -> int:
         job = await self.job_of(session, task)
-        await storage.add_test_results(
-            session, [{**row, "job_id": job.id, "project_id": job.project_id, "source": source} for row in rows]
-        )
-        return len(rows)
+        stored = await storage.count_test_results(session, job.id)
+        if stored + rows.count > self.test_results_per_job:
+            raise PayloadTooLarge(
+                f"A job keeps at most {self.test_results_per_job} test results (test_results_per_job): "
+                f"{stored} are stored, this file has {rows.count}."
+            )
+        for batch in rows.batches(INSERT_BATCH):
+            await storage.add_test_results(
+                session, [{**row, "job_id": job.id, "project_id": job.project_id, "source": source} for row in batch]
+            )
+        return rows.count
+
+
+@dataclass
+class SpooledRows:
+    """Parsed test cases kept in a temporary file, so memory holds one batch, not the whole file."""
+
+    # Outlives the call that fills it: closed by close().
+    file: IO[bytes] = field(default_factory=lambda: tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY))  # noqa: SIM115
+    count: int = 0
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            self.file.write(orjson.dumps(row) + b"\n")
+        self.count += len(rows)
+
+    def batches(self, size: int) -> Iterator[list[dict[str, Any]]]:
+        self.file.seek(0)
+        batch: list[dict[str, Any]] = []
+        for line in self.file:
+            batch.append(orjson.loads(line))
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def close(self) -> None:
+        self.file.close()
 
 
 def upstream_order(name: str, requires: dict[str, list[str]]) -> list[str]:
