@@ -4,9 +4,12 @@ where), the real app in-process over httpx, and a real ``circlet serve`` subproc
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -155,6 +158,28 @@ async def make_account(
 @pytest.fixture
 async def admin(database: Database) -> Account:
     return await make_account(database, role="admin")
+
+
+def reachable_by_jobs(path: Path) -> Path:
+    """Let other users pass through (not list) ``path`` and the directories above it: a runner started
+    as root runs jobs as other users, who must reach their task directories under it (pytest makes its
+    temporary directories owner-only)."""
+    path.mkdir(parents=True, exist_ok=True)
+    for directory in [path, *path.parents]:
+        mode = directory.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            directory.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+    return path
+
+
+@pytest.fixture
+def shared_with_jobs() -> Iterator[Path]:
+    """A directory jobs may write in and the test can read, at the same path for both: outside /tmp
+    (a job run as another user has a /tmp of its own), writable by all."""
+    base = Path(tempfile.mkdtemp(prefix="circlet-test-", dir="/run" if os.access("/run", os.W_OK) else None))
+    base.chmod(0o1777)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def free_port() -> int:

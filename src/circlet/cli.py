@@ -34,7 +34,7 @@ from circlet.reach.repo_urls import parse_location
 from circlet.runner.cli import runner_command
 from circlet.runners import service as runner_admin
 from circlet.secrets.keyring import KEY_FILE_NAME, drop_previous_keys, load_keyring, rotate_key_file
-from circlet.settings import Settings
+from circlet.settings import HomeError, Settings
 from circlet.users import service as accounts
 
 T = TypeVar("T")
@@ -135,6 +135,14 @@ def serve(
     runner: Annotated[
         bool, typer.Option(help="Start the embedded runner (resource class `local`) beside the server.")
     ] = True,
+    trust_jobs: Annotated[
+        bool,
+        typer.Option(
+            "--trust-jobs",
+            help="Not root: let the embedded runner run jobs as this user (they can then read the server's data)"
+            " [default: $CIRCLET_TRUST_JOBS, else off].",
+        ),
+    ] = False,
     runner_tasks: Annotated[
         int | None,
         typer.Option(min=1, help="Jobs the embedded runner runs at the same time [default: the number of CPUs]."),
@@ -149,7 +157,10 @@ def serve(
     from circlet.logs import configure_logging
 
     settings = settings_with(database_url)
-    settings.ensure_home()
+    try:
+        settings.ensure_home()
+    except HomeError as exc:
+        fail(str(exc))
     upgrade_to_head(settings.resolved_database_url)
     load_keyring(settings.home, settings.secret_key, settings.previous_secret_keys)
     if database_url:
@@ -159,12 +170,16 @@ def serve(
     # The app builds job URLs from these; make them agree with what the command line says.
     os.environ["CIRCLET_HOST"], os.environ["CIRCLET_PORT"] = host, str(port)
     configure_logging(access_log=access_log)
+    trusted = trust_jobs or settings.trust_jobs
     embedded = EmbeddedRunner(
         settings,
         f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}",
         runner_tasks or max(1, os.cpu_count() or 1),
+        trust_jobs=trusted,
     )
     if runner:
+        if trusted and os.geteuid() != 0:
+            typer.echo(TRUSTED_JOBS_WARNING.format(home=settings.home), err=True)
         embedded.start()
     options: dict[str, Any] = {
         "factory": True,
@@ -197,16 +212,55 @@ def serve(
         embedded.stop()
 
 
+TRUSTED_JOBS_WARNING = (
+    "circlet serve: warning: --trust-jobs: the embedded runner runs jobs as this server's own user. A job can read"
+    " and change everything this user can: {home} (the key file that decrypts every organization's secrets,"
+    " the database, blobs, orbs), the database server if it trusts this user, and this user's other files."
+    " Run the server as root (jobs then run as unprivileged users) or give untrusted code its own runner host"
+    " (docs/security.md)."
+)
+
+
+def runner_environment(environ: dict[str, str], token: str) -> dict[str, str]:
+    """The embedded runner's environment: the server's, without the server's settings (never the
+    database URL or the secret key), with the runner's own (``CIRCLET_RUNNER_*``, ``CIRCLET_JOB_USER``)."""
+    kept = {
+        name: value
+        for name, value in environ.items()
+        if not name.startswith("CIRCLET_") or name.startswith("CIRCLET_RUNNER_") or name == "CIRCLET_JOB_USER"
+    }
+    return {**kept, "CIRCLET_RUNNER_TOKEN": token}
+
+
 class EmbeddedRunner:
     """`circlet serve`'s own runner: a child process with a fresh token of class `local`, started
-    once the server answers and stopped with it (and, on Linux, killed if the server dies)."""
+    once the server answers and stopped with it (and, on Linux, killed if the server dies). Unless
+    jobs are trusted, a runner that cannot switch users (the server is not root) refuses host jobs."""
 
-    def __init__(self, settings: Settings, url: str, tasks: int):
+    def __init__(self, settings: Settings, url: str, tasks: int, *, trust_jobs: bool = False):
         self.settings = settings
         self.url = url
         self.tasks = tasks
+        self.trust_jobs = trust_jobs
         self.process: Any = None
         self._stopping = False
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "circlet.runner",
+            "--url",
+            self.url,
+            "--resource-class",
+            LOCAL_RESOURCE_CLASS,
+            "--name",
+            "embedded",
+            "--max-tasks",
+            str(self.tasks),
+            "--host-jobs",
+            "allow" if self.trust_jobs else "refuse",
+        ]
 
     def start(self) -> None:
         import threading
@@ -235,21 +289,9 @@ class EmbeddedRunner:
                 time.sleep(0.05)
         if self._stopping:
             return
-        env = {**os.environ, "CIRCLET_RUNNER_TOKEN": token}
+        env = runner_environment(dict(os.environ), token)
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "circlet.runner",
-                "--url",
-                self.url,
-                "--resource-class",
-                LOCAL_RESOURCE_CLASS,
-                "--name",
-                "embedded",
-                "--max-tasks",
-                str(self.tasks),
-            ],
+            self.command(),
             env=env,
             preexec_fn=_die_with_parent,
         )
@@ -273,8 +315,10 @@ class EmbeddedRunner:
 def _die_with_parent() -> None:
     """In the child, before exec: ask Linux for SIGTERM when the parent dies (a no-op elsewhere)."""
     import ctypes
+    import os
     import signal
 
+    os.umask(0o022)  # the server's 077 is for $CIRCLET_HOME; jobs get the usual one
     try:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -97,6 +98,11 @@ class Settings(BaseSettings):
     blob_sweep_hours: float = Field(
         6, gt=0, description="How often the server deletes expired caches and stored bytes no row refers to."
     )
+    trust_jobs: bool = Field(
+        False,
+        description="Let the embedded runner run jobs as the server's own user when it cannot switch users "
+        "(the server is not root): jobs can then read $CIRCLET_HOME, the key file and the database.",
+    )
     shared_resource_classes: str = Field(
         "local",
         description="Comma-separated resource classes every organization's jobs may use (`local`: the "
@@ -176,12 +182,45 @@ class Settings(BaseSettings):
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     def ensure_home(self) -> None:
-        """Create $CIRCLET_HOME readable by its owner only: it holds the database and the key file."""
+        """$CIRCLET_HOME and everything under it are its owner's only: it holds the key file, the
+        database, blobs and orbs. From here on this process creates files owner-only (umask 077,
+        which SQLite's WAL and SHM files and the blob store follow); an existing home is tightened
+        (group and other permissions removed from every entry); a home another user owns is refused."""
+        os.umask(os.umask(0o077) | 0o077)
         self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tighten_home(self.home)
 
     @cached_property
     def resolved_database_url(self) -> str:
         return normalize_database_url(self.database_url) or f"sqlite+aiosqlite:///{self.home / 'circlet.db'}"
+
+
+class HomeError(Exception):
+    """$CIRCLET_HOME cannot be made the server's own; the message says why."""
+
+
+def tighten_home(home: Path) -> None:
+    """Remove group and other permissions from ``home`` and everything under it, links excepted
+    (their mode means nothing; what they point at is not the home's)."""
+    owner = home.stat().st_uid
+    if owner != os.geteuid():
+        raise HomeError(
+            f"$CIRCLET_HOME {home} belongs to user id {owner}, not to this process's user ({os.geteuid()}): "
+            "run circlet as the home's owner, or give the home to this user"
+        )
+    _tighten(home)
+    for directory, dirs, files in os.walk(home):
+        for name in (*dirs, *files):
+            _tighten(Path(directory) / name)
+
+
+def _tighten(path: Path) -> None:
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISLNK(mode) and mode & 0o077:
+        os.chmod(path, stat.S_IMODE(mode) & 0o700)
 
 
 def normalize_database_url(url: str) -> str:

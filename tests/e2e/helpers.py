@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from tests.conftest import reachable_by_jobs
+
 
 class Api:
     def __init__(self, url: str, token: str):
@@ -45,6 +47,14 @@ class Api:
     def jobs(self, workflow_id: str) -> dict[str, dict[str, Any]]:
         return {j["name"]: j for j in self.get(f"/workflow/{workflow_id}/job")["items"]}
 
+    def run_inline(self, slug: str, config: str, branch: str = "main") -> dict[str, dict[str, Any]]:
+        """Runs ``config`` inline; its (one) workflow's jobs by name once the workflow has ended."""
+        body = {"config": {"content": config}, "checkout": {"branch": branch}}
+        pipeline = self.post(f"/project/{slug}/pipeline/run", 201, json=body)
+        [workflow] = self.workflows(pipeline["id"])
+        self.settled(workflow["id"], "success", "failed", "canceled", "error", "not_run")
+        return self.jobs(workflow["id"])
+
     def settled(self, workflow_id: str, *statuses: str) -> dict[str, Any]:
         return self.until(  # type: ignore[no-any-return]
             lambda: (body := self.get(f"/workflow/{workflow_id}"))["status"] in statuses and body
@@ -54,7 +64,7 @@ class Api:
 def start_runner(url: str, token: str, resource_class: str, work_dir: Path, *options: str) -> subprocess.Popen[bytes]:
     """A real `circlet runner` process (its log in ``work_dir``/../runner.log), the token in its
     environment as operators are told to pass it."""
-    work_dir.mkdir(parents=True, exist_ok=True)
+    reachable_by_jobs(work_dir)
     env = {**os.environ, "CIRCLET_RUNNER_TOKEN": token}
     log = (work_dir.parent / f"runner-{resource_class.replace('/', '-')}.log").open("ab")
     command = [sys.executable, "-m", "circlet.cli", "runner", "--url", url, "--resource-class", resource_class]

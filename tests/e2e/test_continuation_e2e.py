@@ -87,7 +87,9 @@ def server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
     live.stop()
 
 
-def test_unchanged_setup_configs_continue_through_the_orbs(server: LiveServer, tmp_path: Path) -> None:
+def test_unchanged_setup_configs_continue_through_the_orbs(
+    server: LiveServer, tmp_path: Path, shared_with_jobs: Path
+) -> None:
     account = server.admin("bootstrap", "--org", "e2e", "--user", "alice")
     api = Api(server.url, account["token"])
     for name, setup in (("continuation", CONTINUATION), ("path-filtering", PATH_FILTERING)):
@@ -95,7 +97,7 @@ def test_unchanged_setup_configs_continue_through_the_orbs(server: LiveServer, t
         files = {".circleci/config.yml": setup, ".circleci/continued.yml": CONTINUED, "src/app.py": "print()\n"}
         make_repo(repo, files)
         server.admin("project", "create", f"gh/e2e/{name}", "--repo", str(repo))
-        marker = tmp_path / f"{name}.marker"
+        marker = shared_with_jobs / f"{name}.marker"  # where the job's user sees it
         api.post(f"/project/gh/e2e/{name}/envvar", 201, json={"name": "MARKER", "value": str(marker)})
 
         pipeline = api.post(f"/project/gh/e2e/{name}/pipeline", 201, json={"branch": "main"})

@@ -42,10 +42,13 @@ def server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
     live.stop()
 
 
-def test_two_jobs_of_a_workflow_run_at_the_same_time(server: LiveServer, tmp_path: Path) -> None:
+def test_two_jobs_of_a_workflow_run_at_the_same_time(
+    server: LiveServer, tmp_path: Path, shared_with_jobs: Path
+) -> None:
     api, slug, _ = setup_project(server, tmp_path, CONFIG)
-    times = tmp_path / "times"
-    times.mkdir()
+    times = shared_with_jobs / "times"  # where jobs, users of their own with their own /tmp, write
+    times.mkdir(mode=0o777)
+    times.chmod(0o777)
     api.post(f"/project/{slug}/envvar", 201, json={"name": "TIMES", "value": str(times)})
     pipeline = api.post(f"/project/{slug}/pipeline", 201, json={"branch": "main"})
     [workflow] = api.workflows(pipeline["id"])

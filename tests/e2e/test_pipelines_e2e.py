@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import LiveServer, free_port, server_env
+from tests.conftest import LiveServer, free_port, reachable_by_jobs, server_env
 from tests.e2e.helpers import Api
 from tests.pipelines.helpers import make_repo
 
@@ -110,7 +110,7 @@ def setup_project(server: LiveServer, tmp_path: Path, config: str) -> tuple[Api,
     return Api(server.url, account["token"]), "gh/e2e/app", account
 
 
-def test_dag_contexts_approval_rerun_and_setup(server: LiveServer, tmp_path: Path) -> None:
+def test_dag_contexts_approval_rerun_and_setup(server: LiveServer, tmp_path: Path, shared_with_jobs: Path) -> None:
     api, slug, account = setup_project(server, tmp_path, CONFIG)
     project = api.get(f"/project/{slug}")
     for name, value, restriction in (
@@ -124,7 +124,7 @@ def test_dag_contexts_approval_rerun_and_setup(server: LiveServer, tmp_path: Pat
             f"/context/{context['id']}/restrictions", 201, json={"restriction_type": kind, "restriction_value": target}
         )
 
-    marker = tmp_path / "marker"
+    marker = shared_with_jobs / "marker"  # where the job, another user with a /tmp of its own, sees it
     api.post(f"/project/{slug}/envvar", 201, json={"name": "MARKER", "value": str(marker)})
     pipeline = api.post(f"/project/{slug}/pipeline", 201, json={"branch": "main"})
     [workflow] = api.workflows(pipeline["id"])
@@ -196,7 +196,7 @@ def test_cancel_during_sleep_and_a_runner_killed_mid_job(server: LiveServer, tmp
                 "--resource-class",
                 "e2e/slow",
                 "--work-dir",
-                str(tmp_path / "work"),
+                str(reachable_by_jobs(tmp_path / "work")),
             ],
             env=env,
             stdout=subprocess.DEVNULL,

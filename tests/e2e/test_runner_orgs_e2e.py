@@ -138,9 +138,9 @@ def test_two_organizations_with_a_runner_each(env: Env) -> None:
             stop(process)
 
 
-def test_a_token_revoked_while_its_runner_runs_a_job(env: Env) -> None:
+def test_a_token_revoked_while_its_runner_runs_a_job(env: Env, shared_with_jobs: Path) -> None:
     minted = create_class_and_token(env.acme, "acme/revoked")
-    marker = env.root / "started"
+    marker = shared_with_jobs / "started"  # where the job's user sees it
     runner = start_runner(
         env.server.url, minted["token"], "acme/revoked", env.root / "revoked-work", "--max-tasks", "2"
     )

@@ -145,10 +145,14 @@ workflows:
 """
 
 
-def test_a_python_venv_and_an_absolute_path_round_trip(server: LiveServer, tmp_path: Path) -> None:
-    """A cached venv (its absolute interpreter link) and a path outside the home restore and work."""
-    api, slug, _ = setup_project(server, tmp_path, VENV_CONFIG.format(outside=tmp_path / "opt-deps"))
+def test_a_python_venv_and_an_absolute_path_round_trip(
+    server: LiveServer, tmp_path: Path, shared_with_jobs: Path
+) -> None:
+    """A cached venv (its absolute interpreter link) and a path outside the home restore and work.
+    The path is one the job's user may write and the test can read (not under a /tmp of the job's own)."""
+    outside = shared_with_jobs / "opt-deps"
+    api, slug, _ = setup_project(server, tmp_path, VENV_CONFIG.format(outside=outside))
     pipeline = api.post(f"/project/{slug}/pipeline", 201, json={"branch": "main"})
     [workflow] = api.workflows(pipeline["id"])
     assert api.settled(workflow["id"], "success", "failed")["status"] == "success", api.jobs(workflow["id"])
-    assert (tmp_path / "opt-deps" / "lib" / "d").read_text() == "dep\n"  # put back by the restore job
+    assert (outside / "lib" / "d").read_text() == "dep\n"  # put back by the restore job

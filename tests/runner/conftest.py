@@ -15,7 +15,9 @@ import pytest
 
 from circlet.runner.context import TaskStorage
 from circlet.runner.executor import DockerMode, TaskResult, TaskRunner
+from circlet.runner.isolation import JobUser
 from circlet.runner.protocol import Task
+from tests.conftest import reachable_by_jobs
 from tests.runner.fake_server import FakeRunnerServer
 
 
@@ -78,6 +80,8 @@ async def execute(
     docker: DockerMode = "host",
     kill_grace: float = 5.0,
     storage: TaskStorage | None = None,
+    job_user: JobUser | None = None,
+    refuse_host_jobs: str | None = None,
     server_url: str | None = None,
 ) -> Run:
     sink = MemorySink()
@@ -88,6 +92,8 @@ async def execute(
         docker=docker,
         kill_grace=kill_grace,
         storage=storage,
+        job_user=job_user,
+        refuse_host_jobs=refuse_host_jobs,
         server_url=server_url,
     )
     return Run(await runner.run(), sink)
@@ -123,9 +129,8 @@ def repo(tmp_path: Path) -> Repo:
 
 @pytest.fixture
 def work_root(tmp_path: Path) -> Path:
-    root = tmp_path / "work"
-    root.mkdir()
-    return root
+    """Where task directories go; job users (an agent started as root) can reach it."""
+    return reachable_by_jobs(tmp_path / "work")
 
 
 @pytest.fixture

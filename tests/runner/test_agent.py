@@ -15,6 +15,7 @@ from pathlib import Path
 
 from circlet.runner.agent import Agent, AgentOptions
 from circlet.runner.protocol import Backoff, RunnerClient
+from tests.conftest import reachable_by_jobs
 from tests.runner.conftest import Repo, make_task, run_step
 from tests.runner.fake_server import FakeRunnerServer
 from tests.runner.test_executor import process_gone
@@ -54,8 +55,8 @@ async def test_a_task_end_to_end(runner_server: FakeRunnerServer, work_root: Pat
     assert list(work_root.iterdir()) == [], "the task's directory is removed"
 
 
-async def test_cancel_from_the_server(runner_server: FakeRunnerServer, work_root: Path, tmp_path: Path) -> None:
-    pid_file = tmp_path / "pid"
+async def test_cancel_from_the_server(runner_server: FakeRunnerServer, work_root: Path, shared_with_jobs: Path) -> None:
+    pid_file = shared_with_jobs / "pid"
     payload = make_task([run_step(f"sleep 300 & echo $! > {pid_file}; wait", name="Long")], heartbeat_seconds=0.1)
     runner_server.enqueue(payload)
     runner_server.cancel.add(payload["task_id"])
@@ -68,8 +69,10 @@ async def test_cancel_from_the_server(runner_server: FakeRunnerServer, work_root
     assert process_gone(int(pid_file.read_text()))
 
 
-async def test_a_lost_lease_abandons_the_task(runner_server: FakeRunnerServer, work_root: Path, tmp_path: Path) -> None:
-    pid_file = tmp_path / "pid"
+async def test_a_lost_lease_abandons_the_task(
+    runner_server: FakeRunnerServer, work_root: Path, shared_with_jobs: Path
+) -> None:
+    pid_file = shared_with_jobs / "pid"
     payload = make_task([run_step(f"sleep 300 & echo $! > {pid_file}; wait")], heartbeat_seconds=0.1)
     runner_server.enqueue(payload)
     running = asyncio.create_task(agent_for(runner_server, work_root, once=True).run())
@@ -103,7 +106,7 @@ async def test_several_tasks_at_once(runner_server: FakeRunnerServer, work_root:
 def start_agent(server: FakeRunnerServer, work_root: Path, token: str) -> subprocess.Popen[str]:
     environment = {**os.environ, "CIRCLET_RUNNER_TOKEN": token}
     return subprocess.Popen(
-        [sys.executable, "-m", "circlet.runner", "--url", server.url, "--work-dir", str(work_root)],
+        [sys.executable, "-m", "circlet.runner", "--url", server.url, "--work-dir", str(reachable_by_jobs(work_root))],
         env=environment,
         stderr=subprocess.PIPE,
         text=True,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from circlet.runner.containers import ContainerEngine, EngineChoice, detect_engine, remove_leftovers
 from circlet.runner.executor import DockerMode, TaskResult, TaskRunner
+from circlet.runner.isolation import IsolationError, JobUser, forbid_inspection, is_root, job_users, reachable_by_all
 from circlet.runner.protocol import (
     Backoff,
     OutputShipper,
@@ -48,6 +49,11 @@ class AgentOptions:
     """Run one task, then exit."""
     wait_seconds: int = 30
     kill_grace: float = 5.0
+    job_users: tuple[str, ...] = ()
+    """As root: the users jobs run as, one per concurrent task (default ``circlet-job-N``, created)."""
+    refuse_host_jobs: str | None = None
+    """Not root: refuse jobs that would run on this host as the agent's own user, with this message
+    (the embedded runner without ``--trust-jobs``)."""
 
 
 class HttpSink:
@@ -96,14 +102,20 @@ class Agent:
             loop.add_signal_handler(signum, self.shutdown, signal.Signals(signum).name)
         try:
             options = self._options
+            forbid_inspection()
+            workers = 1 if options.once else max(1, options.max_tasks)
+            users: list[JobUser | None] = [None] * workers
+            if is_root():
+                users = list(await asyncio.to_thread(job_users, options.job_users, workers))
+                private_tmp = all(user.private_tmp for user in users if user)
+                log.info("jobs run as", extra={"job_users": [u.name for u in users if u], "private_tmp": private_tmp})
             self._engine = await detect_engine(
                 options.container_engine, options.container_engine_args, options.containers_conf
             )
             if self._engine is not None:
                 await remove_leftovers(self._engine)
-            with self._work_root() as work_root:
-                workers = 1 if self._options.once else max(1, self._options.max_tasks)
-                await asyncio.gather(*(self._work(work_root) for _ in range(workers)))
+            with self._work_root(jobs_enter=users[0] is not None) as work_root:
+                await asyncio.gather(*(self._work(work_root, user) for user in users))
             if self._refused is not None:
                 raise self._refused
         finally:
@@ -111,15 +123,21 @@ class Agent:
                 loop.remove_signal_handler(signum)
 
     @contextlib.contextmanager
-    def _work_root(self) -> Iterator[Path]:
+    def _work_root(self, *, jobs_enter: bool) -> Iterator[Path]:
+        """Where task directories go. Job users must be able to pass through it to their own task
+        directory (0711: they cannot list it, so they do not learn other tasks' names)."""
         if self._options.work_dir is not None:
             self._options.work_dir.mkdir(parents=True, exist_ok=True)
+            if jobs_enter:
+                prepare_work_root(self._options.work_dir)
             yield self._options.work_dir
         else:
             with tempfile.TemporaryDirectory(prefix="circlet-runner-") as directory:
+                if jobs_enter:
+                    prepare_work_root(Path(directory))
                 yield Path(directory)
 
-    async def _work(self, work_root: Path) -> None:
+    async def _work(self, work_root: Path, job_user: JobUser | None) -> None:
         backoff = Backoff(first=1.0, most=30.0)
         while not self._stopping.is_set():
             if self._options.once and self._started:
@@ -142,7 +160,7 @@ class Agent:
                 continue
             backoff = Backoff(first=1.0, most=30.0)
             self._started += 1
-            await self._run_task(task, work_root)
+            await self._run_task(task, work_root, job_user)
 
     async def _claim(self) -> Task | None:
         """One long-poll, given up at once on shutdown."""
@@ -161,7 +179,7 @@ class Agent:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
-    async def _run_task(self, task: Task, work_root: Path) -> None:
+    async def _run_task(self, task: Task, work_root: Path, job_user: JobUser | None) -> None:
         ids = {"task_id": task.task_id, "job": task.job.name, "job_number": task.job.number}
         log.info("task claimed", extra=ids)
         task_client = self._client.for_task(task)
@@ -174,6 +192,8 @@ class Agent:
             kill_grace=self._options.kill_grace,
             storage=task_client,
             engine=self._engine,
+            job_user=job_user,
+            refuse_host_jobs=None if job_user is not None else self._options.refuse_host_jobs,
             server_url=self._client.url,
         )
         self._running[task.task_id] = runner
@@ -231,14 +251,30 @@ class Agent:
                 runner.stop("canceled", "canceled")
 
 
+def prepare_work_root(path: Path) -> None:
+    """Owned by the agent, 0711; every directory above it must let others pass, or no job could
+    reach its own directory."""
+    path.chmod(0o711)
+    blocked = reachable_by_all(path)
+    if blocked is not None:
+        raise IsolationError(
+            f"the job users cannot reach the work directory {path}: {blocked} does not let other users pass"
+            " (mode o+x); choose a --work-dir under directories that do"
+        )
+
+
 async def run_agent(client: RunnerClient, options: AgentOptions) -> int:
-    """Run the agent to its end; the process exit status (2: the token was refused)."""
+    """Run the agent to its end; the process exit status (2: the token was refused, 3: jobs could
+    not be given an identity of their own)."""
     agent = Agent(client, options)
     try:
         await agent.run()
     except Unauthorized as exc:
         log.error("runner token refused", extra={"problem": str(exc)})
         return 2
+    except IsolationError as exc:
+        log.error("cannot isolate jobs", extra={"problem": str(exc)})
+        return 3
     finally:
         await client.aclose()
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import shlex
 import socket
@@ -17,6 +18,13 @@ from circlet.runner.logs import configure_logging
 from circlet.runner.protocol import RunnerClient
 
 DOCKER_MODES = ("host", "fail")
+HOST_JOBS = ("allow", "refuse")
+REFUSAL = (
+    "this runner does not run jobs on its host: it is not root, so a job would run as the runner's own user"
+    " {user} and could read everything that user can (the server's data when it shares the host); the operator"
+    " may allow it with `circlet serve --trust-jobs` (or `circlet runner --host-jobs allow`), or run docker jobs"
+    " in a container engine"
+)
 
 
 def runner_command(
@@ -69,6 +77,22 @@ def runner_command(
             help="podman only: the containers.conf it reads instead of the system's (CONTAINERS_CONF).",
         ),
     ] = None,
+    job_user: Annotated[
+        str,
+        typer.Option(
+            "--job-user",
+            envvar="CIRCLET_JOB_USER",
+            help="When run as root: the users jobs run as, comma-separated, one per concurrent task"
+            " (default: circlet-job-0, circlet-job-1, ..., created when missing).",
+        ),
+    ] = "",
+    host_jobs: Annotated[
+        str,
+        typer.Option(
+            "--host-jobs",
+            help="When not root: 'allow' runs host jobs as this user, 'refuse' fails them (jobs cannot be isolated).",
+        ),
+    ] = "allow",
     once: Annotated[bool, typer.Option("--once", help="Run one task, then exit.")] = False,
     name: Annotated[
         str | None, typer.Option("--name", help="This runner's name for the server (default: the host name).")
@@ -81,6 +105,9 @@ def runner_command(
     if container_engine not in ENGINE_CHOICES:
         typer.echo(json.dumps({"error": f"--container-engine must be one of {', '.join(ENGINE_CHOICES)}"}), err=True)
         raise typer.Exit(2)
+    if host_jobs not in HOST_JOBS:
+        typer.echo(json.dumps({"error": f"--host-jobs must be one of {', '.join(HOST_JOBS)}"}), err=True)
+        raise typer.Exit(2)
     configure_logging()
     options = AgentOptions(
         resource_class=resource_class,
@@ -91,6 +118,8 @@ def runner_command(
         container_engine_args=tuple(shlex.split(container_engine_args)),
         containers_conf=containers_conf,
         once=once,
+        job_users=tuple(name.strip() for name in job_user.split(",") if name.strip()),
+        refuse_host_jobs=REFUSAL.format(user=getpass.getuser()) if host_jobs == "refuse" else None,
     )
 
     async def run() -> int:

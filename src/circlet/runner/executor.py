@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import getpass
 import json
 import logging
 import os
 import shutil
 import stat
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +27,7 @@ from circlet.runner.containers import (
 )
 from circlet.runner.context import EventSink, StepContext, StepOutcome, StepOutput, TaskDirs, TaskStorage
 from circlet.runner.continuation import install_curl_wrapper
+from circlet.runner.isolation import JobUser, reachable_by_all
 from circlet.runner.masking import Masker
 from circlet.runner.process import ProcessGroups
 from circlet.runner.protocol import Step, Task
@@ -36,8 +39,9 @@ log = logging.getLogger("circlet.runner")
 DockerMode = Literal["host", "fail"]
 TaskStatus = Literal["success", "failed", "canceled", "timedout", "infrastructure_fail"]
 
-HOST_VARIABLES = ("PATH", "LANG", "LANGUAGE", "TZ", "USER", "LOGNAME", "SHELL", "TERM", "TMPDIR")
-"""The only variables of the agent's own environment a job sees (never the runner token)."""
+HOST_VARIABLES = ("PATH", "LANG", "LANGUAGE", "TZ", "SHELL", "TERM")
+"""The only variables of the agent's own environment a job sees (never the runner token); ``PATH``
+without the agent's virtual environment. ``USER``, ``LOGNAME`` and ``TMPDIR`` are the job's own."""
 FALLBACK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -65,6 +69,8 @@ class TaskRunner:
         kill_grace: float = 5.0,
         storage: TaskStorage | None = None,
         engine: ContainerEngine | None = None,
+        job_user: JobUser | None = None,
+        refuse_host_jobs: str | None = None,
         server_url: str | None = None,
     ) -> None:
         self.task = task
@@ -88,6 +94,9 @@ class TaskRunner:
                     engine, task.task_id, self._dirs.root, specs, read_only_mounts=agent_python_mounts()
                 )
                 registry_passwords = [spec.auth[1] for spec in specs if spec.auth is not None]
+        self._refuse_host_jobs = refuse_host_jobs
+        # A docker job in containers keeps the engine's own arrangement of users (runner/containers).
+        self._job_user = job_user if self._containers is None else None
         self._starting: asyncio.Task[str | None] | None = None
         self._masker = Masker([*task.secrets, *key_secrets(task.ssh_keys), *registry_passwords])
         self._stopped: TaskResult | None = None
@@ -109,11 +118,12 @@ class TaskRunner:
         refusal = self._refusal()
         if refusal is not None:
             return TaskResult("failed", refusal)
-        self._dirs.create()
+        self._dirs.create(self._job_user)
         if self._server_url is not None and "CIRCLE_CONTINUATION_KEY" in self.task.environment:
             install_curl_wrapper(self._dirs.bin, self._server_url)
         if self.task.test_timings is not None:
             self._dirs.timings.write_text(json.dumps(self.task.test_timings))
+            self._dirs.give(self._dirs.timings)
         try:
             if self._containers is not None:
                 problem = await self._start_containers(self._containers)
@@ -123,12 +133,16 @@ class TaskRunner:
         finally:
             self._job_ending = True
             await self._groups.kill_all()
+            if self._job_user is not None:  # what left its process group: a daemon, a setsid
+                await self._job_user.kill_all()
             await asyncio.gather(*self._background, return_exceptions=True)
             if self._stopping is not None:
                 await self._stopping
             if self._containers is not None:
                 await self._containers.remove()
             remove_tree(self._dirs.root)
+            if self._dirs.source.exists():
+                remove_tree(self._dirs.source)
 
     async def _start_containers(self, containers: TaskContainers) -> str | None:
         """Start the job's containers; their notes go at the top of the first step's output."""
@@ -158,6 +172,8 @@ class TaskRunner:
             return self._container_problem
         if self._containers is not None:
             return None
+        if self._refuse_host_jobs is not None and executor.type in ("docker", "machine", "runner", "host"):
+            return self._refuse_host_jobs
         if executor.type == "docker" and self._docker == "host":
             self._first_step_note = (
                 f"circlet runner: warning: this docker job runs directly on the runner's host (--docker host); "
@@ -172,7 +188,7 @@ class TaskRunner:
 
     async def _run_steps(self) -> TaskResult:
         working_directory = self._dirs.expand(self.task.executor.working_directory, self._dirs.home)
-        working_directory.mkdir(parents=True, exist_ok=True)
+        self._dirs.make_dir(working_directory)
         environment = (
             self._environment(working_directory)
             if self._containers is None
@@ -226,6 +242,7 @@ class TaskRunner:
             output=output,
             storage=self._storage,
             containers=self._containers,
+            job_user=self._job_user,
         )
 
         async def run_nested(nested: Step) -> StepOutcome:
@@ -248,6 +265,8 @@ class TaskRunner:
             "step ended",
             extra={"task_id": self.task.task_id, "step": index, "step_name": step.name, "status": outcome.status},
         )
+        if self._job_user is not None and step.type not in ("run", "deploy"):
+            await asyncio.to_thread(self._dirs.give, self._dirs.root)  # what the agent wrote for the job
         if outcome.status in ("failed", "timedout") and (self._failure is None or outcome.status == "timedout"):
             self._failure = outcome
         return outcome
@@ -269,7 +288,10 @@ class TaskRunner:
         """The host's basics, then the task's variables, then what only the runner knows."""
         environment = {name: os.environ[name] for name in HOST_VARIABLES if name in os.environ}
         environment.update({name: value for name, value in os.environ.items() if name.startswith("LC_")})
-        environment.setdefault("PATH", FALLBACK_PATH)
+        environment["PATH"] = host_path(environment.get("PATH", ""), other_user=self._job_user is not None)
+        user = self._job_user.name if self._job_user is not None else getpass.getuser()
+        private_tmp = self._job_user is not None and self._job_user.private_tmp
+        environment.update({"USER": user, "LOGNAME": user, "TMPDIR": "/tmp" if private_tmp else str(self._dirs.tmp)})
         environment.update(self.task.environment)
         return self._with_runner_variables(environment)
 
@@ -297,6 +319,22 @@ class TaskRunner:
             }
         )
         return environment
+
+
+def host_path(path: str, *, other_user: bool = False) -> str:
+    """The agent's ``PATH`` without its own virtual environment's ``bin`` (nor ``$VIRTUAL_ENV``'s):
+    a job's ``python``/``pip`` must never be the agent's (issue 11); the job's helpers name the
+    agent's interpreter themselves. For a job of ``other_user``, only the directories other users
+    may enter (root's ``~/.pyenv/shims`` would be found, then refused)."""
+    own = {os.path.realpath(os.path.join(prefix, "bin")) for prefix in (sys.prefix, sys.exec_prefix)}
+    if os.environ.get("VIRTUAL_ENV"):
+        own.add(os.path.realpath(os.path.join(os.environ["VIRTUAL_ENV"], "bin")))
+    if sys.prefix == sys.base_prefix and not os.environ.get("VIRTUAL_ENV"):
+        own = set()  # a system interpreter's bin is the system's
+    kept = [entry for entry in path.split(os.pathsep) if entry and os.path.realpath(entry) not in own]
+    if other_user:
+        kept = [entry for entry in kept if os.path.isdir(entry) and reachable_by_all(Path(entry)) is None]
+    return os.pathsep.join(kept) or FALLBACK_PATH
 
 
 def remove_tree(path: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,17 +82,21 @@ def _signal_group(pgid: int, signum: signal.Signals) -> bool:
     return True
 
 
+def proc_files(name: str) -> Iterator[tuple[int, str]]:
+    """(pid, text of ``/proc/<pid>/<name>``) of every process still there when it is read."""
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            try:
+                yield int(entry.name), (entry / name).read_text()
+            except OSError:
+                continue
+
+
 def group_alive(pgid: int) -> bool:
     """True while a process of the group runs (zombies waiting for their parent do not count)."""
     if not PROC.is_dir():
         return _signal_group(pgid, signal.Signals(0))
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
+    for _, stat in proc_files("stat"):
         fields = stat[stat.rfind(")") + 2 :].split()
         if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
             return True

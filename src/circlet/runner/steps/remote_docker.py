@@ -42,8 +42,8 @@ async def probe_engine(context: StepContext) -> tuple[str | None, str | None]:
     async def collect(chunk: bytes) -> None:
         answer.extend(chunk)
 
-    result = await run_process(
-        [docker, "info", "--format", "{{.ServerVersion}}"],
+    result = await run_process(  # as the job: the engine it finds is the one its steps will reach
+        context.as_job([docker, "info", "--format", "{{.ServerVersion}}"]),
         cwd=context.working_directory,
         env=context.environment,
         groups=context.groups,

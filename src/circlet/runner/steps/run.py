@@ -4,6 +4,7 @@ job's primary container)."""
 from __future__ import annotations
 
 import functools
+import os
 import shlex
 import shutil
 import signal
@@ -31,6 +32,14 @@ def default_shell() -> tuple[tuple[str, ...], bool]:
     return (("/bin/sh", "-eo", "pipefail") if probe.returncode == 0 else ("/bin/sh", "-e")), True
 
 
+def write_script(path: Path, text: str) -> None:
+    """Replaces what is there (a link the job put in its place is removed, not followed)."""
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+
+
 async def run(context: StepContext) -> StepOutcome:
     args = context.step.args
     command = args.get("command")
@@ -54,9 +63,9 @@ async def run(context: StepContext) -> StepOutcome:
             fallback, sources = default_shell()
         shell, prelude = list(fallback), SOURCE_BASH_ENV if sources else ""
     script = context.dirs.data / f"step-{context.index}.sh"
-    script.write_text(prelude + command + ("" if command.endswith("\n") else "\n"))
+    await context.dirs.job_files(write_script, script, prelude + command + ("" if command.endswith("\n") else "\n"))
     cwd = context.resolve(args.get("working_directory"))
-    cwd.mkdir(parents=True, exist_ok=True)
+    context.dirs.make_dir(cwd)
     environment = dict(context.environment)
     environment.update({str(k): "" if v is None else str(v) for k, v in (args.get("environment") or {}).items()})
     if containers is None:

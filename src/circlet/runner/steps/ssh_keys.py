@@ -66,15 +66,21 @@ async def add_ssh_keys(context: StepContext) -> StepOutcome:
         await context.output.line("add_ssh_keys: this project has no SSH keys; nothing to add")
         return StepOutcome("success", 0)
     ssh_dir = context.dirs.home / ".ssh"
+    await context.dirs.job_files(write_keys, ssh_dir, chosen, context.task.ssh_keys)
+    for name, key in chosen:
+        hosts = f" for {', '.join(key.hostnames)}" if key.hostnames else ""
+        await context.output.line(f"Added SSH key {name} as ~/.ssh/{key_file_name(name)}{hosts}")
+    await context.dirs.job_files(install_ssh_wrapper, context)
+    return StepOutcome("success", 0)
+
+
+def write_keys(ssh_dir: Path, chosen: list[tuple[str, SshKey]], keys: Iterable[SshKey]) -> None:
+    """The keys and the config (as the job's user when there is one: its home, its links)."""
     ssh_dir.mkdir(exist_ok=True)
     ssh_dir.chmod(0o700)
     for name, key in chosen:
         write_private(ssh_dir / key_file_name(name), key.private_key)
-        hosts = f" for {', '.join(key.hostnames)}" if key.hostnames else ""
-        await context.output.line(f"Added SSH key {name} as ~/.ssh/{key_file_name(name)}{hosts}")
-    write_config(ssh_dir, context.task.ssh_keys)
-    install_ssh_wrapper(context)
-    return StepOutcome("success", 0)
+    write_config(ssh_dir, keys)
 
 
 def write_private(path: Path, text: str) -> None:

@@ -40,6 +40,20 @@ async def _scratch(context: StepContext) -> AsyncIterator[Path]:
         path.unlink(missing_ok=True)
 
 
+@contextlib.asynccontextmanager
+async def _opened_as_job(context: StepContext, file: Path) -> AsyncIterator[Path]:
+    """``file`` opened with the job's permissions, as a path to that open file: a link the job
+    planted (to the server's key file, say) cannot make the agent upload what the job cannot read."""
+    if context.dirs.owner is None:
+        yield file
+        return
+    descriptor = await context.dirs.job_files(os.open, file, os.O_RDONLY)
+    try:
+        yield Path(f"/proc/self/fd/{descriptor}")
+    finally:
+        os.close(descriptor)
+
+
 def _storage_step(what: str, handler: Handler) -> Callable[[StepContext], Awaitable[StepOutcome]]:
     """Runs ``handler`` with the task's storage; refusals become a failed step with a clear line."""
 
@@ -189,12 +203,13 @@ async def _store_artifacts(context: StepContext, storage: TaskStorage) -> StepOu
         raise ArchiveError("path is required")
     source = context.resolve(given)
     prefix = _destination(str(context.step.args.get("destination") or given))
-    files = _files(source)
+    files = await context.dirs.job_files(_files, source)
     if not files:
         await context.output.line(f"No artifact files found at {given}")
     for file in files:
         name = prefix if file == source else f"{prefix}/{file.relative_to(source).as_posix()}"
-        await storage.upload_artifact(name, file)
+        async with _opened_as_job(context, file) as readable:
+            await storage.upload_artifact(name, readable)
         await context.output.line(f"Uploaded {name}")
     return StepOutcome("success", 0)
 
@@ -204,14 +219,15 @@ async def _store_test_results(context: StepContext, storage: TaskStorage) -> Ste
     if not given:
         raise ArchiveError("path is required")
     root = context.resolve(given)
-    files = _files(root, ".xml")
+    files = await context.dirs.job_files(_files, root, ".xml")
     if not files:
         await context.output.line(f"No test results found at {given}")
     for file in files:
         relative = file.relative_to(root) if file != root else Path(file.name)
         source = relative.parts[0] if len(relative.parts) > 1 else root.name
         try:
-            count = await storage.upload_test_results(source, file)
+            async with _opened_as_job(context, file) as readable:
+                count = await storage.upload_test_results(source, readable)
         except ProtocolError as exc:  # as CircleCI: a file it cannot read does not fail the step
             await context.output.line(f"Error uploading {relative}: {exc}")
             continue
