@@ -165,9 +165,7 @@ async def _restore_cache(context: StepContext, storage: TaskStorage) -> StepOutc
         except Gone:  # expired, and its bytes swept, since it was found: a miss, as if never found
             await context.output.line(f"The cache {found} expired before it could be restored; no cache is restored")
             return StepOutcome("success", 0)
-        count = await extract(
-            archive, context.dirs.home, movable=_task_root(context), thread=context.dirs.job_files
-        )
+        count = await extract(archive, context.dirs.home, movable=_task_root(context), thread=context.dirs.job_files)
     await context.output.line(f"Restored {count} entries of cache {found} into {context.dirs.home}")
     return StepOutcome("success", 0)
 
