@@ -196,6 +196,8 @@ async def test_save_cache_archives_only_what_the_job_user_may_read(work_root: Pa
         },
         {"type": "save_cache", "key": "only-root-v1", "paths": [str(server_home / "secret-keys.json")]},
         {"type": "persist_to_workspace", "root": str(server_home), "paths": ["secret-keys.json"]},
+        {"type": "persist_to_workspace", "root": str(shared_with_jobs), "paths": ["home"], "when": "always"},
+        {"type": "persist_to_workspace", "root": str(shared_with_jobs), "paths": ["etc"], "when": "always"},
     ]
     run = await execute(make_task(steps), work_root, job_user=user, storage=storage)
     output = run.sink.output(1)
@@ -208,7 +210,15 @@ async def test_save_cache_archives_only_what_the_job_user_may_read(work_root: Pa
     assert run.sink.output(2).endswith("No cache is saved for key: only-root-v1: none of its paths exist\n")
     assert "only-root-v1" not in storage.caches
     assert run.sink.final()[3][0] == "failed" and "could not find secret-keys.json" in run.sink.output(3)
-    assert storage.layers == []
+    assert run.sink.final()[4][0] == "failed"
+    assert f"could not read home under {shared_with_jobs}: permission denied" in run.sink.output(4)
+    assert run.sink.final()[5] == ("success", 0)
+    assert run.sink.output(5) == (
+        f"Warning: could not read {mixed}/shadow: permission denied; not persisted\n"
+        f"Persisted 1 paths from {shared_with_jobs} to the workspace\n"
+    )
+    [(_, layer)] = storage.layers
+    assert b"SHADOW-BYTES" not in layer
 
 
 @as_root

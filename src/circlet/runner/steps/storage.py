@@ -193,6 +193,8 @@ async def _persist_to_workspace(context: StepContext, storage: TaskStorage) -> S
     async with _scratch(context) as archive:
         archived = await create(archive, root, members, thread=context.dirs.job_files)
         for path in archived.unreadable:
+            if Path(path) in members:  # as a path that matches nothing: the step fails
+                raise ArchiveError(f"could not read {Path(path).relative_to(root)} under {root}: permission denied")
             await context.output.line(f"Warning: could not read {path}: permission denied; not persisted")
         await storage.upload_layer(archive)
     await context.output.line(f"Persisted {archived.count} paths from {root} to the workspace")
