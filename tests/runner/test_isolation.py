@@ -198,6 +198,7 @@ async def test_save_cache_archives_only_what_the_job_user_may_read(work_root: Pa
         {"type": "persist_to_workspace", "root": str(server_home), "paths": ["secret-keys.json"]},
         {"type": "persist_to_workspace", "root": str(shared_with_jobs), "paths": ["home"], "when": "always"},
         {"type": "persist_to_workspace", "root": str(shared_with_jobs), "paths": ["etc"], "when": "always"},
+        {"type": "save_cache", "key": f'sum-{{{{ checksum "{mixed}/shadow" }}}}', "paths": ["deps"], "when": "always"},
     ]
     run = await execute(make_task(steps), work_root, job_user=user, storage=storage)
     output = run.sink.output(1)
@@ -219,6 +220,9 @@ async def test_save_cache_archives_only_what_the_job_user_may_read(work_root: Pa
     )
     [(_, layer)] = storage.layers
     assert b"SHADOW-BYTES" not in layer
+    assert run.sink.final()[6][0] == "failed"  # the key would tell the job a hash of root's file
+    assert f"checksum: cannot read {mixed}/shadow: Permission denied" in run.sink.output(6)
+    assert sorted(storage.caches) == ["leak-v1"]
 
 
 @as_root

@@ -77,8 +77,10 @@ def _storage_step(what: str, handler: Handler) -> Callable[[StepContext], Awaita
 # -- caches ---------------------------------------------------------------------------------------
 
 
-def _render(context: StepContext, template: str) -> str:
-    return render_key(template, context.environment, lambda name: context.resolve(name))
+async def _render(context: StepContext, template: str) -> str:
+    """The key, its ``checksum`` files read as the job (a key is the job's to see: the checksum of a
+    file only root may read would tell it something of that file)."""
+    return await context.dirs.job_files(render_key, template, context.environment, context.resolve)
 
 
 def _task_root(context: StepContext) -> Path:
@@ -115,7 +117,7 @@ async def _save_cache(context: StepContext, storage: TaskStorage) -> StepOutcome
     template = str(context.step.args.get("key") or "")
     if not template:
         raise ArchiveError("a key is required")
-    key = _render(context, template)
+    key = await _render(context, template)
     if await storage.cache_exists(key):
         await context.output.line(f"Skipping cache generation, cache already exists for key: {key}")
         return StepOutcome("success", 0)
@@ -153,7 +155,7 @@ async def _restore_cache(context: StepContext, storage: TaskStorage) -> StepOutc
     templates = _strings(context.step.args.get("keys")) or _strings(context.step.args.get("key"))
     if not templates:
         raise ArchiveError("key or keys is required")
-    keys = [_render(context, template) for template in templates]
+    keys = [await _render(context, template) for template in templates]
     found = await storage.find_cache(keys)
     if found is None:
         await context.output.line("No cache is found for key: " + " ".join(keys))
