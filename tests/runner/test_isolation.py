@@ -4,9 +4,11 @@ with real processes; the job users are real users of this host (tests run as roo
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import stat
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from circlet.runner.isolation import IsolationError, job_users
 from tests.conftest import reachable_by_jobs
 from tests.runner.conftest import Repo, execute, make_task, run_step
 from tests.runner.test_executor import process_gone
-from tests.runner.test_storage_steps import MemoryStorage
+from tests.runner.test_storage_steps import MemoryStorage, tar_of
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="only root switches users")
 
@@ -165,3 +167,119 @@ async def test_the_file_identity_is_the_job_users_and_only_on_its_thread(tmp_pat
         os.setgroups(previous)
     assert (created.stat().st_uid, created.stat().st_gid) == (user.uid, user.gid)
     assert group_only.read_text() == "group 0 may read", "the agent's own thread is still root"
+
+
+def cached_names(storage: MemoryStorage, key: str) -> list[str]:
+    with tarfile.open(fileobj=io.BytesIO(storage.caches[key])) as tar:
+        return tar.getnames()
+
+
+@as_root
+async def test_save_cache_archives_only_what_the_job_user_may_read(work_root: Path, shared_with_jobs: Path) -> None:
+    """Absolute paths (``/root/.circlet``, ``/etc``) and links to them were read by the agent as root."""
+    [user] = job_users((), 1)
+    server_home = shared_with_jobs / "home"  # as ``$CIRCLET_HOME``: owner-only (not under /tmp, which
+    server_home.mkdir(mode=0o700)  # a job with a /tmp of its own sees as that one)
+    (server_home / "secret-keys.json").write_text("KEYRING-BYTES")
+    mixed = shared_with_jobs / "etc"  # as ``/etc``: readable, with a root-only file in it
+    mixed.mkdir(mode=0o755)
+    (mixed / "hostname").write_text("host\n")
+    (mixed / "shadow").write_text("SHADOW-BYTES")
+    (mixed / "shadow").chmod(0o600)
+    storage = MemoryStorage()
+    steps = [
+        run_step(f"ln -s {server_home} ~/via-link && mkdir -p deps && echo mine > deps/d"),
+        {
+            "type": "save_cache",
+            "key": "leak-v1",
+            "paths": [str(server_home), "~/via-link/secret-keys.json", str(mixed), "deps"],
+        },
+        {"type": "save_cache", "key": "only-root-v1", "paths": [str(server_home / "secret-keys.json")]},
+        {"type": "persist_to_workspace", "root": str(server_home), "paths": ["secret-keys.json"]},
+        {"type": "persist_to_workspace", "root": str(shared_with_jobs), "paths": ["home"], "when": "always"},
+        {"type": "persist_to_workspace", "root": str(shared_with_jobs), "paths": ["etc"], "when": "always"},
+        {"type": "save_cache", "key": f'sum-{{{{ checksum "{mixed}/shadow" }}}}', "paths": ["deps"], "when": "always"},
+    ]
+    run = await execute(make_task(steps), work_root, job_user=user, storage=storage)
+    output = run.sink.output(1)
+    assert run.sink.final()[1] == ("success", 0), output
+    assert f"Warning: could not read {server_home}: permission denied; not cached\n" in output
+    assert "Warning: could not find ~/via-link/secret-keys.json; not cached\n" in output
+    assert f"Warning: could not read {mixed}/shadow: permission denied; not cached\n" in output
+    assert cached_names(storage, "leak-v1") == [str(mixed), f"{mixed}/hostname", "project/deps", "project/deps/d"]
+    assert b"KEYRING-BYTES" not in storage.caches["leak-v1"] and b"SHADOW-BYTES" not in storage.caches["leak-v1"]
+    assert run.sink.output(2).endswith("No cache is saved for key: only-root-v1: none of its paths exist\n")
+    assert "only-root-v1" not in storage.caches
+    assert run.sink.final()[3][0] == "failed" and "could not find secret-keys.json" in run.sink.output(3)
+    assert run.sink.final()[4][0] == "failed"
+    assert f"could not read home under {shared_with_jobs}: permission denied" in run.sink.output(4)
+    assert run.sink.final()[5] == ("success", 0)
+    assert run.sink.output(5) == (
+        f"Warning: could not read {mixed}/shadow: permission denied; not persisted\n"
+        f"Persisted 1 paths from {shared_with_jobs} to the workspace\n"
+    )
+    [(_, layer)] = storage.layers
+    assert b"SHADOW-BYTES" not in layer
+    assert run.sink.final()[6][0] == "failed"  # the key would tell the job a hash of root's file
+    assert f"checksum: cannot read {mixed}/shadow: Permission denied" in run.sink.output(6)
+    assert sorted(storage.caches) == ["leak-v1"]
+
+
+@as_root
+async def test_a_restore_never_writes_where_the_job_user_may_not(work_root: Path, shared_with_jobs: Path) -> None:
+    """A crafted cache naming root's files (a server's database, a system file) rolled them back."""
+    [user] = job_users((), 1)
+    roots = shared_with_jobs / "roots"  # root's, as /etc or $CIRCLET_HOME is
+    roots.mkdir(mode=0o755)
+    (roots / "precious").write_text("root's\n")
+    server_home = shared_with_jobs / "home"
+    server_home.mkdir(mode=0o700)
+    (server_home / "circlet.db").write_text("live\n")
+    storage = MemoryStorage()
+    storage.caches["crafted-roots"] = tar_of(("ok", tarfile.REGTYPE, ""), (f"{roots}/precious", tarfile.REGTYPE, ""))
+    storage.caches["crafted-new"] = tar_of((f"{roots}/planted", tarfile.REGTYPE, ""))
+    storage.caches["crafted-home"] = tar_of((f"{server_home}/circlet.db", tarfile.REGTYPE, ""))
+    storage.layers.append(("layer", tar_of(("planted", tarfile.REGTYPE, ""))))
+    steps = [
+        {"type": "restore_cache", "key": "crafted-roots"},
+        {"type": "restore_cache", "key": "crafted-new", "when": "always"},
+        {"type": "restore_cache", "key": "crafted-home", "when": "always"},
+        {"type": "attach_workspace", "at": str(roots), "when": "always"},
+        run_step("stat -c %U ~/ok", when="always"),
+    ]
+    run = await execute(make_task(steps), work_root, job_user=user, storage=storage)
+    final = run.sink.final()
+    assert [final[index][0] for index in range(4)] == ["failed"] * 4
+    assert f"could not write {roots}/precious: permission denied" in run.sink.output(0)
+    assert f"could not write {roots}/planted: permission denied" in run.sink.output(1)
+    assert "permission denied (the job may not write there)" in run.sink.output(2)
+    assert "permission denied (the job may not write there)" in run.sink.output(3)
+    assert sorted(p.name for p in roots.iterdir()) == ["precious"]
+    assert (roots / "precious").read_text() == "root's\n"
+    assert sorted(p.name for p in server_home.iterdir()) == ["circlet.db"]
+    assert (server_home / "circlet.db").read_text() == "live\n"
+    assert run.sink.output(4) == f"{user.name}\n", "what the restore wrote in the home is the job's"
+
+
+@as_root
+async def test_a_jobs_own_absolute_path_round_trips_as_its_user(work_root: Path, shared_with_jobs: Path) -> None:
+    [user] = job_users((), 1)
+    deps = shared_with_jobs / "opt-deps"
+    storage = MemoryStorage()
+    save = [
+        run_step(f"mkdir -p {deps}/lib && echo dep > {deps}/lib/d && ln -s /usr/bin/env {deps}/env"),
+        {"type": "save_cache", "key": "own-v1", "paths": [str(deps)]},
+        {"type": "persist_to_workspace", "root": str(deps), "paths": ["lib"]},
+        run_step(f"rm -rf {deps}"),
+    ]
+    saved = await execute(make_task(save), work_root, job_user=user, storage=storage)
+    assert saved.result.status == "success", saved.sink.outputs
+    restore = [
+        {"type": "restore_cache", "key": "own-v1"},
+        {"type": "attach_workspace", "at": "ws"},
+        run_step(f"cat {deps}/lib/d ws/lib/d && readlink {deps}/env && stat -c %U {deps}/lib/d ws/lib/d"),
+    ]
+    restored = await execute(make_task(restore), work_root, job_user=user, storage=storage)
+    assert restored.result.status == "success", restored.sink.outputs
+    assert restored.sink.output(2) == f"dep\ndep\n/usr/bin/env\n{user.name}\n{user.name}\n"
+    assert deps.stat().st_uid == user.uid

@@ -243,7 +243,7 @@ async def test_archives_are_plain_tars_as_tarfile_makes_them_and_old_gzip_ones_r
     (source / "deps" / "empty").write_bytes(b"")
     (source / "deps" / "link").symlink_to("sub/big.bin")
     archive = tmp_path / "made.tar"
-    assert await create(archive, source, [source / "deps"]) == 1
+    assert (await create(archive, source, [source / "deps"])).count == 1
     reference = tmp_path / "reference.tar"
     with tarfile.open(reference, "w") as tar:  # what tarfile writes with its own copy loop
         tar.add(source / "deps", arcname="deps")

@@ -3,6 +3,7 @@ the task's process groups; and what it gives back."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import subprocess
@@ -172,10 +173,10 @@ class TaskDirs:
         self.owner.give(path, fixed=fixed, pruned=pruned)
 
     async def job_files(self, function: Callable[..., T], *args: Any) -> T:
-        """``function(*args)``, file work in the job's directories, with the job user's file system
-        permissions (a link the job planted leads only where the job could go itself)."""
+        """``function(*args)`` off the event loop: file work for the job, with the job user's file
+        system permissions (a link the job planted leads only where the job could go itself)."""
         if self.owner is None:
-            return function(*args)
+            return await asyncio.to_thread(function, *args)
         return await self.owner.files(function, *args)
 
     def make_dir(self, path: Path) -> None:

@@ -7,18 +7,30 @@ member goes is replaced, not followed (see ``_KeepLinks``).
 Archives are made uncompressed: gzip, even at level 1, ran at ~40 MB/s on one core and made
 ``save_cache`` of 200 MB take 14-23x as long as ``tar -cf`` plus ``cp`` (docs/performance.md, issue 6);
 a plain tar is written and read as fast as the disk allows. Unpacking detects the compression, so
-the tar.gz archives stored before this change still restore."""
+the tar.gz archives stored before this change still restore.
+
+The file work runs on the thread the caller gives (``TaskDirs.job_files``: with a job user, that
+user's file system identity), so an archive holds only what the job may read and unpacks only where
+the job may write; the archive file itself is opened by the caller, as the agent, where the job
+cannot reach it."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import glob
 import io
 import os
+import stat
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+FileThread = Callable[..., Awaitable[Any]]
+"""Runs ``function(*args)`` off the event loop with some file system identity (``asyncio.to_thread``:
+the agent's own)."""
 
 GLOB_CHARS = frozenset("*?[")
 
@@ -34,7 +46,22 @@ def expand(base: Path, pattern: str) -> list[Path]:
     if GLOB_CHARS & set(pattern):
         return sorted(Path(found) for found in glob.glob(str(base / pattern), recursive=True))
     path = base / pattern
-    return [path] if path.exists() or path.is_symlink() else []
+    return [path] if readable_entry(path) else []
+
+
+_NOT_THERE = (errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.ELOOP, errno.ENAMETOOLONG)
+
+
+def readable_entry(path: Path) -> bool:
+    """Whether ``path`` names an entry the calling thread may see (a link counts, dangling or not);
+    one it may not reach is as absent."""
+    try:
+        os.lstat(path)
+    except OSError as exc:
+        if exc.errno in _NOT_THERE:
+            return False
+        raise
+    return True
 
 
 def _kernel_copy(source: int, offset: int, target: int, size: int) -> None:
@@ -99,26 +126,77 @@ is there) follow the task directory of the job that restores the cache, as ``/ho
 the same path from one CircleCI job to the next."""
 
 
-def _create(archive: Path, base: Path, members: Sequence[Path], movable: Path | None) -> int:
-    count = 0
+@dataclass
+class Archived:
+    count: int = 0
+    """The given paths archived (each with what it holds that could be read)."""
+    unreadable: list[str] = field(default_factory=list)
+    """Paths left out because the thread's identity may not read them."""
+
+
+def _refused(exc: OSError) -> bool:
+    return exc.errno in (errno.EACCES, errno.EPERM)
+
+
+def _add(tar: tarfile.TarFile, path: str, arcname: str, absolute: bool, archived: Archived) -> bool:
+    """``path`` and what it holds, as ``TarFile.add`` adds them (no link followed, sorted), except that
+    an entry the thread may not read is left out and listed instead of failing the archive. A regular
+    file's header comes from the open file, so its bytes and its header are of the same file."""
+    if tar.name is not None and os.path.abspath(path) == tar.name:
+        return False  # the archive itself, when a saved directory holds it
+    try:
+        if stat.S_ISREG(os.lstat(path).st_mode):
+            with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as file:
+                info = tar.gettarinfo(arcname=arcname, fileobj=file)
+                if info.isreg():
+                    tar.addfile(_absolute(info) if absolute else info, file)
+                else:  # a hard link to a file already archived
+                    tar.addfile(_absolute(info) if absolute else info)
+            return True
+        info = tar.gettarinfo(path, arcname)
+        names = sorted(os.listdir(path)) if info is not None and info.isdir() else []
+    except OSError as exc:
+        if not _refused(exc):
+            raise
+        archived.unreadable.append(path)
+        return False
+    if info is None:  # a socket: tar leaves it out too
+        return False
+    tar.addfile(_absolute(info) if absolute else info)
+    for name in names:
+        _add(tar, os.path.join(path, name), f"{arcname}/{name}", absolute, archived)
+    return True
+
+
+def _create(file: io.FileIO, base: Path, members: Sequence[Path], movable: Path | None) -> Archived:
+    archived = Archived()
     outside = [member for member in members if not member.is_relative_to(base)]
     headers = {MOVABLE: str(movable)} if outside and movable is not None else {}
-    # Unbuffered: headers go straight to the file, so the kernel copies that follow land after them.
-    with open(archive, "wb", buffering=0) as file, _Tar.open(fileobj=file, mode="w", pax_headers=headers) as tar:
+    with _Tar.open(fileobj=file, mode="w", pax_headers=headers) as tar:
         for member in members:
             if member in outside:
-                tar.add(member, arcname=str(member), filter=_absolute)
+                added = _add(tar, str(member), str(member), True, archived)
             else:
-                tar.add(member, arcname=str(member.relative_to(base)))
-            count += 1
-    return count
+                added = _add(tar, str(member), str(member.relative_to(base)), False, archived)
+            archived.count += added
+    return archived
 
 
-async def create(archive: Path, base: Path, members: Sequence[Path], *, movable: Path | None = None) -> int:
+async def create(
+    archive: Path,
+    base: Path,
+    members: Sequence[Path],
+    *,
+    movable: Path | None = None,
+    thread: FileThread = asyncio.to_thread,
+) -> Archived:
     """A tar at ``archive`` of ``members``: those under ``base`` named relative to it, any other
     (``save_cache`` of an absolute path) by its absolute path; ``movable`` is recorded as
-    ``MOVABLE``."""
-    return await asyncio.to_thread(_create, archive, base, members, movable)
+    ``MOVABLE``. ``archive`` is opened here; the members are read on ``thread``."""
+    # Unbuffered: headers go straight to the file, so the kernel copies that follow land after them.
+    with open(archive, "wb", buffering=0) as file:
+        archived: Archived = await thread(_create, file, base, members, movable)
+    return archived
 
 
 class _KeepLinks:
@@ -189,10 +267,10 @@ def _saved_path(root: str, saved_from: str | None, movable: Path) -> Path:
     return Path(root)
 
 
-def _extract(archive: Path, target: Path, movable: Path | None) -> int:
-    target.mkdir(parents=True, exist_ok=True)
+def _extract(file: io.BufferedReader, target: Path, movable: Path | None) -> int:
     try:
-        with _Tar.open(archive, "r:*") as tar:  # a tar, or a tar.gz made before issue 6
+        target.mkdir(parents=True, exist_ok=True)
+        with _Tar.open(fileobj=file, mode="r:*") as tar:  # a tar, or a tar.gz made before issue 6
             members = tar.getmembers()
             for member in members:
                 if _outside_root(member.name) or (member.name.startswith("/") and movable is None):
@@ -203,13 +281,23 @@ def _extract(archive: Path, target: Path, movable: Path | None) -> int:
                 path = _saved_path(root, tar.pax_headers.get(MOVABLE), movable)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 _unpack(tar, renamed, _KeepLinks(path.parent, within=path.name))
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+    except OSError as exc:
+        if _refused(exc):
+            where = exc.filename if exc.filename is not None else target
+            raise ArchiveError(f"could not write {where}: permission denied (the job may not write there)") from None
+        raise ArchiveError(f"the archive could not be unpacked: {exc}") from None
+    except (tarfile.TarError, EOFError, ValueError) as exc:
         raise ArchiveError(f"the archive could not be unpacked: {exc}") from None
     return len(members)
 
 
-async def extract(archive: Path, target: Path, *, movable: Path | None = None) -> int:
+async def extract(
+    archive: Path, target: Path, *, movable: Path | None = None, thread: FileThread = asyncio.to_thread
+) -> int:
     """Unpack ``archive`` into ``target``. With ``movable`` (caches: the task's directory), members
     named by an absolute path go back to that path (under ``movable`` when they were saved from
-    under the saving task's directory), each saved path unpacked as a target of its own."""
-    return await asyncio.to_thread(_extract, archive, target, movable)
+    under the saving task's directory), each saved path unpacked as a target of its own. ``archive``
+    is opened here; everything is written on ``thread``."""
+    with open(archive, "rb") as file:
+        count: int = await thread(_extract, file, target, movable)
+    return count

@@ -13,7 +13,7 @@ from typing import Any
 
 from circlet.runner.context import StepContext, StepOutcome, TaskStorage
 from circlet.runner.protocol import Gone, ProtocolError
-from circlet.runner.steps.archives import ArchiveError, create, expand, extract
+from circlet.runner.steps.archives import ArchiveError, create, expand, extract, readable_entry
 from circlet.runner.steps.cache_keys import TemplateError, render_key
 
 Handler = Callable[[StepContext, TaskStorage], Awaitable[StepOutcome]]
@@ -33,7 +33,11 @@ def _failed(what: str, reason: str) -> StepOutcome:
 
 @contextlib.asynccontextmanager
 async def _scratch(context: StepContext) -> AsyncIterator[Path]:
-    path = context.dirs.data / f"archive-{uuid.uuid4().hex}.tar"
+    """Where an archive is made or downloaded. With a job user, the task's root (root's, where the
+    job cannot create or replace an entry): the agent uploads and unpacks this file as itself, so a
+    job that swapped it for a link to the server's key file would have that uploaded as its cache."""
+    directory = context.dirs.data if context.dirs.owner is None else context.dirs.root
+    path = directory / f"archive-{uuid.uuid4().hex}.tar"
     try:
         yield path
     finally:
@@ -73,8 +77,10 @@ def _storage_step(what: str, handler: Handler) -> Callable[[StepContext], Awaita
 # -- caches ---------------------------------------------------------------------------------------
 
 
-def _render(context: StepContext, template: str) -> str:
-    return render_key(template, context.environment, lambda name: context.resolve(name))
+async def _render(context: StepContext, template: str) -> str:
+    """The key, its ``checksum`` files read as the job (a key is the job's to see: the checksum of a
+    file only root may read would tell it something of that file)."""
+    return await context.dirs.job_files(render_key, template, context.environment, context.resolve)
 
 
 def _task_root(context: StepContext) -> Path:
@@ -92,20 +98,35 @@ def _cache_member(context: StepContext, given: str) -> Path:
         return Path(os.path.abspath(path))
 
 
+def _cache_members(context: StepContext, givens: list[str]) -> list[tuple[str, Path | None]]:
+    """Each given path with what it names, or None where the job cannot see anything (run as the job:
+    a path only root may reach is as missing, as it is for the job itself)."""
+    found: list[tuple[str, Path | None]] = []
+    for given in givens:
+        member = _cache_member(context, given)
+        found.append((given, member if readable_entry(member) else None))
+    return found
+
+
+async def _report_unreadable(context: StepContext, unreadable: list[str]) -> None:
+    for path in unreadable:
+        await context.output.line(f"Warning: could not read {path}: permission denied; not cached")
+
+
 async def _save_cache(context: StepContext, storage: TaskStorage) -> StepOutcome:
     template = str(context.step.args.get("key") or "")
     if not template:
         raise ArchiveError("a key is required")
-    key = _render(context, template)
+    key = await _render(context, template)
     if await storage.cache_exists(key):
         await context.output.line(f"Skipping cache generation, cache already exists for key: {key}")
         return StepOutcome("success", 0)
     members: list[Path] = []
-    for given in _strings(context.step.args.get("paths")):
-        member = _cache_member(context, given)
+    givens = _strings(context.step.args.get("paths"))
+    for given, member in await context.dirs.job_files(_cache_members, context, givens):
         if member in (context.dirs.home, Path("/")):
             await context.output.line(f"Warning: {given} names the whole home or file system; not cached")
-        elif not (member.exists() or member.is_symlink()):
+        elif member is None:
             await context.output.line(f"Warning: could not find {given}; not cached")
         else:
             members.append(member)
@@ -114,8 +135,15 @@ async def _save_cache(context: StepContext, storage: TaskStorage) -> StepOutcome
         return StepOutcome("success", 0)
     async with _scratch(context) as archive:
         await context.output.line("Creating cache archive...")
-        count = await create(archive, context.dirs.home, members, movable=_task_root(context))
-        await context.output.line(f"Uploading cache archive ({archive.stat().st_size} bytes, {count} paths)...")
+        archived = await create(
+            archive, context.dirs.home, members, movable=_task_root(context), thread=context.dirs.job_files
+        )
+        await _report_unreadable(context, archived.unreadable)
+        if not archived.count:
+            await context.output.line(f"No cache is saved for key: {key}: none of its paths could be read")
+            return StepOutcome("success", 0)
+        size = archive.stat().st_size
+        await context.output.line(f"Uploading cache archive ({size} bytes, {archived.count} paths)...")
         if not await storage.upload_cache(key, archive):
             await context.output.line(f"Skipping cache generation, cache already exists for key: {key}")
             return StepOutcome("success", 0)
@@ -127,7 +155,7 @@ async def _restore_cache(context: StepContext, storage: TaskStorage) -> StepOutc
     templates = _strings(context.step.args.get("keys")) or _strings(context.step.args.get("key"))
     if not templates:
         raise ArchiveError("key or keys is required")
-    keys = [_render(context, template) for template in templates]
+    keys = [await _render(context, template) for template in templates]
     found = await storage.find_cache(keys)
     if found is None:
         await context.output.line("No cache is found for key: " + " ".join(keys))
@@ -139,7 +167,7 @@ async def _restore_cache(context: StepContext, storage: TaskStorage) -> StepOutc
         except Gone:  # expired, and its bytes swept, since it was found: a miss, as if never found
             await context.output.line(f"The cache {found} expired before it could be restored; no cache is restored")
             return StepOutcome("success", 0)
-        count = await extract(archive, context.dirs.home, movable=_task_root(context))
+        count = await extract(archive, context.dirs.home, movable=_task_root(context), thread=context.dirs.job_files)
     await context.output.line(f"Restored {count} entries of cache {found} into {context.dirs.home}")
     return StepOutcome("success", 0)
 
@@ -147,21 +175,31 @@ async def _restore_cache(context: StepContext, storage: TaskStorage) -> StepOutc
 # -- workspaces -----------------------------------------------------------------------------------
 
 
+def _workspace_members(root: Path, patterns: list[str]) -> list[Path]:
+    members: list[Path] = []
+    for pattern in patterns:
+        found = expand(root, pattern)
+        if not found:
+            raise ArchiveError(f"could not find {pattern} under {root}")
+        members.extend(found)
+    return members
+
+
 async def _persist_to_workspace(context: StepContext, storage: TaskStorage) -> StepOutcome:
     root_arg = context.step.args.get("root")
     if not root_arg:
         raise ArchiveError("root is required")
     root = context.resolve(root_arg)
-    members: list[Path] = []
-    for pattern in _strings(context.step.args.get("paths")):
-        found = expand(root, pattern)
-        if not found:
-            raise ArchiveError(f"could not find {pattern} under {root}")
-        members.extend(found)
+    patterns = _strings(context.step.args.get("paths"))
+    members = await context.dirs.job_files(_workspace_members, root, patterns)
     async with _scratch(context) as archive:
-        count = await create(archive, root, members)
+        archived = await create(archive, root, members, thread=context.dirs.job_files)
+        for path in archived.unreadable:
+            if Path(path) in members:  # as a path that matches nothing: the step fails
+                raise ArchiveError(f"could not read {Path(path).relative_to(root)} under {root}: permission denied")
+            await context.output.line(f"Warning: could not read {path}: permission denied; not persisted")
         await storage.upload_layer(archive)
-    await context.output.line(f"Persisted {count} paths from {root} to the workspace")
+    await context.output.line(f"Persisted {archived.count} paths from {root} to the workspace")
     return StepOutcome("success", 0)
 
 
@@ -174,7 +212,7 @@ async def _attach_workspace(context: StepContext, storage: TaskStorage) -> StepO
     for layer in layers:
         async with _scratch(context) as archive:
             await storage.download_layer(layer, archive)
-            await extract(archive, target)
+            await extract(archive, target, thread=context.dirs.job_files)
     await context.output.line(f"Attached {len(layers)} workspace layers at {target}")
     return StepOutcome("success", 0)
 
