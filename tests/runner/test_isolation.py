@@ -86,6 +86,9 @@ def test_job_users_are_never_shared() -> None:
         job_users(("nobody",), 2)
     with pytest.raises(IsolationError, match="is root"):
         job_users(("root",), 1)
+    # A refused user is not kept held: asking again is refused for what it is, not as "in use".
+    with pytest.raises(IsolationError, match="is root"):
+        job_users(("root",), 1)
 
 
 @as_root

@@ -186,20 +186,27 @@ def job_users(names: Sequence[str], slots: int) -> list[JobUser]:
         raise IsolationError("the agent runs as root and needs util-linux's setpriv to run jobs as another user")
     private_tmp = _namespaces_work()
     users: list[JobUser] = []
+    held_before = len(_held)
     candidates = iter(names[:slots]) if names else (f"{DEFAULT_USER_PREFIX}{n}" for n in itertools.count())
-    for name in candidates:
-        if len(users) == slots:
-            break
-        if not _hold(name):
-            if names:
-                raise IsolationError(f"job user {name} is in use by another runner on this host")
-            continue
-        entry = _user(name, create=not names)
-        if entry.pw_uid == 0 or entry.pw_gid == 0:
-            raise IsolationError(f"job user {name} is root (uid or gid 0); jobs must not run as root")
-        if entry.pw_uid == os.getuid():
-            raise IsolationError(f"job user {name} is the agent's own user; jobs must run as another user")
-        users.append(JobUser(name, entry.pw_uid, entry.pw_gid, private_tmp))
+    try:
+        for name in candidates:
+            if len(users) == slots:
+                break
+            if not _hold(name):
+                if names:
+                    raise IsolationError(f"job user {name} is in use by another runner on this host")
+                continue
+            entry = _user(name, create=not names)
+            if entry.pw_uid == 0 or entry.pw_gid == 0:
+                raise IsolationError(f"job user {name} is root (uid or gid 0); jobs must not run as root")
+            if entry.pw_uid == os.getuid():
+                raise IsolationError(f"job user {name} is the agent's own user; jobs must run as another user")
+            users.append(JobUser(name, entry.pw_uid, entry.pw_gid, private_tmp))
+    except IsolationError:
+        # A refused set of users holds none of them: another agent (or a corrected retry) may take them.
+        while len(_held) > held_before:
+            os.close(_held.pop())
+        raise
     return users
 
 
