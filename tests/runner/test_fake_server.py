@@ -43,7 +43,12 @@ def _template(path: str) -> str:
 
 
 def test_every_fake_route_is_a_real_route_with_the_same_method() -> None:
-    real = {(method, _template(route.path)) for route in router.routes if isinstance(route, APIRoute) for method in route.methods}
+    real = {
+        (method, _template(route.path))
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    }
     fake = {(method, _template(API + path)) for method, path in ROUTES.values()}
     assert fake - real == set(), "the fake serves what the real server does not"
 

@@ -42,8 +42,14 @@ class CompiledConfig:
         size = len(rendered.encode())
         if size > limits.compiled_config_bytes:
             diag = Diagnostics()
-            diag.over_limit("compiled config size in bytes", size, limits.compiled_config_bytes,
-                            "compiled_config_bytes", "", Location(filename, 1, 1))
+            diag.over_limit(
+                "compiled config size in bytes",
+                size,
+                limits.compiled_config_bytes,
+                "compiled_config_bytes",
+                "",
+                Location(filename, 1, 1),
+            )
         return rendered
 
     def graph_for(self, branch: str | None = None, tag: str | None = None) -> list[WorkflowGraph]:

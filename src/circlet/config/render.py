@@ -69,8 +69,9 @@ def canonical(value: Any) -> Any:
 
 
 def dump_yaml(value: Any) -> str:
-    text: str = yaml.dump(canonical(value), Dumper=_Dumper, default_flow_style=False,
-                          sort_keys=False, allow_unicode=True, width=1_000_000)
+    text: str = yaml.dump(
+        canonical(value), Dumper=_Dumper, default_flow_style=False, sort_keys=False, allow_unicode=True, width=1_000_000
+    )
     return text
 
 
@@ -91,10 +92,9 @@ def render_processed(compiled: CompiledResult) -> str:
     source = compiled.source
     if PROCESSED_MARKER in source:
         header = [line for line in source.splitlines() if line.startswith(_ORB_HEADER)]
-        trailer = source[source.index(PROCESSED_MARKER):].rstrip("\n").splitlines()
+        trailer = source[source.index(PROCESSED_MARKER) :].rstrip("\n").splitlines()
     else:
-        header = [f"# Orb '{requested}' resolved to '{resolved}'"
-                  for requested, resolved in compiled.orb_resolutions]
+        header = [f"# Orb '{requested}' resolved to '{resolved}'" for requested, resolved in compiled.orb_resolutions]
         trailer = [PROCESSED_MARKER] + [f"# {line}".rstrip() for line in source.splitlines()]
     body = dump_yaml(processed_document(compiled))
     parts = header + [body.rstrip("\n"), ""] + trailer

@@ -191,4 +191,3 @@ def _replaying(received: list[Message], receive: Receive) -> Receive:
         return await receive()
 
     return replay
-

@@ -83,9 +83,8 @@ class RequestMiddleware:
         finally:
             log_request(scope, status, started, request_id)
 
-async def send_refusal(
-    send: Send, refusal: tuple[int, str], scope: Scope, started: float, request_id: str
-) -> None:
+
+async def send_refusal(send: Send, refusal: tuple[int, str], scope: Scope, started: float, request_id: str) -> None:
     """Answers a request refused before reading (``refused_before_reading``), with its request id,
     and logs it: for the middleware and for the hot routes alike."""
     start, body = plain_response(*refusal)
