@@ -22,17 +22,11 @@ from tests.pipelines.helpers import make_project, make_repo, runner_token
 from tests.runner.conftest import make_task, run_step
 from tests.runner.fake_server import API, ROUTES, FakeRunnerServer
 
-CONFIG = """
-version: 2.1
-jobs:
-  build:
-    docker: [{image: x}]
-    parallelism: 2
-    steps: [{run: echo one}]
-workflows:
-  main:
-    jobs: [build]
-"""
+# two tasks: one to converse with, one whose token is another task's
+CONFIG = (
+    "version: 2.1\njobs: {build: {docker: [{image: x}], parallelism: 2, steps: [{run: echo one}]}}\n"
+    "workflows: {main: {jobs: [build]}}\n"
+)
 NESTED = ("job", "checkout", "executor")
 Transcript = list[tuple[str, int, tuple[str, ...] | None]]
 
