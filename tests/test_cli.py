@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
+from circlet.auth.tokens import TOKEN_PREFIX
 from circlet.settings import normalize_database_url
-from circlet.users.tokens import TOKEN_PREFIX
 from tests.conftest import LiveServer, server_env
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from circlet.auth import Authenticator
 from circlet.blobs import FileBlobStore
 from circlet.config import ExpansionLimits
 from circlet.contexts.endpoints import router as contexts_router
@@ -27,7 +28,6 @@ from circlet.engine.processor import Processor
 from circlet.engine.queue import TaskSignal
 from circlet.groups.endpoints import router as groups_router
 from circlet.groups.service import GroupService
-from circlet.http.auth import Authenticator
 from circlet.http.errors import install_error_handlers
 from circlet.http.hot_path import HotRoutesApp
 from circlet.http.middleware import RequestMiddleware
@@ -40,10 +40,10 @@ from circlet.legacy.endpoints import private_router as legacy_private_router
 from circlet.legacy.endpoints import router as legacy_router
 from circlet.legacy.service import LegacyService
 from circlet.legacy.signed_urls import OutputUrlSigner
+from circlet.mirrors.git_mirror import GitMirrors
 from circlet.openapi.spec import served_spec
 from circlet.orgs.endpoints import router as orgs_router
 from circlet.pipelines.endpoints import router as pipelines_router
-from circlet.pipelines.git_mirror import GitMirrors
 from circlet.pipelines.service import PipelineService
 from circlet.projects.endpoints import router as projects_router
 from circlet.projects.service import ProjectService

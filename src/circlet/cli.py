@@ -26,7 +26,7 @@ from circlet.db.migrate import upgrade_to_head
 from circlet.engine.orchestrator import LOCAL_RESOURCE_CLASS
 from circlet.groups import service as group_accounts
 from circlet.http.errors import ApiError
-from circlet.pipelines.git_mirror import without_credentials
+from circlet.mirrors.git_mirror import without_credentials
 from circlet.projects import service as project_accounts
 from circlet.projects.ssh_keys import reseal_ssh_keys
 from circlet.reach.network import Refused

@@ -1,10 +1,12 @@
 """A small server that speaks the runner protocol (docs/runner-protocol.md) from memory, for the agent's
-tests until the real one (src/circlet/runners/) can stand in. It records every call and can be told
-to fail some of them."""
+tests: it records every call and can be told to fail some of them, which the real server cannot.
+``tests/runner/test_fake_server.py`` holds it to the real one (``circlet.runners.endpoints``): the
+same routes and methods, the same statuses and answer keys for the same conversation."""
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import socket
 import threading
@@ -15,6 +17,27 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 API = "/api/v3/runner"
+ROUTES = {
+    "claim": ("POST", "/claim"),
+    "heartbeat": ("POST", "/tasks/{task_id}/heartbeat"),
+    "step": ("POST", "/tasks/{task_id}/steps/{index}"),
+    "output": ("POST", "/tasks/{task_id}/steps/{index}/output"),
+    "complete": ("POST", "/tasks/{task_id}/complete"),
+}
+"""What the fake serves, by name (the names ``failures`` takes): method and path under ``API``."""
+_MATCHERS = {
+    name: (method, re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", API + path) + "$"))
+    for name, (method, path) in ROUTES.items()
+}
+
+
+def route_of(method: str, path: str) -> tuple[str, dict[str, str]] | None:
+    """The name of the route that serves ``method path``, and its path parameters."""
+    for name, (route_method, pattern) in _MATCHERS.items():
+        match = pattern.match(path.partition("?")[0])
+        if match is not None and route_method == method:
+            return name, match.groupdict()
+    return None
 
 
 def free_port() -> int:
@@ -104,23 +127,27 @@ class FakeRunnerServer:
             return self.failures[suffix].pop(0) if self.failures[suffix] else None
 
     def _answer(self, path: str, token: str, body: bytes) -> tuple[int, dict[str, Any] | None]:
-        parts = path.removeprefix(API + "/").split("/")
-        suffix = (
-            "claim" if parts == ["claim"] else parts[-1] if parts[-1] in ("heartbeat", "complete", "output") else "step"
-        )
-        injected = self._injected(suffix)
+        route = route_of("POST", path)
+        if route is None:
+            return 404, {"message": "Not Found"}
+        name, params = route
+        injected = self._injected(name)
         if injected is not None:
             return injected, {"message": "injected"}
-        if parts == ["claim"]:
+        if name == "claim":
             return self._claim(token, json.loads(body))
-        task_id = parts[1]
+        task_id = params["task_id"]
         if self.task_tokens.get(task_id) != token:
+            if token in self.task_tokens.values():
+                return 403, {"message": "This task token is for another task."}
             return 401, {"message": "unknown task token"}
         if task_id in self.expired:
             return 409, {"message": "task lease expired"}
+        if task_id in self.recorded.completes:
+            return 409, {"message": "task has ended"}
         with self._changed:
             try:
-                return self._task_call(task_id, parts[2:], body)
+                return self._task_call(name, task_id, params, body)
             finally:
                 self._changed.notify_all()
 
@@ -142,16 +169,19 @@ class FakeRunnerServer:
             task["task_token"] = self.task_tokens[task["task_id"]] = secrets.token_hex(8)
             return 200, task
 
-    def _task_call(self, task_id: str, rest: list[str], body: bytes) -> tuple[int, dict[str, Any] | None]:
+    def _task_call(
+        self, name: str, task_id: str, params: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, Any] | None]:
         recorded = self.recorded
-        if rest == ["heartbeat"]:
+        if name == "heartbeat":
             recorded.heartbeats[task_id] += 1
             return 200, {"lease_seconds": 60, "cancel": task_id in self.cancel}
-        if rest == ["complete"]:
+        if name == "complete":
             recorded.completes[task_id] = json.loads(body)
             return 200, {}
-        if len(rest) == 2:
-            recorded.events[task_id].append({"index": int(rest[1]), **json.loads(body)})
+        index = int(params["index"])
+        if name == "step":
+            recorded.events[task_id].append({"index": index, **json.loads(body)})
             return 200, {}
         self._in_flight += 1
         recorded.most_output_in_flight = max(recorded.most_output_in_flight, self._in_flight)
@@ -161,6 +191,6 @@ class FakeRunnerServer:
         finally:
             self._changed.acquire()
             self._in_flight -= 1
-        recorded.outputs[(task_id, int(rest[1]))] += body
-        recorded.output_calls.append((task_id, int(rest[1]), len(body), time.monotonic()))
+        recorded.outputs[(task_id, index)] += body
+        recorded.output_calls.append((task_id, index, len(body), time.monotonic()))
         return 200, {}

@@ -14,11 +14,11 @@ from sqlalchemy import update
 
 from circlet.app import create_app
 from circlet.audit import repository as audit
+from circlet.auth.tokens import token_hash
 from circlet.db.engine import Database
 from circlet.db.models import RunnerToken, Task
 from circlet.runners import repository as runners
 from circlet.settings import Settings
-from circlet.users.tokens import token_hash
 from tests.conftest import Account, make_account
 from tests.pipelines.helpers import ProtocolRunner, make_project, make_repo, runner_token, wait_for
 

@@ -3,7 +3,8 @@
 Entry point for the pipeline engine: :func:`compile_config`.
 """
 
-from .compiler import CompiledConfig, compile_config
+from .compiled import CompiledConfig
+from .compiler import compile_config
 from .errors import ConfigError, ConfigInvalid, Location
 from .graph import JobNode, WorkflowGraph
 from .limits import DEFAULT_LIMITS, ExpansionLimits

@@ -12,7 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-from .compiler import CompiledConfig, compile_config
+from .compiled import CompiledConfig
+from .compiler import compile_config
 from .errors import ConfigError, ConfigInvalid, Location
 from .orbs import OrbRegistry, default_orb_dirs, import_orbs, pack_orb
 from .pipeline import fabricated_values

@@ -4,10 +4,10 @@ and workflow graph (SEMANTICS R-0.1 gives the stage order)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .compiled import CompiledConfig
 from .errors import ConfigError, ConfigInvalid, Diagnostics, Location
 from .expressions import (
     ExpressionError,
@@ -17,7 +17,7 @@ from .expressions import (
     parse_expression,
     truthy,
 )
-from .graph import JobNode, WorkflowGraph, filter_workflow
+from .graph import JobNode, WorkflowGraph
 from .jobgroups import build_workflow_entries, parse_job_groups, synthetic_job
 from .jobs import JobExpander
 from .limits import DEFAULT_LIMITS, ExpansionBudget, ExpansionLimits
@@ -44,58 +44,6 @@ MAX_CONTEXTS = 100
 IMPLICIT_WORKFLOW = "workflow"
 
 
-@dataclass
-class CompiledConfig:
-    """The result of compiling one config.
-
-    ``processed`` is the processed config as data (``version``, ``jobs``, ``workflows``);
-    ``workflows`` the graph of every workflow that runs (``when``/``unless`` true);
-    ``skipped_workflows`` the ones dropped by ``when``/``unless``.
-    """
-
-    processed: dict[str, Any]
-    workflows: list[WorkflowGraph]
-    skipped_workflows: list[str]
-    orb_resolutions: list[tuple[str, str]]
-    setup: bool
-    source: str
-    pipeline: PipelineContext
-    warnings: list[ConfigError] = field(default_factory=list)
-
-    def to_yaml(self) -> str:
-        from .render import render_processed
-
-        return render_processed(self)
-
-    def to_yaml_within(self, limits: ExpansionLimits, filename: str) -> str:
-        """The processed config, refused (as an error of ``filename``) if it is larger than the
-        limit."""
-        rendered = self.to_yaml()
-        size = len(rendered.encode())
-        if size > limits.compiled_config_bytes:
-            diag = Diagnostics()
-            diag.over_limit("compiled config size in bytes", size, limits.compiled_config_bytes,
-                            "compiled_config_bytes", "", Location(filename, 1, 1))
-        return rendered
-
-    def graph_for(self, branch: str | None = None, tag: str | None = None) -> list[WorkflowGraph]:
-        """The workflows a push of ``branch`` (or ``tag``) runs, with filtered-out jobs removed
-        (R-9.6, R-9.7).  Scheduled (``triggers``) workflows are left out."""
-        values = dict(self.pipeline.values)
-        values["git.branch"] = branch
-        values["git.tag"] = tag
-        context = PipelineContext(values, self.pipeline.parameters)
-        scope = Scope(context)
-        result = []
-        for workflow in self.workflows:
-            if workflow.triggers:
-                continue
-            filtered = filter_workflow(workflow, branch, tag, scope.lookup)
-            if filtered.jobs:
-                result.append(filtered)
-        return result
-
-
 def compile_config(
     source: str,
     *,
@@ -111,16 +59,16 @@ def compile_config(
     if document is None:
         raise ConfigInvalid([ConfigError("config is empty", "", Location(filename, 1, 1))])
     if not isinstance(document, YMap):
-        raise ConfigInvalid([ConfigError("config must be a map", "", loc_of(document)
-                                         or Location(filename, 1, 1))])
+        raise ConfigInvalid([ConfigError("config must be a map", "", loc_of(document) or Location(filename, 1, 1))])
     registry = OrbRegistry(default_orb_dirs() if orb_dirs is None else orb_dirs)
     compiler = _Compiler(document, filename, source, registry, limits)
     return compiler.run(dict(pipeline_parameters or {}), flatten_values(pipeline_values or {}))
 
 
 class _Compiler:
-    def __init__(self, document: YMap, filename: str, source: str, registry: OrbRegistry,
-                 limits: ExpansionLimits) -> None:
+    def __init__(
+        self, document: YMap, filename: str, source: str, registry: OrbRegistry, limits: ExpansionLimits
+    ) -> None:
         self.doc = document
         self.filename = filename
         self.source = source
@@ -143,20 +91,23 @@ class _Compiler:
         self.expander = JobExpander(self.diag, scope, version_20=not self.v21)
         jobs_section = self.doc.get("jobs")
         job_names = [str(k) for k in jobs_section] if isinstance(jobs_section, dict) else []
-        self.groups = parse_job_groups(self.doc.get("job-groups"), job_names, self.diag) \
-            if self.v21 else {}
+        self.groups = parse_job_groups(self.doc.get("job-groups"), job_names, self.diag) if self.v21 else {}
         workflows, skipped, processed_workflows = self.compile_workflows(project, scope)
         setup = self.setup_flag(scope)
         if setup and len(workflows) != 1:
             # CircleCI runs such a config; what it enforces is a single continuation (R-13.1).
-            self.diag.warn(f"a setup config should run exactly one workflow ({len(workflows)} "
-                           "would run)", "setup", self.doc.loc("setup"))
+            self.diag.warn(
+                f"a setup config should run exactly one workflow ({len(workflows)} would run)",
+                "setup",
+                self.doc.loc("setup"),
+            )
         self.diag.raise_if_errors()
         processed: dict[str, Any] = {"version": 2, "jobs": self.output_jobs}
         if processed_workflows is not None:
             processed["workflows"] = processed_workflows
-        return CompiledConfig(processed, workflows, skipped, self.orb_resolutions, setup,
-                              self.source, pipeline, self.diag.warnings)
+        return CompiledConfig(
+            processed, workflows, skipped, self.orb_resolutions, setup, self.source, pipeline, self.diag.warnings
+        )
 
     def setup_flag(self, scope: Scope) -> bool:
         """``setup`` may be templated (``setup: << pipeline.parameters.x >>``)."""
@@ -170,11 +121,9 @@ class _Compiler:
 
     def check_version(self) -> None:
         version = self.doc.get("version")
-        text = str(version) if isinstance(version, str | int | YFloat) and \
-            not isinstance(version, bool) else None
+        text = str(version) if isinstance(version, str | int | YFloat) and not isinstance(version, bool) else None
         if text not in ("2", "2.0", "2.1"):
-            self.diag.error("version must be 2, 2.0 or 2.1", "version",
-                            self.doc.loc("version") or self.doc.loc())
+            self.diag.error("version must be 2, 2.0 or 2.1", "version", self.doc.loc("version") or self.doc.loc())
             self.diag.raise_if_errors()
         self.v21 = text == "2.1"
         if not self.v21:
@@ -185,11 +134,13 @@ class _Compiler:
     # --- pipeline parameters (R-4) -----------------------------------------------------------
 
     def pipeline_parameters(self, given: dict[str, Any]) -> dict[str, Any]:
-        specs = parse_declarations(self.doc.get("parameters"), "parameters", self.diag,
-                                   pipeline=True) if self.v21 else {}
+        specs = (
+            parse_declarations(self.doc.get("parameters"), "parameters", self.diag, pipeline=True) if self.v21 else {}
+        )
         if len(given) > MAX_PIPELINE_PARAMETERS:
-            self.diag.error(f"at most {MAX_PIPELINE_PARAMETERS} pipeline parameters may be passed",
-                            "pipeline parameters")
+            self.diag.error(
+                f"at most {MAX_PIPELINE_PARAMETERS} pipeline parameters may be passed", "pipeline parameters"
+            )
         values = {name: spec.default for name, spec in specs.items()}
         unexpected = [name for name in given if name not in specs]
         if unexpected:
@@ -223,15 +174,13 @@ class _Compiler:
             ns.orbs = self.import_orbs(self.doc.get("orbs"), "orbs", scope, in_orb=False)
         return ns
 
-    def import_orbs(self, orbs: Any, path: str, scope: Scope, in_orb: bool, depth: int = 1
-                    ) -> dict[str, Namespace]:
+    def import_orbs(self, orbs: Any, path: str, scope: Scope, in_orb: bool, depth: int = 1) -> dict[str, Namespace]:
         imported: dict[str, Namespace] = {}
         if orbs is None:
             return imported
         limit = self.diag.budget.limits.nesting_depth
         if depth > limit:
-            self.diag.over_limit("orbs nested in orbs", depth, limit, "nesting_depth", path,
-                                 loc_of(orbs))
+            self.diag.over_limit("orbs nested in orbs", depth, limit, "nesting_depth", path, loc_of(orbs))
         if not isinstance(orbs, YMap):
             self.diag.error("orbs must be a map of alias to orb reference", path, loc_of(orbs))
             return imported
@@ -240,8 +189,7 @@ class _Compiler:
             loc = orbs.loc(alias)
             if isinstance(ref, YMap):
                 ns = Namespace.from_body(ref, where, in_orb=True)
-                ns.orbs = self.import_orbs(ref.get("orbs"), f"{where}.orbs", scope, in_orb=True,
-                                           depth=depth + 1)
+                ns.orbs = self.import_orbs(ref.get("orbs"), f"{where}.orbs", scope, in_orb=True, depth=depth + 1)
                 imported[alias] = ns
                 continue
             if not isinstance(ref, str):
@@ -249,16 +197,14 @@ class _Compiler:
                 continue
             text = self.render_orb_ref(ref, scope, in_orb, where, loc)
             diag = Diagnostics() if in_orb else self.diag
-            ns_or_none = self.load_orb(text, where, loc, scope, diag, depth) \
-                if text is not None else None
+            ns_or_none = self.load_orb(text, where, loc, scope, diag, depth) if text is not None else None
             if ns_or_none is None:
                 problem = "; ".join(e.message for e in diag.errors) if in_orb else ""
                 ns_or_none = Namespace(where, in_orb=True, broken=True, problem=problem)
             imported[alias] = ns_or_none
         return imported
 
-    def render_orb_ref(self, ref: str, scope: Scope, in_orb: bool, where: str,
-                       loc: Location | None) -> str | None:
+    def render_orb_ref(self, ref: str, scope: Scope, in_orb: bool, where: str, loc: Location | None) -> str | None:
         orb_scope = Scope(scope.pipeline, None, in_orb)
         try:
             rendered = render_string(ref, orb_scope)
@@ -267,8 +213,9 @@ class _Compiler:
             return None
         return rendered if isinstance(rendered, str) else str(rendered)
 
-    def load_orb(self, text: str, where: str, loc: Location | None, scope: Scope,
-                 diag: Diagnostics, depth: int) -> Namespace | None:
+    def load_orb(
+        self, text: str, where: str, loc: Location | None, scope: Scope, diag: Diagnostics, depth: int
+    ) -> Namespace | None:
         """Resolve and read one orb; problems go to ``diag`` (a private one for orbs imported
         by orbs, which are only reported if something uses them)."""
         try:
@@ -277,8 +224,7 @@ class _Compiler:
             else:
                 parsed = parse_orb_ref(text)
                 if parsed is None:
-                    diag.error(f"invalid orb reference '{text}' (expected "
-                                    "namespace/name@version)", where, loc)
+                    diag.error(f"invalid orb reference '{text}' (expected namespace/name@version)", where, loc)
                     return None
                 resolved = self.registry.resolve(parsed)
         except OrbNotFound as exc:
@@ -298,8 +244,9 @@ class _Compiler:
         if pair not in self.orb_resolutions:
             self.orb_resolutions.append(pair)
 
-    def read_orb(self, resolved: ResolvedOrb, where: str, loc: Location | None, scope: Scope,
-                 diag: Diagnostics, depth: int) -> Namespace | None:
+    def read_orb(
+        self, resolved: ResolvedOrb, where: str, loc: Location | None, scope: Scope, diag: Diagnostics, depth: int
+    ) -> Namespace | None:
         try:
             body = load_orb_file(resolved.path, resolved.resolved)
         except ConfigInvalid as exc:
@@ -313,20 +260,19 @@ class _Compiler:
             diag.error(f"orb '{resolved.resolved}' is not a map", where, loc)
             return None
         if "workflows" in body:
-            diag.error(f"orb '{resolved.resolved}' is invalid: orbs cannot define workflows",
-                            where, loc)
+            diag.error(f"orb '{resolved.resolved}' is invalid: orbs cannot define workflows", where, loc)
         ns = Namespace.from_body(body, where, in_orb=True)
         self.orb_loading.add(resolved.path)
-        ns.orbs = self.import_orbs(body.get("orbs"), f"{where}.orbs", scope, in_orb=True,
-                                   depth=depth + 1)
+        ns.orbs = self.import_orbs(body.get("orbs"), f"{where}.orbs", scope, in_orb=True, depth=depth + 1)
         self.orb_loading.discard(resolved.path)
         self.orb_cache[resolved.path] = ns
         return ns
 
     # --- workflows (R-9) ---------------------------------------------------------------------
 
-    def compile_workflows(self, project: Namespace, scope: Scope
-                          ) -> tuple[list[WorkflowGraph], list[str], dict[str, Any] | None]:
+    def compile_workflows(
+        self, project: Namespace, scope: Scope
+    ) -> tuple[list[WorkflowGraph], list[str], dict[str, Any] | None]:
         raw = self.doc.get("workflows")
         if raw is None:
             return self.implicit_workflow(project, scope)
@@ -334,8 +280,9 @@ class _Compiler:
             self.diag.error("workflows must be a map", "workflows", self.doc.loc("workflows"))
             return [], [], None
         if not self.v21 and "version" not in raw:
-            self.diag.error("a version 2.0 config needs 'workflows: version: 2'", "workflows",
-                            self.doc.loc("workflows"))
+            self.diag.error(
+                "a version 2.0 config needs 'workflows: version: 2'", "workflows", self.doc.loc("workflows")
+            )
         graphs: list[WorkflowGraph] = []
         skipped: list[str] = []
         output: dict[str, Any] = {}
@@ -358,18 +305,19 @@ class _Compiler:
             graphs.append(graph)
             output[name] = self.workflow_output(body, entries_out)
         if len(contexts) > MAX_CONTEXTS:
-            self.diag.error(f"more than {MAX_CONTEXTS} distinct contexts are used", "workflows",
-                            self.doc.loc("workflows"))
+            self.diag.error(
+                f"more than {MAX_CONTEXTS} distinct contexts are used", "workflows", self.doc.loc("workflows")
+            )
         if "version" not in output:
             output["version"] = 2
         return graphs, skipped, output
 
-    def implicit_workflow(self, project: Namespace, scope: Scope
-                          ) -> tuple[list[WorkflowGraph], list[str], dict[str, Any] | None]:
+    def implicit_workflow(
+        self, project: Namespace, scope: Scope
+    ) -> tuple[list[WorkflowGraph], list[str], dict[str, Any] | None]:
         """No ``workflows``: a job named ``build`` runs on its own (R-2.5)."""
         if "build" not in project.jobs:
-            self.diag.error("no workflows and no job named 'build': nothing to run", "workflows",
-                            self.doc.loc())
+            self.diag.error("no workflows and no job named 'build': nothing to run", "workflows", self.doc.loc())
             return [], [], None
         raw = YList(self.filename)
         raw.append("build")
@@ -402,13 +350,13 @@ class _Compiler:
             value = value["condition"]
         if is_logic_statement(value) or isinstance(value, dict):
             return evaluate_logic(value)
-        if isinstance(value, str) and ("pipeline." in value or value.strip().startswith(
-                ("not ", "("))):
+        if isinstance(value, str) and ("pipeline." in value or value.strip().startswith(("not ", "("))):
             return truthy(evaluate(parse_expression(value), scope.lookup))
         return truthy(value)
 
-    def compile_workflow(self, name: str, body: YMap, path: str, project: Namespace, scope: Scope,
-                         runs: bool) -> tuple[WorkflowGraph, list[Any]]:
+    def compile_workflow(
+        self, name: str, body: YMap, path: str, project: Namespace, scope: Scope, runs: bool
+    ) -> tuple[WorkflowGraph, list[Any]]:
         """Expand the jobs of a running workflow into the processed ``jobs``; for a workflow that
         does not run, check its entries, requires and arguments only."""
         entries = build_workflow_entries(body["jobs"], path, scope, self.groups, self.diag)
@@ -427,19 +375,21 @@ class _Compiler:
             nodes.append(node)
             out_entries.append(self.entry_output(entry, node))
         reruns = body.get("max_auto_reruns")
-        graph = WorkflowGraph(name, nodes, body.get("triggers"),
-                              reruns if isinstance(reruns, int) else None)
+        graph = WorkflowGraph(name, nodes, body.get("triggers"), reruns if isinstance(reruns, int) else None)
         return graph, out_entries
 
-    def compile_entry(self, entry: Entry, project: Namespace, scope: Scope, store: bool
-                      ) -> JobNode | None:
+    def compile_entry(self, entry: Entry, project: Namespace, scope: Scope, store: bool) -> JobNode | None:
         self.check_entry(entry)
         context = _context_list(entry.args.get("context"))
         filters = entry.args.get("filters", entry.group_filters)
         serial_group = entry.args.get("serial-group")
-        common: dict[str, Any] = dict(requires=entry.requires, context=context, filters=filters,
-                                      serial_group=serial_group if isinstance(serial_group, str)
-                                      else None, matrix=entry.matrix)
+        common: dict[str, Any] = dict(
+            requires=entry.requires,
+            context=context,
+            filters=filters,
+            serial_group=serial_group if isinstance(serial_group, str) else None,
+            matrix=entry.matrix,
+        )
         if entry.synthetic is not None:
             # A job group's boundary job (R-11.2): stepless, kept in the processed ``jobs``.
             job_def = synthetic_job(entry)
@@ -448,8 +398,7 @@ class _Compiler:
             return JobNode(entry.name, key, entry.synthetic, **common)
         if entry.type == "approval":
             if project.find("jobs", entry.name) is not None and entry.name != entry.ref:
-                self.diag.error(f"approval job '{entry.name}' has the name of a job in 'jobs'",
-                                entry.path, entry.loc)
+                self.diag.error(f"approval job '{entry.name}' has the name of a job in 'jobs'", entry.path, entry.loc)
             return JobNode(entry.name, None, "approval", **common)
         ref = self.override_target(entry, project) or entry.ref
         found = project.find("jobs", ref)
@@ -460,8 +409,7 @@ class _Compiler:
             return None
         definition, home, local = found
         if not isinstance(definition, YMap):
-            self.diag.error(f"job '{ref}' must be a map", home.path_of("jobs", local),
-                            loc_of(definition) or entry.loc)
+            self.diag.error(f"job '{ref}' must be a map", home.path_of("jobs", local), loc_of(definition) or entry.loc)
             return None
         if not self.v21 and entry.job_arguments():
             self.diag.error("job parameters require version 2.1", entry.path, entry.loc)
@@ -480,29 +428,36 @@ class _Compiler:
             lock_key = executor.pop("key", None)
             common["serial_group"] = lock_key if isinstance(lock_key, str) else None
         steps = job.get("steps", [])
-        return JobNode(entry.name, key, job_type if isinstance(job_type, str) else "build",
-                       executor=executor, steps=steps if isinstance(steps, list) else [],
-                       **common)
+        return JobNode(
+            entry.name,
+            key,
+            job_type if isinstance(job_type, str) else "build",
+            executor=executor,
+            steps=steps if isinstance(steps, list) else [],
+            **common,
+        )
 
     def check_arguments(self, entry: Entry, definition: YMap, home: Namespace, local: str) -> None:
         """For a workflow that does not run: check the arguments without expanding the job."""
         specs = self.expander.specs_of(definition, home.path_of("jobs", local), job=True)
-        bind_arguments(specs, entry.job_arguments(), f"job '{entry.name}'", entry.path, entry.loc,
-                       self.diag)
+        bind_arguments(specs, entry.job_arguments(), f"job '{entry.name}'", entry.path, entry.loc, self.diag)
 
-    def expand_entry_job(self, entry: Entry, definition: YMap, home: Namespace, local: str,
-                         project: Namespace, scope: Scope) -> YMap | None:
+    def expand_entry_job(
+        self, entry: Entry, definition: YMap, home: Namespace, local: str, project: Namespace, scope: Scope
+    ) -> YMap | None:
         """Expand the entry's job; identical invocations (same job, arguments, pre/post steps,
         as is common across workflows) are expanded once."""
         arguments = entry.job_arguments()
-        key = (id(definition), repr(arguments), repr(entry.args.get("pre-steps")),
-               repr(entry.args.get("post-steps")))
+        key = (id(definition), repr(arguments), repr(entry.args.get("pre-steps")), repr(entry.args.get("post-steps")))
         if key in self.expanded_jobs:
             return self.expanded_jobs[key]
-        extra = (self.entry_steps(entry, "pre-steps", project, scope),
-                 self.entry_steps(entry, "post-steps", project, scope))
-        job = self.expander.expand_job(definition, home, local, entry.name, arguments, project,
-                                       scope, extra, entry.path, entry.loc)
+        extra = (
+            self.entry_steps(entry, "pre-steps", project, scope),
+            self.entry_steps(entry, "post-steps", project, scope),
+        )
+        job = self.expander.expand_job(
+            definition, home, local, entry.name, arguments, project, scope, extra, entry.path, entry.loc
+        )
         self.expanded_jobs[key] = job
         return job
 
@@ -513,26 +468,28 @@ class _Compiler:
                     self.diag.error(f"'{key}' requires version 2.1", entry.path, entry.loc)
         job_type = entry.args.get("type")
         if job_type is not None and job_type != "approval":
-            self.diag.error(f"type '{job_type}' is not allowed on a workflow job entry (only "
-                            "'approval')", f"{entry.path}.type", entry.loc)
+            self.diag.error(
+                f"type '{job_type}' is not allowed on a workflow job entry (only 'approval')",
+                f"{entry.path}.type",
+                entry.loc,
+            )
         if "serial-group" in entry.args:
-            check_serial_group(entry.args["serial-group"], f"{entry.path}.serial-group", entry.loc,
-                               self.diag)
+            check_serial_group(entry.args["serial-group"], f"{entry.path}.serial-group", entry.loc, self.diag)
         context = entry.args.get("context")
-        if context is not None and not isinstance(context, str) and not (
-                isinstance(context, list) and all(isinstance(c, str) for c in context)):
-            self.diag.error("context must be a string or a list of strings",
-                            f"{entry.path}.context", entry.loc)
+        if (
+            context is not None
+            and not isinstance(context, str)
+            and not (isinstance(context, list) and all(isinstance(c, str) for c in context))
+        ):
+            self.diag.error("context must be a string or a list of strings", f"{entry.path}.context", entry.loc)
         filters = entry.args.get("filters")
         if filters is not None and not isinstance(filters, dict | str):
-            self.diag.error("filters must be a map or an expression", f"{entry.path}.filters",
-                            entry.loc)
+            self.diag.error("filters must be a map or an expression", f"{entry.path}.filters", entry.loc)
         if isinstance(filters, str):
             try:
                 parse_expression(filters)
             except ExpressionError as exc:
-                self.diag.error(f"invalid filter expression: {exc.message}",
-                                f"{entry.path}.filters", entry.loc)
+                self.diag.error(f"invalid filter expression: {exc.message}", f"{entry.path}.filters", entry.loc)
 
     @staticmethod
     def override_target(entry: Entry, project: Namespace) -> str | None:
@@ -603,4 +560,3 @@ def _requirement_output(name: str, statuses: tuple[str, ...]) -> Any:
     if statuses == ("success",):
         return name
     return {name: statuses[0] if len(statuses) == 1 else list(statuses)}
-

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import yaml
 
 from .loader import YFloat
 
-if TYPE_CHECKING:
-    from .compiler import CompiledConfig
-
 PROCESSED_MARKER = "# Original config.yml file:"
 _ORB_HEADER = "# Orb '"
+
+
+class CompiledResult(Protocol):
+    """What rendering reads of a ``CompiledConfig`` (structural, so that this module, which
+    ``CompiledConfig.to_yaml`` calls, does not import it back)."""
+
+    @property
+    def processed(self) -> dict[str, Any]: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def orb_resolutions(self) -> list[tuple[str, str]]: ...
 
 
 class _Ordered(dict[str, Any]):
@@ -60,12 +69,13 @@ def canonical(value: Any) -> Any:
 
 
 def dump_yaml(value: Any) -> str:
-    text: str = yaml.dump(canonical(value), Dumper=_Dumper, default_flow_style=False,
-                          sort_keys=False, allow_unicode=True, width=1_000_000)
+    text: str = yaml.dump(
+        canonical(value), Dumper=_Dumper, default_flow_style=False, sort_keys=False, allow_unicode=True, width=1_000_000
+    )
     return text
 
 
-def processed_document(compiled: CompiledConfig) -> Any:
+def processed_document(compiled: CompiledResult) -> Any:
     processed = compiled.processed
     top = _Ordered()
     top["version"] = processed["version"]
@@ -76,16 +86,15 @@ def processed_document(compiled: CompiledConfig) -> Any:
     return top
 
 
-def render_processed(compiled: CompiledConfig) -> str:
+def render_processed(compiled: CompiledResult) -> str:
     """Header lines for resolved orbs, the processed YAML, then the original config commented
     out.  A processed config given as input keeps its own header and original (idempotence)."""
     source = compiled.source
     if PROCESSED_MARKER in source:
         header = [line for line in source.splitlines() if line.startswith(_ORB_HEADER)]
-        trailer = source[source.index(PROCESSED_MARKER):].rstrip("\n").splitlines()
+        trailer = source[source.index(PROCESSED_MARKER) :].rstrip("\n").splitlines()
     else:
-        header = [f"# Orb '{requested}' resolved to '{resolved}'"
-                  for requested, resolved in compiled.orb_resolutions]
+        header = [f"# Orb '{requested}' resolved to '{resolved}'" for requested, resolved in compiled.orb_resolutions]
         trailer = [PROCESSED_MARKER] + [f"# {line}".rstrip() for line in source.splitlines()]
     body = dump_yaml(processed_document(compiled))
     parts = header + [body.rstrip("\n"), ""] + trailer

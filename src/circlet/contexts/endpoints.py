@@ -9,10 +9,10 @@ from fastapi import Depends, Query, Request
 from pydantic import TypeAdapter
 from starlette.responses import Response
 
+from circlet.auth import Principal, authenticate
 from circlet.contexts.schemas import CreateContext, CreateRestriction, PutEnvironmentVariable
 from circlet.contexts.service import ContextService, context_body
 from circlet.db.engine import Database
-from circlet.http.auth import Principal, authenticate
 from circlet.http.params import QuerySpec, query_values
 from circlet.http.responses import json_response, message
 from circlet.http.routing import api_router, lean_get, lean_put

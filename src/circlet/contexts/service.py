@@ -16,13 +16,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from circlet.audit import repository as audit
+from circlet.auth import ROLE_ADMIN, Principal
 from circlet.contexts import repository as contexts
 from circlet.contexts.expressions import ExpressionError, parse_restriction_expression
 from circlet.contexts.schemas import ContextOwner, CreateRestriction
 from circlet.db.dialect import Executor
 from circlet.db.models import Context
 from circlet.groups import repository as groups
-from circlet.http.auth import ROLE_ADMIN, Principal
 from circlet.http.errors import BadRequest, Conflict, Forbidden, NotFound
 from circlet.http.pagination import PageTokens
 from circlet.http.responses import timestamp

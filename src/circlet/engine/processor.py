@@ -24,7 +24,7 @@ from circlet.engine import repository as engine
 from circlet.engine import states
 from circlet.engine.compiling import Compiled, CompilePool, CompileRefused, CompileRequest
 from circlet.engine.orchestrator import Orchestrator, continuation_key, key_hash
-from circlet.pipelines.git_mirror import GitError, GitMirrors, MissingFile, RepoSource
+from circlet.mirrors.git_mirror import GitError, GitMirrors, MissingFile, RepoSource
 from circlet.projects import repository as projects
 
 log = logging.getLogger("circlet.engine")

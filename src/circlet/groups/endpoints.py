@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from starlette.responses import Response
 
+from circlet.auth import Principal, authenticate
 from circlet.db.engine import Database
 from circlet.groups.schemas import CreateGroup
 from circlet.groups.service import GroupService, group_body
-from circlet.http.auth import Principal, authenticate
 from circlet.http.responses import json_response, message
 from circlet.http.routing import api_router
 

@@ -15,14 +15,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from circlet.audit import repository as audit
+from circlet.auth import ROLE_ADMIN, ROLE_VIEWER, Principal, require_role
 from circlet.db.models import Group, Organization, User
 from circlet.groups import repository as groups
-from circlet.http.auth import ROLE_ADMIN, ROLE_VIEWER, Principal
 from circlet.http.errors import BadRequest, Conflict, NotFound
 from circlet.http.pagination import PageTokens
 from circlet.http.text import check_single_line_name
 from circlet.orgs import repository as orgs
-from circlet.orgs.service import require_role
 from circlet.users.service import OPERATOR, AccountError
 
 DEFAULT_PAGE_SIZE = 20

@@ -41,8 +41,8 @@ from circlet.http.middleware import (
     content_length,
     log_request,
     new_request_id,
-    plain_response,
     refused_before_reading,
+    send_refusal,
 )
 from circlet.http.routing import LeanRoute
 
@@ -105,11 +105,7 @@ class HotRoutesApp(FastAPI):
         refusal = refused_before_reading(scope, self._max_body_bytes)
         if refusal is not None:
             scope.setdefault("state", {})["rid"] = request_id
-            start, body = plain_response(*refusal)
-            start["headers"].append(rid_header)
-            await send(start)
-            await send(body)
-            log_request(scope, refusal[0], started, request_id)
+            await send_refusal(send, refusal, scope, started, request_id)
             return
 
         received: list[Message] = []
@@ -195,4 +191,3 @@ def _replaying(received: list[Message], receive: Receive) -> Receive:
         return await receive()
 
     return replay
-

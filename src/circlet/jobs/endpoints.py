@@ -9,8 +9,8 @@ from urllib.parse import quote
 from fastapi import Depends, Query, Request
 from starlette.responses import Response, StreamingResponse
 
+from circlet.auth import Principal, authenticate
 from circlet.db.engine import Database
-from circlet.http.auth import Principal, authenticate
 from circlet.http.responses import json_response, message
 from circlet.http.routing import api_router
 from circlet.jobs.service import JobService

@@ -13,8 +13,8 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response, StreamingResponse
 
+from circlet.auth import Principal, authenticate, token_from_request
 from circlet.db.engine import Database
-from circlet.http.auth import Principal, authenticate, token_from_request
 from circlet.http.errors import BadRequest, NotFound
 from circlet.http.responses import json_response, message
 from circlet.legacy.schemas import AddSshKey, DeleteSshKey

@@ -10,10 +10,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from circlet.auth import Principal
 from circlet.db.models import Job, StepRun
 from circlet.engine import repository as engine
 from circlet.engine import states
-from circlet.http.auth import Principal
 from circlet.http.errors import NotFound, Unauthorized
 from circlet.http.responses import timestamp
 from circlet.jobs.service import JobService

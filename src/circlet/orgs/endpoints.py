@@ -12,13 +12,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.responses import Response
 
+from circlet.auth import Authenticator, Principal, authenticate
 from circlet.db.engine import Database
-from circlet.http.auth import Authenticator, Principal, authenticate
 from circlet.http.responses import json_response, message
 from circlet.http.routing import api_router
+from circlet.mirrors.git_mirror import GitMirrors
 from circlet.orgs import service
 from circlet.orgs.schemas import CreateOrbAllowListEntry, CreateOrganization
-from circlet.pipelines.git_mirror import GitMirrors
 
 router = api_router("Organization")
 Caller = Annotated[Principal, Depends(authenticate)]

@@ -14,28 +14,16 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from circlet.audit import repository as audit
+from circlet.auth import ROLE_ADMIN, Principal, require_role
 from circlet.db.models import Organization
-from circlet.http.auth import ROLE_ADMIN, ROLE_MEMBER, ROLE_VIEWER, Principal
 from circlet.http.errors import BadRequest, Conflict, Forbidden, NotFound
 from circlet.orgs import repository as orgs
 from circlet.orgs.slugs import org_slug, parse_org_slug
 from circlet.users import repository as users
 
-RANK = {ROLE_VIEWER: 1, ROLE_MEMBER: 2, ROLE_ADMIN: 3}
 # GitHub and Bitbucket workspace names: letters, digits and - _ . , starting with a letter or digit.
 VCS_ORG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 ORB_AUTH_METHODS = ("github-oauth", "none", "bitbucket-oauth", "github-app")
-
-
-def require_role(principal: Principal, org_id: uuid.UUID, least: str, *, missing: str, action: str) -> str:
-    """The caller's role in the organization, at least ``least``: 404 (``missing``) for an outsider,
-    so that nothing reveals what another organization holds, and 403 for too small a role."""
-    role = principal.role_in(org_id)
-    if role is None:
-        raise NotFound(missing)
-    if RANK[role] < RANK[least]:
-        raise Forbidden(f"Permission denied: only organization {least}s may {action}.")
-    return role
 
 
 def org_body(org: Organization) -> dict[str, Any]:

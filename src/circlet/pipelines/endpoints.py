@@ -13,8 +13,8 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from starlette.responses import Response
 
+from circlet.auth import Principal, authenticate
 from circlet.db.engine import Database
-from circlet.http.auth import Principal, authenticate
 from circlet.http.responses import json_response, message
 from circlet.http.routing import api_router, public_base_url
 from circlet.pipelines.schemas import ContinuePipeline, DefinitionBody, RunPipeline, TriggerBody, TriggerPipeline

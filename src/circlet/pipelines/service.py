@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from circlet.auth import ROLE_ADMIN, ROLE_MEMBER, Principal, require_role
 from circlet.config import ConfigInvalid
 from circlet.db.models import Organization, Pipeline, PipelineDefinition, PipelineTrigger, Project, Workflow
 from circlet.db.types import utcnow
@@ -22,16 +23,15 @@ from circlet.engine import states
 from circlet.engine.compiling import Compiled, CompileRefused
 from circlet.engine.orchestrator import Orchestrator, key_hash
 from circlet.engine.processor import Processor, config_errors, config_warnings, error_lines, set_pipeline_state
-from circlet.http.auth import ROLE_ADMIN, ROLE_MEMBER, Principal
 from circlet.http.errors import BadRequest, NotFound
 from circlet.http.pagination import PageTokens
 from circlet.http.responses import timestamp
 from circlet.http.text import is_storable_text
+from circlet.mirrors.git_mirror import Commit, GitError, GitMirrors, RepoSource, UnknownRef
 from circlet.orgs import repository as orgs
-from circlet.orgs.service import find_org, require_role
+from circlet.orgs.service import find_org
 from circlet.orgs.slugs import PROVIDER_NAMES, project_slug
 from circlet.pipelines import repository as definitions
-from circlet.pipelines.git_mirror import Commit, GitError, GitMirrors, RepoSource, UnknownRef
 from circlet.pipelines.schemas import DefinitionBody, RunPipeline, TriggerBody, TriggerPipeline
 from circlet.projects import repository as projects
 from circlet.projects.repository import ProjectInOrg

@@ -14,11 +14,11 @@ from typing import Annotated, Literal
 from fastapi import Depends, Query, Request
 from starlette.responses import Response
 
+from circlet.auth import Principal, authenticate
 from circlet.db.engine import Database
-from circlet.http.auth import Principal, authenticate
 from circlet.http.responses import json_response, message
 from circlet.http.routing import api_router, lean_get
-from circlet.pipelines.git_mirror import GitMirrors
+from circlet.mirrors.git_mirror import GitMirrors
 from circlet.projects.schemas import (
     AdvancedSettings,
     CreateCheckoutKey,

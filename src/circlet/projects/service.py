@@ -16,13 +16,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from circlet.audit import repository as audit
+from circlet.auth import ROLE_ADMIN, ROLE_VIEWER, Principal, require_role
 from circlet.db.models import CheckoutKey, Organization, Project, ProjectSettings
 from circlet.db.types import utcnow
-from circlet.http.auth import ROLE_ADMIN, ROLE_VIEWER, Principal
 from circlet.http.errors import ApiError, BadRequest, Conflict, NotFound
 from circlet.http.responses import timestamp
 from circlet.http.text import check_single_line_name
-from circlet.orgs.service import find_org, require_role
+from circlet.orgs.service import find_org
 from circlet.orgs.slugs import PROVIDER_NAMES, VCS_BY_PREFIX, org_slug, parse_project_slug, project_slug
 from circlet.projects import repository as projects
 from circlet.projects.keys import generate_key_pair

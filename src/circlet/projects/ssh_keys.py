@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from circlet.audit import repository as audit
+from circlet.auth import ROLE_ADMIN, Principal
 from circlet.db.models import ProjectSshKey
 from circlet.db.types import utcnow
-from circlet.http.auth import ROLE_ADMIN, Principal
 from circlet.http.errors import BadRequest, Conflict, NotFound
 from circlet.projects import ssh_key_repository as ssh_keys
 from circlet.projects.keys import md5_fingerprint, sha256_fingerprint

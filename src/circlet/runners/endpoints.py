@@ -11,11 +11,11 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response, StreamingResponse
 
+from circlet.auth import Principal, authenticate
 from circlet.blobs import StoredBlob
 from circlet.db.engine import Database
 from circlet.db.models import Task
 from circlet.engine.queue import TaskSignal
-from circlet.http.auth import Principal, authenticate
 from circlet.http.errors import PayloadTooLarge
 from circlet.http.responses import json_response
 from circlet.runners import service as runner_admin

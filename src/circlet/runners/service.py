@@ -21,6 +21,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from circlet.audit import repository as audit
+from circlet.auth import ROLE_ADMIN, Principal, require_role
+from circlet.auth.tokens import token_hash
 from circlet.contexts import repository as contexts
 from circlet.contexts.service import ContextService
 from circlet.db.models import Job, Organization, RunnerInstance, RunnerResourceClass, RunnerToken, Task
@@ -30,11 +32,9 @@ from circlet.engine import states
 from circlet.engine.orchestrator import LOCAL_RESOURCE_CLASS, Orchestrator, continuation_key
 from circlet.engine.processor import LEASE_LOST
 from circlet.engine.queue import HEARTBEAT_SECONDS
-from circlet.http.auth import ROLE_ADMIN, Principal
 from circlet.http.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from circlet.http.responses import timestamp
 from circlet.orgs import repository as orgs
-from circlet.orgs.service import require_role
 from circlet.pipelines.service import slug_of
 from circlet.projects import repository as projects
 from circlet.projects.service import ProjectService
@@ -43,7 +43,6 @@ from circlet.runners import repository as runners
 from circlet.storage import repository as storage
 from circlet.users import repository as users
 from circlet.users.service import OPERATOR
-from circlet.users.tokens import token_hash
 
 RUNNER_TOKEN_PREFIX = "circlet_rt_"
 TASK_TOKEN_PREFIX = "circlet_tt_"

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request
 from starlette.responses import Response
 
+from circlet.auth import Principal, authenticate
 from circlet.db.engine import Database
-from circlet.http.auth import Principal, authenticate
 from circlet.http.errors import NotFound
 from circlet.http.responses import json_response
 from circlet.http.routing import api_router, lean_get, public_base_url

@@ -9,12 +9,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from circlet.audit import repository as audit
+from circlet.auth import ROLES
+from circlet.auth.tokens import new_token, token_hash
 from circlet.db.models import Organization, User
-from circlet.http.auth import ROLES
 from circlet.orgs import repository as orgs
 from circlet.orgs.slugs import org_slug, parse_org_slug
 from circlet.users import repository as users
-from circlet.users.tokens import new_token, token_hash
 
 OPERATOR = "circlet-admin"
 

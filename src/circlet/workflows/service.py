@@ -9,15 +9,14 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from circlet.auth import ROLE_MEMBER, ROLE_VIEWER, Principal, require_role
 from circlet.db.models import Job, Pipeline, Workflow
 from circlet.engine import repository as engine
 from circlet.engine import states
 from circlet.engine.orchestrator import Orchestrator
-from circlet.http.auth import ROLE_MEMBER, ROLE_VIEWER, Principal
 from circlet.http.errors import BadRequest, NotFound
 from circlet.http.responses import timestamp
 from circlet.orgs import repository as orgs
-from circlet.orgs.service import require_role
 from circlet.pipelines.service import slug_of, workflow_body
 from circlet.projects import repository as projects
 from circlet.projects.repository import ProjectInOrg

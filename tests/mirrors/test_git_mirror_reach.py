@@ -1,4 +1,4 @@
-"""What a mirror fetch may reach, decided at fetch time (circlet.pipelines.git_mirror with circlet.reach):
+"""What a mirror fetch may reach, decided at fetch time (circlet.mirrors.git_mirror with circlet.reach):
 real git, a real `git daemon`, real repositories on disk."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from circlet.pipelines.git_mirror import GitError, GitMirrors, RepoSource
+from circlet.mirrors.git_mirror import GitError, GitMirrors, RepoSource
 from circlet.reach.network import IPAddress, NetworkGuard, parse_networks
 from circlet.reach.repo_urls import RepoRules
 from tests.conftest import free_port

@@ -10,15 +10,10 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from circlet.auth.tokens import token_hash
 from circlet.db.engine import Database
 from circlet.http.errors import RateLimited, Unauthorized
 from circlet.users import repository as users
-from circlet.users.tokens import token_hash
-
-ROLE_ADMIN = "admin"
-ROLE_MEMBER = "member"
-ROLE_VIEWER = "viewer"
-ROLES = (ROLE_ADMIN, ROLE_MEMBER, ROLE_VIEWER)
 
 
 @dataclass(frozen=True)
