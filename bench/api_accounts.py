@@ -110,9 +110,7 @@ class Seeder:
         for _ in range(count):
             org_id, n = uuid.uuid4(), len(self.orgs) + len(orgs)
             name = f"org-{n:04d}"
-            orgs.append(
-                {"id": org_id, "name": name, "name_key": name, "vcs_type": "github", "created_at": self.start}
-            )
+            orgs.append({"id": org_id, "name": name, "name_key": name, "vcs_type": "github", "created_at": self.start})
             if member:
                 memberships.append(
                     {"org_id": org_id, "user_id": self.user_id, "role": "member", "created_at": self.start}

@@ -35,13 +35,18 @@ def test_workflow_graph_nodes() -> None:
     assert compiled.skipped_workflows == ["off"]
     test, hold = compiled.workflows[0].jobs
     assert test == JobNode(
-        name="test", job="test", type="build", requires={}, context=("aws",),
-        filters={"branches": {"only": "main"}}, serial_group="deploys",
+        name="test",
+        job="test",
+        type="build",
+        requires={},
+        context=("aws",),
+        filters={"branches": {"only": "main"}},
+        serial_group="deploys",
         executor={"docker": [{"image": "cimg/python:3.12"}], "resource_class": "large"},
-        steps=["checkout", {"run": {"command": "pytest"}}], matrix=None,
+        steps=["checkout", {"run": {"command": "pytest"}}],
+        matrix=None,
     )
-    assert hold == JobNode(name="hold", job=None, type="approval",
-                           requires={"test": ("success", "failed")}, context=())
+    assert hold == JobNode(name="hold", job=None, type="approval", requires={"test": ("success", "failed")}, context=())
     assert compiled.processed["jobs"]["test"]["environment"] == {"A": "1"}
 
 

@@ -91,24 +91,26 @@ def test_validate_reports_every_error_with_position(tmp_path: Path, home: Path) 
 
 
 def test_validate_prints_warnings_and_passes(tmp_path: Path) -> None:
-    path = write(tmp_path, "version: 2\njobs:\n  build:\n    docker: [{image: x}]\n"
-                 "    dependencies: {pre: [make]}\n    steps: [{type: checkout}]\n")
+    path = write(
+        tmp_path,
+        "version: 2\njobs:\n  build:\n    docker: [{image: x}]\n"
+        "    dependencies: {pre: [make]}\n    steps: [{type: checkout}]\n",
+    )
     validated = _module("config", "validate", str(path), env=dict(os.environ, CIRCLET_HOME=str(tmp_path)))
     assert validated.returncode == 0, validated.stderr
     assert validated.stdout == f"Config file at {path} is valid.\n"
     assert validated.stderr.splitlines() == [
-        f"warning: {path}:5:5: jobs.build.dependencies: unknown job key 'dependencies' ignored "
-        "(version 2.0 drops it)",
-        f"warning: {path}:6:13: jobs.build.steps[0]: the legacy step form '- type: checkout' is "
-        "read as '- checkout'",
+        f"warning: {path}:5:5: jobs.build.dependencies: unknown job key 'dependencies' ignored (version 2.0 drops it)",
+        f"warning: {path}:6:13: jobs.build.steps[0]: the legacy step form '- type: checkout' is read as '- checkout'",
     ]
 
 
 def test_process_with_parameters_and_values(tmp_path: Path, home: Path) -> None:
     path = write(tmp_path, VALID)
     values = write(tmp_path, json.dumps({"git.branch": "dev"}), "values.json")
-    result = runner.invoke(config_app, ["process", str(path), "--pipeline-parameters",
-                                        '{"tag": "2"}', "--pipeline-values", f"@{values}"])
+    result = runner.invoke(
+        config_app, ["process", str(path), "--pipeline-parameters", '{"tag": "2"}', "--pipeline-values", f"@{values}"]
+    )
     assert result.exit_code == 0, result.output
     processed, original = result.output.split("\n# Original config.yml file:\n")
     assert processed == EXPECTED_PROCESSED
@@ -121,19 +123,24 @@ def test_process_reads_standard_input(home: Path) -> None:
     assert result.output.startswith("version: 2\njobs:\n  build:\n")
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (b"version: 2.1\n\xff\xfe\x00binary", "<stdin>:2:1: not UTF-8 text (byte 13)"),
-    (b"version: 2.1\njobs: [unclosed\n", "<stdin>:3:1: YAML error: did not find expected ',' or ']'"),
-    (b"just some words\n", "<stdin>:1:1: config must be a map"),
-    (b"", "<stdin>:1:1: config is empty"),
-    (b"a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
-     b"c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
-     b"e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
-     b"g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n",
-     "<stdin>:1:1: YAML error: document expands to more than 2000000 nodes (alias expansion limit)"),
-    (b"[" * 5000 + b"]" * 5000, "<stdin>:1:1001: YAML error: exceeded maximum nesting depth"),
-    (b"[" * 600 + b"]" * 600, "<stdin>:1:402: YAML error: YAML nesting deeper than 400 levels"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"version: 2.1\n\xff\xfe\x00binary", "<stdin>:2:1: not UTF-8 text (byte 13)"),
+        (b"version: 2.1\njobs: [unclosed\n", "<stdin>:3:1: YAML error: did not find expected ',' or ']'"),
+        (b"just some words\n", "<stdin>:1:1: config must be a map"),
+        (b"", "<stdin>:1:1: config is empty"),
+        (
+            b"a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+            b"c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+            b"e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+            b"g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n",
+            "<stdin>:1:1: YAML error: document expands to more than 2000000 nodes (alias expansion limit)",
+        ),
+        (b"[" * 5000 + b"]" * 5000, "<stdin>:1:1001: YAML error: exceeded maximum nesting depth"),
+        (b"[" * 600 + b"]" * 600, "<stdin>:1:402: YAML error: YAML nesting deeper than 400 levels"),
+    ],
+)
 def test_bad_input_is_a_message_not_a_traceback(home: Path, content: bytes, message: str) -> None:
     result = runner.invoke(config_app, ["process", "-"], input=content)
     assert result.exit_code == 1
@@ -153,8 +160,11 @@ def test_bad_options_exit_1(tmp_path: Path, home: Path) -> None:
 
 def test_ten_megabyte_config(tmp_path: Path, home: Path) -> None:
     padding = "".join(f"  - run: echo line {i} {'x' * 80}\n" for i in range(100_000))
-    text = ("version: 2.1\njobs:\n  build:\n    docker: [{image: cimg/base:stable}]\n    steps:\n"
-            + padding.replace("  - run", "      - run") + "workflows:\n  main:\n    jobs: [build]\n")
+    text = (
+        "version: 2.1\njobs:\n  build:\n    docker: [{image: cimg/base:stable}]\n    steps:\n"
+        + padding.replace("  - run", "      - run")
+        + "workflows:\n  main:\n    jobs: [build]\n"
+    )
     assert len(text) > 10_000_000
     path = write(tmp_path, text)
     result = runner.invoke(config_app, ["validate", str(path)])
@@ -177,8 +187,10 @@ def test_orb_import_list_and_use(tmp_path: Path, home: Path) -> None:
         f"acme/greet@1.0.0\t{home / 'orbs' / 'acme' / 'greet@1.0.0.yml'}",
         f"acme/greet@1.1.0\t{home / 'orbs' / 'acme' / 'greet@1.1.0.yml'}",
     ]
-    config = write(tmp_path, "version: 2.1\norbs: {g: acme/greet@1}\njobs:\n  build:\n"
-                   "    docker: [{image: x}]\n    steps: [g/hi]\n")
+    config = write(
+        tmp_path,
+        "version: 2.1\norbs: {g: acme/greet@1}\njobs:\n  build:\n    docker: [{image: x}]\n    steps: [g/hi]\n",
+    )
     result = runner.invoke(config_app, ["process", str(config)])
     assert result.output.startswith("# Orb 'acme/greet@1' resolved to 'acme/greet@1.1.0'\n")
     assert "command: echo v1.1" in result.output
@@ -195,14 +207,17 @@ def test_orb_import_single_file_needs_a_name(tmp_path: Path, home: Path) -> None
 
 
 def test_missing_orb_says_how_to_import(tmp_path: Path, home: Path) -> None:
-    config = write(tmp_path, "version: 2.1\norbs: {n: circleci/node@5}\njobs:\n  build:\n"
-                   "    docker: [{image: x}]\n    steps: [checkout]\n")
+    config = write(
+        tmp_path,
+        "version: 2.1\norbs: {n: circleci/node@5}\njobs:\n  build:\n    docker: [{image: x}]\n    steps: [checkout]\n",
+    )
     result = runner.invoke(config_app, ["validate", str(config)])
     assert result.exit_code == 1
     assert result.output == (
         f"{config}:2:8: orbs.n: unknown orb 'circleci/node@5' (looked in {home / 'orbs'}; no "
         "version of it is available); add it with 'circlet orb import <packed-orb.yml>' or pass "
-        "--orb-dir\n")
+        "--orb-dir\n"
+    )
 
 
 def test_orb_pack(tmp_path: Path) -> None:
@@ -214,7 +229,8 @@ def test_orb_pack(tmp_path: Path) -> None:
     (src / "commands" / "greet.yml").write_text(
         "parameters:\n  to: {type: string, default: you}\nsteps:\n"
         "  - run:\n      environment: {TO: << parameters.to >>}\n"
-        "      command: <<include(scripts/greet.sh)>>\n")
+        "      command: <<include(scripts/greet.sh)>>\n"
+    )
     (src / "scripts" / "greet.sh").write_text('echo "hello $TO" # << not a template >>\n')
     (src / "executors" / "default.yml").write_text("docker: [{image: cimg/base:stable}]\n")
     (src / ".hidden.yml").write_text("ignored: true\n")
@@ -223,16 +239,25 @@ def test_orb_pack(tmp_path: Path) -> None:
     assert result.output == (
         "commands:\n  greet:\n    parameters:\n      to:\n        default: you\n"
         "        type: string\n    steps:\n    - run:\n        command: |\n"
-        "          echo \"hello $TO\" # \\<< not a template >>\n"
+        '          echo "hello $TO" # \\<< not a template >>\n'
         "        environment:\n          TO: << parameters.to >>\n"
         "description: demo\nexecutors:\n  default:\n    docker:\n    - image: cimg/base:stable\n"
-        "version: 2.1\n")
+        "version: 2.1\n"
+    )
 
 
-def _module(*args: str, stdin: str | None = None, env: dict[str, str] | None = None
-            ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "circlet.config", *args], input=stdin,
-                          capture_output=True, text=True, env=env, timeout=60, check=False)
+def _module(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "circlet.config", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_module_entry_point(tmp_path: Path) -> None:
@@ -244,7 +269,8 @@ def test_module_entry_point(tmp_path: Path) -> None:
     invalid = _module("config", "validate", "-", stdin=INVALID, env=env)
     assert invalid.returncode == 1
     assert invalid.stderr.splitlines()[0] == (
-        "<stdin>:7:9: jobs.build.steps[1]: unknown step 'rn' (did you mean 'run'?)")
+        "<stdin>:7:9: jobs.build.steps[1]: unknown step 'rn' (did you mean 'run'?)"
+    )
     listed = _module("orb", "list", env=env)
     assert listed.returncode == 0
     assert listed.stdout.startswith("No orbs found")

@@ -17,8 +17,10 @@ from .conftest import shared_config_dir
 
 KNOWN_INVALID = {
     "0134.yml": ["config is empty"],
-    "0191.yml": ["unknown step 'store-test-results' (did you mean 'store_test_results'?)",
-                 "unknown step 'store-artifacts' (did you mean 'store_artifacts'?)"],
+    "0191.yml": [
+        "unknown step 'store-test-results' (did you mean 'store_test_results'?)",
+        "unknown step 'store-artifacts' (did you mean 'store_artifacts'?)",
+    ],
 }
 CORPUS = sorted((shared_config_dir() / "corpus").glob("*.yml"))
 

@@ -18,11 +18,27 @@ VALUES = {"git.branch": "main", "git.tag": None, "number": 7, "git.branch.is_def
 PARAMS = {"flag": False, "name": "x", "count": 3}
 SCOPE = Scope(PipelineContext(VALUES, PARAMS), params={"p": "value", "n": 2, "b": True})
 
-ATOMS = st.sampled_from([
-    "pipeline.git.branch", "pipeline.git.tag", "pipeline.number", "pipeline.parameters.flag",
-    "pipeline.parameters.name", "pipeline.parameters.count", "pipeline.unknown", '"main"', '"v1"',
-    "1", "0", "-3", "true", "false", "null", "parameters.p", "parameters.missing",
-])
+ATOMS = st.sampled_from(
+    [
+        "pipeline.git.branch",
+        "pipeline.git.tag",
+        "pipeline.number",
+        "pipeline.parameters.flag",
+        "pipeline.parameters.name",
+        "pipeline.parameters.count",
+        "pipeline.unknown",
+        '"main"',
+        '"v1"',
+        "1",
+        "0",
+        "-3",
+        "true",
+        "false",
+        "null",
+        "parameters.p",
+        "parameters.missing",
+    ]
+)
 OPERATORS = st.sampled_from(["==", "!=", "<", "<=", ">", ">=", "starts-with", "and", "or"])
 EXPRESSION_TEXT = st.recursive(
     ATOMS,
@@ -49,9 +65,15 @@ def test_generated_expressions_evaluate_or_fail_cleanly(text: str) -> None:
 
 
 @SETTINGS
-@given(st.one_of(TEXT, st.lists(st.sampled_from(
-    ["(", ")", "not", "and", "or", "==", '"', "/", "matches", "pipeline.x", "1", " "]),
-    max_size=12).map("".join)))
+@given(
+    st.one_of(
+        TEXT,
+        st.lists(
+            st.sampled_from(["(", ")", "not", "and", "or", "==", '"', "/", "matches", "pipeline.x", "1", " "]),
+            max_size=12,
+        ).map("".join),
+    )
+)
 def test_arbitrary_expression_text_never_crashes(text: str) -> None:
     with contextlib.suppress(ExpressionError):
         evaluate(parse_expression(text), SCOPE.lookup)
@@ -61,8 +83,9 @@ LOGIC: Any = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5)),
     lambda inner: st.one_of(
         st.lists(inner, max_size=3),
-        st.dictionaries(st.sampled_from(["and", "or", "not", "equal", "matches", "pattern",
-                                         "value", "x"]), inner, max_size=2),
+        st.dictionaries(
+            st.sampled_from(["and", "or", "not", "equal", "matches", "pattern", "value", "x"]), inner, max_size=2
+        ),
     ),
     max_leaves=10,
 )
@@ -77,11 +100,27 @@ def test_logic_statements_evaluate_or_fail_cleanly(statement: Any) -> None:
         assert exc.message
 
 
-TEMPLATE_TEXT = st.lists(st.one_of(
-    TEXT, st.sampled_from(["<<", ">>", "\\<<", "<< parameters.p >>", "<<parameters.n>>",
-                           "<< pipeline.git.branch >>", "<<#parameters.b>>", "<</parameters.b>>",
-                           "<< parameters.nope >>", "<< pipeline.number > 2 >>", "<< matrix.v >>"])),
-    max_size=8).map("".join)
+TEMPLATE_TEXT = st.lists(
+    st.one_of(
+        TEXT,
+        st.sampled_from(
+            [
+                "<<",
+                ">>",
+                "\\<<",
+                "<< parameters.p >>",
+                "<<parameters.n>>",
+                "<< pipeline.git.branch >>",
+                "<<#parameters.b>>",
+                "<</parameters.b>>",
+                "<< parameters.nope >>",
+                "<< pipeline.number > 2 >>",
+                "<< matrix.v >>",
+            ]
+        ),
+    ),
+    max_size=8,
+).map("".join)
 
 
 @SETTINGS
@@ -96,8 +135,10 @@ def test_substitution_never_crashes(text: str) -> None:
 
 
 @SETTINGS
-@given(st.text(alphabet=st.characters(codec="utf-8", exclude_characters="<>\\"), max_size=40),
-       st.text(alphabet=st.characters(codec="utf-8", exclude_characters="<>\\"), max_size=40))
+@given(
+    st.text(alphabet=st.characters(codec="utf-8", exclude_characters="<>\\"), max_size=40),
+    st.text(alphabet=st.characters(codec="utf-8", exclude_characters="<>\\"), max_size=40),
+)
 def test_parameter_value_is_inserted_verbatim(prefix: str, value: str) -> None:
     scope = Scope(PipelineContext(), params={"x": value})
     assert render_string(f"{prefix}<< parameters.x >>!", scope) == f"{prefix}{value}!"

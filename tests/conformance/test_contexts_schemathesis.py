@@ -21,9 +21,9 @@ def test_context_and_user_operations_conform(live_server: LiveServer, tmp_path: 
     # Real identifiers, so that generated requests reach the code behind the 404s.
     config = f"""
 [parameters]
-"path.context_id" = "{context['id']}"
-"path.id" = "{account['user']['id']}"
-"query.owner-id" = "{account['org']['id']}"
+"path.context_id" = "{context["id"]}"
+"path.id" = "{account["user"]["id"]}"
+"query.owner-id" = "{account["org"]["id"]}"
 """
     result = run_schemathesis(
         live_server.url, account["token"], ["Context", "User"], tmp_path, max_examples=30, config_toml=config

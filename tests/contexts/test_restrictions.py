@@ -18,8 +18,15 @@ API = "/api/v2"
 
 async def add_project(database: Database, org_id: str, name: str) -> uuid.UUID:
     async with database.writing() as session:
-        project = Project(id=uuid.uuid4(), org_id=uuid.UUID(org_id), name=name, name_key=name.lower(),
-                          vcs_url="", default_branch="main", created_at=utcnow())
+        project = Project(
+            id=uuid.uuid4(),
+            org_id=uuid.UUID(org_id),
+            name=name,
+            name_key=name.lower(),
+            vcs_url="",
+            default_branch="main",
+            created_at=utcnow(),
+        )
         session.add(project)
     return project.id
 
@@ -55,8 +62,11 @@ async def test_project_group_and_expression_restrictions(
         assert response.status_code == 201, response.text
         created.append(response.json())
     assert created[0] == {
-        "id": created[0]["id"], "name": "app", "project_id": str(project_id),
-        "restriction_type": "project", "restriction_value": str(project_id),
+        "id": created[0]["id"],
+        "name": "app",
+        "project_id": str(project_id),
+        "restriction_type": "project",
+        "restriction_value": str(project_id),
     }
     assert created[1]["name"] == "deployers" and "project_id" not in created[1]
 
@@ -77,7 +87,7 @@ async def test_project_group_and_expression_restrictions(
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
-        ({"restriction_type": "expression", "restriction_value": 'pipeline.git.branch =='}, "column 23"),
+        ({"restriction_type": "expression", "restriction_value": "pipeline.git.branch =="}, "column 23"),
         ({"restriction_type": "expression", "restriction_value": '(pipeline.git.branch == "a"'}, "invalid expression"),
         ({"restriction_type": "expression", "restriction_value": "pipeline.parameters.deploy"}, "not available"),
         ({"restriction_type": "expression", "restriction_value": "branch == 1"}, "invalid expression"),
@@ -103,7 +113,8 @@ async def test_another_orgs_project_cannot_be_named(
     other = await make_account(database)
     foreign_project = await add_project(database, other.org_id, "theirs")
     response = await client.post(
-        context_url, json={"restriction_type": "project", "restriction_value": str(foreign_project)},
+        context_url,
+        json={"restriction_type": "project", "restriction_value": str(foreign_project)},
         headers=admin.headers,
     )
     assert response.status_code == 400 and "no such project" in response.json()["message"]

@@ -17,9 +17,7 @@ API = "/api/v2"
 SECRET = "pl41ntext-" + uuid.uuid4().hex
 
 
-async def test_database_holds_no_plaintext(
-    client: httpx.AsyncClient, database: Database, admin: Account
-) -> None:
+async def test_database_holds_no_plaintext(client: httpx.AsyncClient, database: Database, admin: Account) -> None:
     body = {"name": "vault", "owner": {"id": admin.org_id}}
     context = (await client.post(f"{API}/context", json=body, headers=admin.headers)).json()
     put = await client.put(
@@ -55,7 +53,8 @@ def test_logs_and_audit_never_hold_values_and_rotation_keeps_them_readable(live_
     context = httpx.post(f"{api}/context", json={"name": "ci", "owner": {"slug": "gh/acme"}}, headers=headers).json()
     for i in range(3):
         response = httpx.put(
-            f"{api}/context/{context['id']}/environment-variable/KEY_{i}", json={"value": f"{SECRET}-{i}"},
+            f"{api}/context/{context['id']}/environment-variable/KEY_{i}",
+            json={"value": f"{SECRET}-{i}"},
             headers=headers,
         )
         assert response.status_code == 200
@@ -65,17 +64,22 @@ def test_logs_and_audit_never_hold_values_and_rotation_keeps_them_readable(live_
     # The running server still reads (and writes) after the rotation, with no restart.
     listed = httpx.get(f"{api}/context/{context['id']}/environment-variable", headers=headers)
     assert [item["variable"] for item in listed.json()["items"]] == ["KEY_0", "KEY_1", "KEY_2"]
-    assert httpx.put(
-        f"{api}/context/{context['id']}/environment-variable/KEY_3", json={"value": SECRET}, headers=headers
-    ).status_code == 200
+    assert (
+        httpx.put(
+            f"{api}/context/{context['id']}/environment-variable/KEY_3", json={"value": SECRET}, headers=headers
+        ).status_code
+        == 200
+    )
 
     audit = [json.loads(line) for line in run_cli(live_server, "admin", "audit").splitlines()]
     actions = [event["action"] for event in audit]
     assert "context.create" in actions and actions.count("context.env_var.create") == 4
     assert all(event["actor"] for event in audit)
-    log = (live_server.log_path.read_text() if live_server.log_path else "")
+    log = live_server.log_path.read_text() if live_server.log_path else ""
     everything = log + json.dumps(audit)
     assert SECRET not in everything
     assert account["token"] not in everything
-    assert '"path": "/api/v2/context/{context_id}/environment-variable/{env_var_name}"' in log or \
-        '"path":"/api/v2/context/{context_id}/environment-variable/{env_var_name}"' in log
+    assert (
+        '"path": "/api/v2/context/{context_id}/environment-variable/{env_var_name}"' in log
+        or '"path":"/api/v2/context/{context_id}/environment-variable/{env_var_name}"' in log
+    )

@@ -19,20 +19,25 @@ from .orbs import OrbRegistry, default_orb_dirs, import_orbs, pack_orb
 from .pipeline import fabricated_values
 from .render import dump_yaml
 
-config_app = typer.Typer(help="Validate and process .circleci/config.yml files.",
-                         no_args_is_help=True, add_completion=False)
-orb_app = typer.Typer(help="Manage the local orb registry.", no_args_is_help=True,
-                      add_completion=False)
+config_app = typer.Typer(
+    help="Validate and process .circleci/config.yml files.", no_args_is_help=True, add_completion=False
+)
+orb_app = typer.Typer(help="Manage the local orb registry.", no_args_is_help=True, add_completion=False)
 
 DEFAULT_CONFIG = ".circleci/config.yml"
 
 PathArgument = Annotated[str, typer.Argument(help="Config file ('-' reads standard input).")]
-OrbDirOption = Annotated[list[Path] | None, typer.Option(
-    "--orb-dir", help="Extra directory of packed orbs (<namespace>/<name>@<version>.yml).")]
-ParametersOption = Annotated[str | None, typer.Option(
-    "--pipeline-parameters", help="Pipeline parameters as JSON, or @FILE holding JSON.")]
-ValuesOption = Annotated[str | None, typer.Option(
-    "--pipeline-values", help="Pipeline values (e.g. {\"git.branch\": \"main\"}) as JSON or @FILE.")]
+OrbDirOption = Annotated[
+    list[Path] | None,
+    typer.Option("--orb-dir", help="Extra directory of packed orbs (<namespace>/<name>@<version>.yml)."),
+]
+ParametersOption = Annotated[
+    str | None, typer.Option("--pipeline-parameters", help="Pipeline parameters as JSON, or @FILE holding JSON.")
+]
+ValuesOption = Annotated[
+    str | None,
+    typer.Option("--pipeline-values", help='Pipeline values (e.g. {"git.branch": "main"}) as JSON or @FILE.'),
+]
 
 
 class UsageProblem(Exception):
@@ -98,8 +103,7 @@ def _json_option(value: str | None, option: str) -> dict[str, Any]:
     return parsed
 
 
-def _compile(path: str, orb_dir: list[Path] | None, parameters: str | None,
-             values: str | None) -> CompiledConfig:
+def _compile(path: str, orb_dir: list[Path] | None, parameters: str | None, values: str | None) -> CompiledConfig:
     source, name = _read_source(path)
     pipeline_values = fabricated_values()
     pipeline_values.update(_json_option(values, "--pipeline-values"))
@@ -113,10 +117,14 @@ def _compile(path: str, orb_dir: list[Path] | None, parameters: str | None,
 
 
 @config_app.command("validate")
-def validate(path: PathArgument = DEFAULT_CONFIG, orb_dir: OrbDirOption = None,
-             pipeline_parameters: ParametersOption = None,
-             pipeline_values: ValuesOption = None) -> None:
+def validate(
+    path: PathArgument = DEFAULT_CONFIG,
+    orb_dir: OrbDirOption = None,
+    pipeline_parameters: ParametersOption = None,
+    pipeline_values: ValuesOption = None,
+) -> None:
     """Check a config; print every error as file:line:column: path: message."""
+
     def action() -> None:
         compiled = _compile(path, orb_dir, pipeline_parameters, pipeline_values)
         for warning in compiled.warnings:
@@ -127,10 +135,14 @@ def validate(path: PathArgument = DEFAULT_CONFIG, orb_dir: OrbDirOption = None,
 
 
 @config_app.command("process")
-def process(path: PathArgument = DEFAULT_CONFIG, orb_dir: OrbDirOption = None,
-            pipeline_parameters: ParametersOption = None,
-            pipeline_values: ValuesOption = None) -> None:
+def process(
+    path: PathArgument = DEFAULT_CONFIG,
+    orb_dir: OrbDirOption = None,
+    pipeline_parameters: ParametersOption = None,
+    pipeline_values: ValuesOption = None,
+) -> None:
     """Print the processed config (orbs, commands, executors, parameters and matrices expanded)."""
+
     def action() -> None:
         compiled = _compile(path, orb_dir, pipeline_parameters, pipeline_values)
         sys.stdout.write(compiled.to_yaml())
@@ -145,10 +157,12 @@ def _home_registry() -> Path:
 @orb_app.command("import")
 def import_command(
     source: Annotated[Path, typer.Argument(help="A packed orb file or a directory of them.")],
-    as_ref: Annotated[str | None, typer.Option(
-        "--as", help="namespace/name@version for a single file not named that way.")] = None,
+    as_ref: Annotated[
+        str | None, typer.Option("--as", help="namespace/name@version for a single file not named that way.")
+    ] = None,
 ) -> None:
     """Add packed orbs to the local registry ($CIRCLET_HOME/orbs)."""
+
     def action() -> None:
         for ref in import_orbs(source, _home_registry(), as_ref):
             typer.echo(f"Imported {ref}")
@@ -161,6 +175,7 @@ def pack_command(
     source: Annotated[Path, typer.Argument(help="Orb source tree (the repository or its src/).")],
 ) -> None:
     """Pack an orb source tree into one YAML document (printed), as `circleci orb pack` does."""
+
     def action() -> None:
         if not source.is_dir():
             raise UsageProblem(f"{source} is not a directory")
@@ -172,6 +187,7 @@ def pack_command(
 @orb_app.command("list")
 def list_command(orb_dir: OrbDirOption = None) -> None:
     """List the orbs in the local registry."""
+
     def action() -> None:
         registry = OrbRegistry(default_orb_dirs() + list(orb_dir or []))
         orbs = registry.all_orbs()

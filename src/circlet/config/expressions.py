@@ -107,6 +107,7 @@ def _read_regex(text: str, start: int, tokens: list[Token]) -> int:
 
 # --- AST -----------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class Literal:
     value: Any
@@ -257,8 +258,7 @@ def _compare(expr: Compare, lookup: Lookup) -> bool:
     if op == "matches":
         pattern = expr.right.pattern if isinstance(expr.right, Regex) else evaluate(expr.right, lookup)
         if not isinstance(left, str) or not isinstance(pattern, str):
-            raise ExpressionError("'matches' needs a string on the left and a regex on the right",
-                                  expr.column)
+            raise ExpressionError("'matches' needs a string on the left and a regex on the right", expr.column)
         return full_match(pattern, left)
     right = evaluate(expr.right, lookup)
     if op in ("==", "!="):
@@ -346,9 +346,10 @@ def evaluate_logic(value: Any, depth: int = 0) -> bool:
         return truthy(value)
     if len(value) != 1 or next(iter(value)) not in _LOGIC_KEYS:
         keys = ", ".join(sorted(str(k) for k in value)) or "(none)"
-        raise ExpressionError(f"a logic statement must have exactly one of and, or, not, equal, "
-                              f"matches (found: {keys})")
-    (op, arg), = value.items()
+        raise ExpressionError(
+            f"a logic statement must have exactly one of and, or, not, equal, matches (found: {keys})"
+        )
+    ((op, arg),) = value.items()
     if op == "not":
         return not evaluate_logic(arg, depth + 1)
     if op in ("and", "or"):

@@ -48,8 +48,7 @@ class WorkflowGraph:
 Lookup = Callable[[str], Any]
 
 
-def filter_workflow(workflow: WorkflowGraph, branch: str | None, tag: str | None,
-                    lookup: Lookup) -> WorkflowGraph:
+def filter_workflow(workflow: WorkflowGraph, branch: str | None, tag: str | None, lookup: Lookup) -> WorkflowGraph:
     """Drop the jobs a push of ``branch`` or ``tag`` does not run, then the jobs whose
     requirements were removed (all of them on a branch; any of them on a tag)."""
     kept = {n.name: n for n in workflow.jobs if _accepts(n.filters, branch, tag, lookup)}

@@ -56,16 +56,18 @@ def parse_job_groups(raw: Any, job_names: list[str], diag: Diagnostics) -> dict[
     if raw is None:
         return groups
     if not isinstance(raw, YMap):
-        diag.error("job-groups must be a map of group name to {jobs: [...]}", "job-groups",
-                   loc_of(raw))
+        diag.error("job-groups must be a map of group name to {jobs: [...]}", "job-groups", loc_of(raw))
         return groups
     jobs_lower = {name.lower(): name for name in job_names}
     for name, body in raw.items():
         path = f"job-groups.{name}"
         loc = raw.loc(name)
         if not _GROUP_NAME.fullmatch(name):
-            diag.error("a job group name must start with a letter and contain only letters, "
-                       "digits, spaces, '_' and '-'", path, loc)
+            diag.error(
+                "a job group name must start with a letter and contain only letters, digits, spaces, '_' and '-'",
+                path,
+                loc,
+            )
         clash = name.lower() in jobs_lower
         if clash:
             # Reported once; workflow entries named so keep meaning the job.
@@ -75,11 +77,11 @@ def parse_job_groups(raw: Any, job_names: list[str], diag: Diagnostics) -> dict[
             continue
         for key in body:
             if key == "parameters":
-                diag.error("a job group cannot declare parameters", f"{path}.parameters",
-                           body.loc(key))
+                diag.error("a job group cannot declare parameters", f"{path}.parameters", body.loc(key))
             elif key != "jobs":
-                diag.error(f"unknown job group key '{key}' (a job group has only 'jobs')",
-                           f"{path}.{key}", body.loc(key))
+                diag.error(
+                    f"unknown job group key '{key}' (a job group has only 'jobs')", f"{path}.{key}", body.loc(key)
+                )
         jobs = body.get("jobs")
         if not isinstance(jobs, list) or not jobs:
             diag.error("a job group needs a non-empty list of 'jobs'", path, loc)
@@ -92,9 +94,11 @@ def parse_job_groups(raw: Any, job_names: list[str], diag: Diagnostics) -> dict[
             if ref is None:
                 continue
             if ref in groups:
-                diag.error(f"job group '{group.name}' cannot contain job group '{ref}' "
-                           "(job groups do not nest)", f"{group.path}.jobs[{index}]",
-                           loc_of(group.jobs, index))
+                diag.error(
+                    f"job group '{group.name}' cannot contain job group '{ref}' (job groups do not nest)",
+                    f"{group.path}.jobs[{index}]",
+                    loc_of(group.jobs, index),
+                )
             group.names.add(ref)
             args = raw_entry.get(ref) if isinstance(raw_entry, dict) else None
             if isinstance(args, dict) and isinstance(args.get("name"), str):
@@ -110,8 +114,9 @@ def _entry_ref(raw: Any) -> str | None:
     return None
 
 
-def build_workflow_entries(raw_entries: list[Any], wf_path: str, scope: Scope,
-                           groups: Mapping[str, JobGroup], diag: Diagnostics) -> list[Entry]:
+def build_workflow_entries(
+    raw_entries: list[Any], wf_path: str, scope: Scope, groups: Mapping[str, JobGroup], diag: Diagnostics
+) -> list[Entry]:
     """The entries of a workflow, with matrix entries and job group invocations expanded."""
     entries: list[Entry] = []
     used: dict[str, str] = {}
@@ -132,31 +137,41 @@ def build_workflow_entries(raw_entries: list[Any], wf_path: str, scope: Scope,
     return entries
 
 
-def count_jobs(in_workflow: int, added: int, path: str, loc: Location | None,
-               diag: Diagnostics) -> None:
+def count_jobs(in_workflow: int, added: int, path: str, loc: Location | None, diag: Diagnostics) -> None:
     """Charge a workflow's newly expanded entries to the workflow and the pipeline (each entry is
     at most one matrix, itself bounded before it is built)."""
     budget = diag.budget
     budget.jobs += added
     if in_workflow > budget.limits.jobs_per_workflow:
-        diag.over_limit("jobs in a workflow", in_workflow, budget.limits.jobs_per_workflow,
-                        "jobs_per_workflow", path, loc)
+        diag.over_limit(
+            "jobs in a workflow", in_workflow, budget.limits.jobs_per_workflow, "jobs_per_workflow", path, loc
+        )
     if budget.jobs > budget.limits.jobs_per_pipeline:
-        diag.over_limit("jobs in a pipeline", budget.jobs, budget.limits.jobs_per_pipeline,
-                        "jobs_per_pipeline", path, loc)
+        diag.over_limit(
+            "jobs in a pipeline", budget.jobs, budget.limits.jobs_per_pipeline, "jobs_per_pipeline", path, loc
+        )
 
 
-def _invoke_group(group: JobGroup, raw_args: YMap, path: str, loc: Location | None,
-                  scope: Scope, groups: Mapping[str, JobGroup], used: dict[str, str],
-                  diag: Diagnostics) -> list[Entry]:
+def _invoke_group(
+    group: JobGroup,
+    raw_args: YMap,
+    path: str,
+    loc: Location | None,
+    scope: Scope,
+    groups: Mapping[str, JobGroup],
+    used: dict[str, str],
+    diag: Diagnostics,
+) -> list[Entry]:
     for key in raw_args:
         key_loc = raw_args.loc(key) or loc
         if key in NOT_ON_GROUP_ENTRY:
-            diag.error(f"'{key}' is not allowed on a job group entry (only "
-                       f"{', '.join(GROUP_ENTRY_KEYS)})", f"{path}.{key}", key_loc)
+            diag.error(
+                f"'{key}' is not allowed on a job group entry (only {', '.join(GROUP_ENTRY_KEYS)})",
+                f"{path}.{key}",
+                key_loc,
+            )
         elif key not in GROUP_ENTRY_KEYS:
-            diag.error(f"job group '{group.name}' takes no parameters (got '{key}')",
-                       f"{path}.{key}", key_loc)
+            diag.error(f"job group '{group.name}' takes no parameters (got '{key}')", f"{path}.{key}", key_loc)
     kept = raw_args.derive()
     for key, value in raw_args.items():
         if key in GROUP_ENTRY_KEYS:
@@ -167,14 +182,17 @@ def _invoke_group(group: JobGroup, raw_args: YMap, path: str, loc: Location | No
     invocation = prefix or group.name
     first = used.get(invocation.lower())
     if first is not None:
-        diag.error(f"job group '{group.name}' is used more than once in this workflow without "
-                   f"a distinct 'name' (first at {first})", path, loc)
+        diag.error(
+            f"job group '{group.name}' is used more than once in this workflow without "
+            f"a distinct 'name' (first at {first})",
+            path,
+            loc,
+        )
         return []
     used[invocation.lower()] = path
     serial_group = args.get("serial-group")
     if "serial-group" in args:
-        check_serial_group(serial_group, f"{path}.serial-group", raw_args.loc("serial-group")
-                           or loc, diag)
+        check_serial_group(serial_group, f"{path}.serial-group", raw_args.loc("serial-group") or loc, diag)
     serial = serial_group if isinstance(serial_group, str) and serial_group.strip() else None
     filters = args.get("filters")
 
@@ -186,8 +204,7 @@ def _invoke_group(group: JobGroup, raw_args: YMap, path: str, loc: Location | No
         member.name = renames[member.name]
         if member.alias is not None:
             member.alias = f"{prefix}-{member.alias}" if prefix else member.alias
-        member.requires = {renames[r]: s for r, s in member.requires.items()} or \
-            {start_name: ("success",)}
+        member.requires = {renames[r]: s for r, s in member.requires.items()} or {start_name: ("success",)}
         member.group = invocation
         member.group_filters = filters
     leaves = [renames[old] for old in renames if old not in required]
@@ -196,24 +213,55 @@ def _invoke_group(group: JobGroup, raw_args: YMap, path: str, loc: Location | No
     for key in ("requires", "filters"):
         if key in args:
             start_args[key] = args[key]
-    start = Entry(start_name, start_name, True, start_args, path, loc, group=invocation,
-                  synthetic="lock" if serial else "no-op", serial_group=serial)
+    start = Entry(
+        start_name,
+        start_name,
+        True,
+        start_args,
+        path,
+        loc,
+        group=invocation,
+        synthetic="lock" if serial else "no-op",
+        serial_group=serial,
+    )
     end_name = invocation + END
-    end = Entry(end_name, end_name, True, args.derive(), path, loc, alias=invocation,
-                group=invocation, synthetic="no-op", group_filters=filters, resolved=True,
-                requires={leaf: ("success",) for leaf in leaves})
+    end = Entry(
+        end_name,
+        end_name,
+        True,
+        args.derive(),
+        path,
+        loc,
+        alias=invocation,
+        group=invocation,
+        synthetic="no-op",
+        group_filters=filters,
+        resolved=True,
+        requires={leaf: ("success",) for leaf in leaves},
+    )
     result = [start, *members, end]
     if serial:
         unlock_name = invocation + UNLOCK
-        result.append(Entry(unlock_name, unlock_name, True, args.derive(), path, loc,
-                            group=invocation, synthetic="unlock", serial_group=serial,
-                            group_filters=filters, resolved=True,
-                            requires={start_name: ("success",), end_name: ALL_STATUSES}))
+        result.append(
+            Entry(
+                unlock_name,
+                unlock_name,
+                True,
+                args.derive(),
+                path,
+                loc,
+                group=invocation,
+                synthetic="unlock",
+                serial_group=serial,
+                group_filters=filters,
+                resolved=True,
+                requires={start_name: ("success",), end_name: ALL_STATUSES},
+            )
+        )
     return result
 
 
-def _group_members(group: JobGroup, scope: Scope, groups: Mapping[str, JobGroup],
-                   diag: Diagnostics) -> list[Entry]:
+def _group_members(group: JobGroup, scope: Scope, groups: Mapping[str, JobGroup], diag: Diagnostics) -> list[Entry]:
     """The group's own entries, named and with ``requires`` resolved inside the group."""
     raw = group.jobs
     members: list[Entry] = []
@@ -225,8 +273,14 @@ def _group_members(group: JobGroup, scope: Scope, groups: Mapping[str, JobGroup]
             continue
         members.extend(expand_entry(split[0], split[1], where, loc, scope, diag))
         if len(members) > diag.budget.limits.jobs_per_workflow:
-            diag.over_limit("jobs in a job group", len(members), diag.budget.limits.jobs_per_workflow,
-                            "jobs_per_workflow", where, loc)
+            diag.over_limit(
+                "jobs in a job group",
+                len(members),
+                diag.budget.limits.jobs_per_workflow,
+                "jobs_per_workflow",
+                where,
+                loc,
+            )
     assign_names(members, group.path, diag)
     foreign: dict[str, str] = {}
     for other in groups.values():
@@ -248,4 +302,3 @@ def synthetic_job(entry: Entry) -> dict[str, Any]:
     if entry.serial_group is not None:
         job["key"] = entry.serial_group
     return job
-

@@ -13,26 +13,58 @@ from .namespaces import Namespace, did_you_mean, report_broken_orb
 from .parameters import ParameterSpec, bind_arguments, parse_declarations
 from .templates import Scope, substitute
 
-BUILTIN_STEPS = frozenset({
-    "run", "checkout", "setup_remote_docker", "save_cache", "restore_cache", "store_artifacts",
-    "store_test_results", "persist_to_workspace", "attach_workspace", "add_ssh_keys",
-    "install_signing_bundle", "deploy",
-})
+BUILTIN_STEPS = frozenset(
+    {
+        "run",
+        "checkout",
+        "setup_remote_docker",
+        "save_cache",
+        "restore_cache",
+        "store_artifacts",
+        "store_test_results",
+        "persist_to_workspace",
+        "attach_workspace",
+        "add_ssh_keys",
+        "install_signing_bundle",
+        "deploy",
+    }
+)
 SPECIAL_STEPS = frozenset({"when", "unless", "steps"})
 EXECUTOR_KINDS = ("docker", "machine", "macos")
-EXECUTOR_KEYS = frozenset({"docker", "machine", "macos", "resource_class", "shell",
-                           "working_directory", "environment"})
-JOB_KEYS = frozenset({
-    "type", "docker", "machine", "macos", "executor", "steps", "parameters",
-    "environment", "working_directory", "parallelism", "resource_class", "shell",
-    "circleci_ip_ranges", "retention", "description", "plan_name", "validation", "branches",
-    "key",
-})
+EXECUTOR_KEYS = frozenset({"docker", "machine", "macos", "resource_class", "shell", "working_directory", "environment"})
+JOB_KEYS = frozenset(
+    {
+        "type",
+        "docker",
+        "machine",
+        "macos",
+        "executor",
+        "steps",
+        "parameters",
+        "environment",
+        "working_directory",
+        "parallelism",
+        "resource_class",
+        "shell",
+        "circleci_ip_ranges",
+        "retention",
+        "description",
+        "plan_name",
+        "validation",
+        "branches",
+        "key",
+    }
+)
 _DROPPED_JOB_KEYS = frozenset({"parameters", "executor", "description"})
 LEGACY_STEP_TYPES = {
-    "shell": "run", "checkout": "checkout", "add-ssh-keys": "add_ssh_keys",
-    "artifacts-store": "store_artifacts", "test-results-store": "store_test_results",
-    "cache-save": "save_cache", "cache-restore": "restore_cache", "deploy": "deploy",
+    "shell": "run",
+    "checkout": "checkout",
+    "add-ssh-keys": "add_ssh_keys",
+    "artifacts-store": "store_artifacts",
+    "test-results-store": "store_test_results",
+    "cache-save": "save_cache",
+    "cache-restore": "restore_cache",
+    "deploy": "deploy",
 }
 """The ``- type: X`` steps of the first 2.0 syntax and the step each became (R-2.3)."""
 STEPLESS_JOB_TYPES = frozenset({"approval", "no-op", "release", "lock", "unlock"})
@@ -67,18 +99,22 @@ class JobExpander:
 
     # --- parameters --------------------------------------------------------------------------
 
-    def specs_of(self, definition: Mapping[str, Any], path: str, *, job: bool = False
-                 ) -> dict[str, ParameterSpec]:
+    def specs_of(self, definition: Mapping[str, Any], path: str, *, job: bool = False) -> dict[str, ParameterSpec]:
         key = id(definition)
         specs = self._specs.get(key)
         if specs is None:
-            specs = parse_declarations(definition.get("parameters"), f"{path}.parameters",
-                                       self.diag, job=job)
+            specs = parse_declarations(definition.get("parameters"), f"{path}.parameters", self.diag, job=job)
             self._specs[key] = specs
         return specs
 
-    def prepare_arguments(self, specs: Mapping[str, ParameterSpec], args: Mapping[str, Any],
-                          caller_ns: Namespace, caller_scope: Scope, path: str) -> dict[str, Any]:
+    def prepare_arguments(
+        self,
+        specs: Mapping[str, ParameterSpec],
+        args: Mapping[str, Any],
+        caller_ns: Namespace,
+        caller_scope: Scope,
+        path: str,
+    ) -> dict[str, Any]:
         """Resolve ``steps`` and ``executor`` arguments in the caller's namespace (lexical
         scoping), leaving other arguments as they are."""
         prepared: dict[str, Any] = dict(args)
@@ -90,8 +126,7 @@ class JobExpander:
                 expanded = ExpandedSteps()
                 expanded.extend(self.expand_steps(value, caller_ns, caller_scope, f"{path}.{name}", ()))
                 prepared[name] = expanded
-            elif spec.type == "executor" and isinstance(value, str | dict) \
-                    and not isinstance(value, ResolvedExecutor):
+            elif spec.type == "executor" and isinstance(value, str | dict) and not isinstance(value, ResolvedExecutor):
                 resolved = self.resolve_executor(value, caller_ns, f"{path}.{name}", loc_of(args, name))
                 if resolved is not None:
                     prepared[name] = resolved
@@ -103,10 +138,19 @@ class JobExpander:
 
     # --- jobs --------------------------------------------------------------------------------
 
-    def expand_job(self, definition: YMap, home: Namespace, local_name: str, display: str,
-                   args: Mapping[str, Any], caller_ns: Namespace, caller_scope: Scope,
-                   extra_steps: tuple[list[Any], list[Any]], path: str, loc: Location | None,
-                   ) -> YMap | None:
+    def expand_job(
+        self,
+        definition: YMap,
+        home: Namespace,
+        local_name: str,
+        display: str,
+        args: Mapping[str, Any],
+        caller_ns: Namespace,
+        caller_scope: Scope,
+        extra_steps: tuple[list[Any], list[Any]],
+        path: str,
+        loc: Location | None,
+    ) -> YMap | None:
         """Bind ``args`` and expand the job; pre/post steps are already expanded."""
         def_path = home.path_of("jobs", local_name)
         unknown = self.check_job_keys(definition, def_path)
@@ -117,16 +161,16 @@ class JobExpander:
             return None
         scope = self.base_scope.with_params(bound, home.in_orb)
         self.mark_steps_values(specs, bound, scope, def_path)
-        body: YMap = substitute(_without(definition, (_DROPPED_JOB_KEYS - {"executor"}) | unknown),
-                                scope, self.diag, def_path)
+        body: YMap = substitute(
+            _without(definition, (_DROPPED_JOB_KEYS - {"executor"}) | unknown), scope, self.diag, def_path
+        )
         self.normalize_environments(body, def_path)
         job = body.derive()
         job_type = body.get("type", "build")
         executor_value = body.get("executor")
         executor_ok = True
         if executor_value is not None:
-            executor = self.resolve_executor(executor_value, home, f"{def_path}.executor",
-                                             loc_of(body, "executor"))
+            executor = self.resolve_executor(executor_value, home, f"{def_path}.executor", loc_of(body, "executor"))
             executor_ok = executor is not None
             if executor is not None:
                 job.update(_merge_executor(executor, body))
@@ -153,14 +197,13 @@ class JobExpander:
         for key in sorted(unknown):
             where, loc = f"{path}.{key}", loc_of(definition, key)
             if not self.version_20:
-                self.diag.error(f"unknown job key '{key}'{did_you_mean(key, sorted(JOB_KEYS))}",
-                                where, loc)
+                self.diag.error(f"unknown job key '{key}'{did_you_mean(key, sorted(JOB_KEYS))}", where, loc)
             elif key == "filters":
-                self.diag.warn("a job-level 'filters' has no effect (filter the job in its "
-                               "workflow entry); ignored", where, loc)
+                self.diag.warn(
+                    "a job-level 'filters' has no effect (filter the job in its workflow entry); ignored", where, loc
+                )
             else:
-                self.diag.warn(f"unknown job key '{key}' ignored (version 2.0 drops it)",
-                               where, loc)
+                self.diag.warn(f"unknown job key '{key}' ignored (version 2.0 drops it)", where, loc)
         return unknown
 
     def normalize_environments(self, body: YMap, path: str) -> None:
@@ -168,18 +211,23 @@ class JobExpander:
         of strings (``body`` is a copy; the images are copied before they change)."""
         if "environment" in body:
             body["environment"] = normalize_environment(
-                body["environment"], f"{path}.environment", loc_of(body, "environment"), self.diag)
+                body["environment"], f"{path}.environment", loc_of(body, "environment"), self.diag
+            )
         images = body.get("docker")
         if not isinstance(images, list) or not any(
-                isinstance(image, dict) and "environment" in image for image in images):
+            isinstance(image, dict) and "environment" in image for image in images
+        ):
             return
         copied = images.derive() if isinstance(images, YList) else YList()
         for index, image in enumerate(images):
             if isinstance(image, dict) and "environment" in image:
                 image_loc = loc_of(images, index)
                 environment = normalize_environment(
-                    image["environment"], f"{path}.docker[{index}].environment",
-                    loc_of(image, "environment") or image_loc, self.diag)
+                    image["environment"],
+                    f"{path}.docker[{index}].environment",
+                    loc_of(image, "environment") or image_loc,
+                    self.diag,
+                )
                 image = _without(image, frozenset())
                 image["environment"] = environment
             copied.append(image)
@@ -190,36 +238,39 @@ class JobExpander:
         with a name (anything else would only fail later, without a line)."""
         parallelism = job.get("parallelism")
         if parallelism is not None and not _is_count(parallelism):
-            self.diag.error(f"parallelism must be a whole number of at least 1, not {parallelism!r}",
-                            f"{path}.parallelism", loc_of(job, "parallelism") or loc)
+            self.diag.error(
+                f"parallelism must be a whole number of at least 1, not {parallelism!r}",
+                f"{path}.parallelism",
+                loc_of(job, "parallelism") or loc,
+            )
         images = job.get("docker")
         if images is None:
             return
         if not isinstance(images, list) or not images:
-            self.diag.error("docker must be a list of images (- image: NAME)", f"{path}.docker",
-                            loc_of(job, "docker") or loc)
+            self.diag.error(
+                "docker must be a list of images (- image: NAME)", f"{path}.docker", loc_of(job, "docker") or loc
+            )
             return
         for index, image in enumerate(images):
             if not isinstance(image, dict) or not isinstance(image.get("image"), str):
-                self.diag.error("a docker image must be a map with an 'image' name",
-                                f"{path}.docker[{index}]", loc_of(images, index) or loc)
+                self.diag.error(
+                    "a docker image must be a map with an 'image' name",
+                    f"{path}.docker[{index}]",
+                    loc_of(images, index) or loc,
+                )
 
-    def check_executor_kind(self, job: Mapping[str, Any], job_type: str, path: str,
-                            loc: Location | None) -> None:
+    def check_executor_kind(self, job: Mapping[str, Any], job_type: str, path: str, loc: Location | None) -> None:
         if job_type in STEPLESS_JOB_TYPES:
             return
         kinds = [k for k in EXECUTOR_KINDS if k in job]
         if not kinds:
-            self.diag.error("a job needs an executor: one of docker, machine, macos or executor",
-                            path, loc)
+            self.diag.error("a job needs an executor: one of docker, machine, macos or executor", path, loc)
         elif len(kinds) > 1:
-            self.diag.error(f"a job may use only one executor type, found: {', '.join(kinds)}",
-                            path, loc)
+            self.diag.error(f"a job may use only one executor type, found: {', '.join(kinds)}", path, loc)
 
     # --- executors ---------------------------------------------------------------------------
 
-    def resolve_executor(self, value: Any, ns: Namespace, path: str, loc: Location | None
-                         ) -> ResolvedExecutor | None:
+    def resolve_executor(self, value: Any, ns: Namespace, path: str, loc: Location | None) -> ResolvedExecutor | None:
         if isinstance(value, ResolvedExecutor):
             return value
         args: Mapping[str, Any]
@@ -227,8 +278,11 @@ class JobExpander:
             name, args = value, {}
         elif isinstance(value, dict) and isinstance(value.get("name"), str):
             name = value["name"]
-            args = _without(value, frozenset({"name"})) if isinstance(value, YMap) else \
-                {k: v for k, v in value.items() if k != "name"}
+            args = (
+                _without(value, frozenset({"name"}))
+                if isinstance(value, YMap)
+                else {k: v for k, v in value.items() if k != "name"}
+            )
         else:
             self.diag.error("executor must be a name or a map with 'name'", path, loc)
             return None
@@ -246,27 +300,27 @@ class JobExpander:
         def_path = home.path_of("executors", local)
         for key in definition:
             if key not in EXECUTOR_KEYS and key not in ("parameters", "description"):
-                self.diag.error(f"unknown executor key '{key}'", f"{def_path}.{key}",
-                                loc_of(definition, key))
+                self.diag.error(f"unknown executor key '{key}'", f"{def_path}.{key}", loc_of(definition, key))
         specs = self.specs_of(definition, def_path)
         bound = bind_arguments(specs, args, f"executor '{name}'", path, loc, self.diag)
         if bound is None:
             return None
         scope = self.base_scope.with_params(bound, home.in_orb)
-        body = substitute(_without(definition, frozenset({"parameters", "description"})), scope,
-                          self.diag, def_path)
+        body = substitute(_without(definition, frozenset({"parameters", "description"})), scope, self.diag, def_path)
         self.normalize_environments(body, def_path)
         resolved = ResolvedExecutor(body)
         kinds = [k for k in EXECUTOR_KINDS if k in resolved]
         if len(kinds) > 1:
-            self.diag.error(f"an executor may use only one executor type, found: {', '.join(kinds)}",
-                            def_path, loc_of(definition))
+            self.diag.error(
+                f"an executor may use only one executor type, found: {', '.join(kinds)}", def_path, loc_of(definition)
+            )
         return resolved
 
     # --- steps -------------------------------------------------------------------------------
 
-    def expand_steps(self, steps: list[Any], ns: Namespace, scope: Scope, path: str,
-                     stack: tuple[tuple[int, str], ...]) -> list[Any]:
+    def expand_steps(
+        self, steps: list[Any], ns: Namespace, scope: Scope, path: str, stack: tuple[tuple[int, str], ...]
+    ) -> list[Any]:
         if isinstance(steps, ExpandedSteps):
             self.count_steps(len(steps), path, loc_of(steps))
             return list(steps)
@@ -275,8 +329,17 @@ class JobExpander:
             self.expand_step(step, steps, index, ns, scope, f"{path}[{index}]", stack, out)
         return out
 
-    def expand_step(self, step: Any, steps: list[Any], index: int, ns: Namespace, scope: Scope,
-                    path: str, stack: tuple[tuple[int, str], ...], out: list[Any]) -> None:
+    def expand_step(
+        self,
+        step: Any,
+        steps: list[Any],
+        index: int,
+        ns: Namespace,
+        scope: Scope,
+        path: str,
+        stack: tuple[tuple[int, str], ...],
+        out: list[Any],
+    ) -> None:
         loc = loc_of(steps, index)
         if isinstance(step, ExpandedSteps | DefaultSteps):
             # ``- << parameters.p >>`` with a ``steps`` parameter splices like ``- steps:`` (R-7.7).
@@ -289,11 +352,14 @@ class JobExpander:
         if isinstance(step, str):
             name, args = step, None
         elif isinstance(step, dict) and len(step) == 1:
-            (name, args), = step.items()
+            ((name, args),) = step.items()
         elif isinstance(step, dict):
             keys = ", ".join(str(k) for k in step)
-            self.diag.error(f"a step must have exactly one key, found: {keys} (check the "
-                            "indentation of the step's arguments)", path, loc)
+            self.diag.error(
+                f"a step must have exactly one key, found: {keys} (check the indentation of the step's arguments)",
+                path,
+                loc,
+            )
             return
         else:
             self.diag.error("a step must be a name or a map with a single key", path, loc)
@@ -313,8 +379,9 @@ class JobExpander:
                 self.count_steps(1, path, loc)
                 out.append(built)
         elif name == "type" and isinstance(step, dict):
-            self.diag.error("unknown step 'type' (the legacy '- type: X' step form is only read "
-                            "in version 2.0 configs)", path, loc)
+            self.diag.error(
+                "unknown step 'type' (the legacy '- type: X' step form is only read in version 2.0 configs)", path, loc
+            )
         elif not report_broken_orb(ns, name, self.diag, path, loc):
             candidates = sorted(BUILTIN_STEPS | SPECIAL_STEPS) + ns.candidates("commands")
             self.diag.error(f"unknown step '{name}'{did_you_mean(name, candidates)}", path, loc)
@@ -329,8 +396,9 @@ class JobExpander:
             known = ", ".join(sorted(LEGACY_STEP_TYPES))
             self.diag.error(f"unknown legacy step type '{legacy}' (known: {known})", path, loc)
             return None
-        args = {("working_directory" if key == "pwd" else str(key)): value
-                for key, value in step.items() if key != "type"}
+        args = {
+            ("working_directory" if key == "pwd" else str(key)): value for key, value in step.items() if key != "type"
+        }
         self.diag.warn(f"the legacy step form '- type: {legacy}' is read as '- {name}'", path, loc)
         return {name: args} if args else name
 
@@ -339,11 +407,11 @@ class JobExpander:
         budget = self.diag.budget
         budget.steps += added
         if budget.steps > budget.limits.steps_per_pipeline:
-            self.diag.over_limit("steps in a pipeline", budget.steps, budget.limits.steps_per_pipeline,
-                                 "steps_per_pipeline", path, loc)
+            self.diag.over_limit(
+                "steps in a pipeline", budget.steps, budget.limits.steps_per_pipeline, "steps_per_pipeline", path, loc
+            )
 
-    def builtin_step(self, name: str, args: Any, step: Any, path: str, loc: Location | None
-                     ) -> Any:
+    def builtin_step(self, name: str, args: Any, step: Any, path: str, loc: Location | None) -> Any:
         if name in ("run", "deploy"):
             if isinstance(args, str):
                 return {name: {"command": args}}
@@ -354,8 +422,8 @@ class JobExpander:
                 body = args.derive() if isinstance(args, YMap) else {}
                 body.update(args)
                 body["environment"] = normalize_environment(
-                    args["environment"], f"{path}.environment", loc_of(args, "environment") or loc,
-                    self.diag)
+                    args["environment"], f"{path}.environment", loc_of(args, "environment") or loc, self.diag
+                )
                 return {name: body}
             return step
         if args is None:
@@ -365,15 +433,15 @@ class JobExpander:
             return None
         return step
 
-    def mark_steps_values(self, specs: Mapping[str, ParameterSpec], bound: dict[str, Any],
-                          scope: Scope, path: str) -> None:
+    def mark_steps_values(
+        self, specs: Mapping[str, ParameterSpec], bound: dict[str, Any], scope: Scope, path: str
+    ) -> None:
         """A ``steps`` default is substituted in the element's own scope and marked, so a bare
         ``- << parameters.p >>`` item splices it (an argument is already ExpandedSteps).
         ``bound`` is the mapping ``scope`` reads, so the change is seen there."""
         for name, spec in specs.items():
             value = bound.get(name)
-            if spec.type != "steps" or not isinstance(value, list) \
-                    or isinstance(value, ExpandedSteps | DefaultSteps):
+            if spec.type != "steps" or not isinstance(value, list) or isinstance(value, ExpandedSteps | DefaultSteps):
                 continue
             value = substitute(value, scope, self.diag, f"{path}.parameters.{name}.default")
             marked = DefaultSteps(*((value.file, value.pos) if isinstance(value, YList) else ()))
@@ -382,11 +450,18 @@ class JobExpander:
             marked.extend(value)
             bound[name] = marked
 
-    def expand_conditional(self, kind: str, args: Any, ns: Namespace, scope: Scope, path: str,
-                           loc: Location | None, stack: tuple[tuple[int, str], ...],
-                           out: list[Any]) -> None:
-        if not isinstance(args, dict) or "condition" not in args or \
-                not isinstance(args.get("steps"), list | dict):
+    def expand_conditional(
+        self,
+        kind: str,
+        args: Any,
+        ns: Namespace,
+        scope: Scope,
+        path: str,
+        loc: Location | None,
+        stack: tuple[tuple[int, str], ...],
+        out: list[Any],
+    ) -> None:
+        if not isinstance(args, dict) or "condition" not in args or not isinstance(args.get("steps"), list | dict):
             self.diag.error(f"'{kind}' needs 'condition' and a list of 'steps'", path, loc)
             return
         steps = args["steps"]
@@ -400,9 +475,17 @@ class JobExpander:
         if result == (kind == "when"):
             out.extend(self.expand_steps(steps, ns, scope, f"{path}.steps", stack))
 
-    def expand_command(self, name: str, args: Any, ns: Namespace, scope: Scope, path: str,
-                       loc: Location | None, stack: tuple[tuple[int, str], ...],
-                       out: list[Any]) -> None:
+    def expand_command(
+        self,
+        name: str,
+        args: Any,
+        ns: Namespace,
+        scope: Scope,
+        path: str,
+        loc: Location | None,
+        stack: tuple[tuple[int, str], ...],
+        out: list[Any],
+    ) -> None:
         found = ns.find("commands", name)
         assert found is not None
         definition, home, local = found
@@ -414,8 +497,7 @@ class JobExpander:
             return
         depth_limit = self.diag.budget.limits.nesting_depth
         if len(stack) >= depth_limit:
-            self.diag.over_limit("commands nested in commands", len(stack) + 1, depth_limit,
-                                 "nesting_depth", path, loc)
+            self.diag.over_limit("commands nested in commands", len(stack) + 1, depth_limit, "nesting_depth", path, loc)
         if not isinstance(definition, dict) or not isinstance(definition.get("steps"), list):
             self.diag.error(f"command '{name}' needs a list of 'steps'", def_path, loc_of(definition))
             return
@@ -432,12 +514,10 @@ class JobExpander:
         inner_scope = self.base_scope.with_params(bound, home.in_orb)
         self.mark_steps_values(specs, bound, inner_scope, def_path)
         body_steps = substitute(definition["steps"], inner_scope, self.diag, f"{def_path}.steps")
-        out.extend(self.expand_steps(body_steps, home, inner_scope, f"{def_path}.steps",
-                                     (*stack, frame)))
+        out.extend(self.expand_steps(body_steps, home, inner_scope, f"{def_path}.steps", (*stack, frame)))
 
 
-def normalize_environment(value: Any, path: str, loc: Location | None, diag: Diagnostics
-                          ) -> dict[str, str]:
+def normalize_environment(value: Any, path: str, loc: Location | None, diag: Diagnostics) -> dict[str, str]:
     """An ``environment`` as a map of strings.  The list form is read in order: maps (often
     ``- NAME: value``, or an anchored map) and ``NAME=value`` strings (the docker form).  Booleans
     become ``1``/``0`` as CircleCI gives them, numbers the text they were written as."""
@@ -448,24 +528,24 @@ def normalize_environment(value: Any, path: str, loc: Location | None, diag: Dia
         for index, entry in enumerate(value):
             entry_loc = loc_of(value, index) or loc
             if isinstance(entry, dict):
-                items.extend((key, item, loc_of(entry, key) or entry_loc)
-                             for key, item in entry.items())
+                items.extend((key, item, loc_of(entry, key) or entry_loc) for key, item in entry.items())
             elif isinstance(entry, str) and "=" in entry:
                 name, _, text = entry.partition("=")
                 items.append((name, text, entry_loc))
             else:
-                diag.error("an environment list holds maps (- NAME: value) or NAME=value "
-                           "strings", f"{path}[{index}]", entry_loc)
+                diag.error(
+                    "an environment list holds maps (- NAME: value) or NAME=value strings",
+                    f"{path}[{index}]",
+                    entry_loc,
+                )
     elif value is not None:
         diag.error("environment must be a map of names to values (or a list of them)", path, loc)
     out = value.derive() if isinstance(value, YMap) else YMap()
     for key, item, item_loc in items:
         if not isinstance(key, str) or not key:
-            diag.error(f"environment variable name {key!r} must be a non-empty string", path,
-                       item_loc)
+            diag.error(f"environment variable name {key!r} must be a non-empty string", path, item_loc)
         elif isinstance(item, dict | list):
-            diag.error(f"environment variable '{key}' must be a string, number or boolean",
-                       f"{path}.{key}", item_loc)
+            diag.error(f"environment variable '{key}' must be a string, number or boolean", f"{path}.{key}", item_loc)
         else:
             out[key] = environment_value(item)
     return out

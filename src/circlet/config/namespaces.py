@@ -101,8 +101,7 @@ def did_you_mean(name: str, candidates: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def report_broken_orb(ns: Namespace, ref: str, diag: Diagnostics, path: str,
-                      loc: Location | None) -> bool:
+def report_broken_orb(ns: Namespace, ref: str, diag: Diagnostics, path: str, loc: Location | None) -> bool:
     """If ``ref`` goes through an orb that failed to load, report that (once, at this first use,
     for orbs imported by orbs) and return True; else False."""
     broken = ns.broken_orb(ref)

@@ -105,8 +105,9 @@ class OrbRegistry:
             path = root / "_url" / f"{digest}.yml"
             if path.is_file():
                 return ResolvedOrb(url, url, path)
-        raise OrbNotFound(f"URL orb '{url}' is not in the local orb cache (expected a file "
-                          f"_url/{digest}.yml in {self._roots_text()})")
+        raise OrbNotFound(
+            f"URL orb '{url}' is not in the local orb cache (expected a file _url/{digest}.yml in {self._roots_text()})"
+        )
 
     def _roots_text(self) -> str:
         return ", ".join(str(r) for r in self.roots) or "(no orb directories)"
@@ -114,8 +115,10 @@ class OrbRegistry:
     def _not_found_message(self, ref: OrbRef, available: dict[str, Path]) -> str:
         versions = sorted(available, key=lambda v: _semver_key(v) or (-1, -1, -1))
         listing = f"available: {', '.join(versions)}" if versions else "no version of it is available"
-        return (f"unknown orb '{ref}' (looked in {self._roots_text()}; {listing}); add it with "
-                f"'circlet orb import <packed-orb.yml>' or pass --orb-dir")
+        return (
+            f"unknown orb '{ref}' (looked in {self._roots_text()}; {listing}); add it with "
+            f"'circlet orb import <packed-orb.yml>' or pass --orb-dir"
+        )
 
     def all_orbs(self) -> list[tuple[str, Path]]:
         """``(namespace/name@version, path)`` for every orb in the registry, sorted."""
@@ -153,8 +156,7 @@ def _choose_version(requested: str, available: dict[str, Path]) -> str | None:
             return None
         major = int(partial.group(1))
         minor = int(partial.group(2)) if partial.group(2) is not None else None
-        candidates = [v for v, k in releases.items()
-                      if k[0] == major and (minor is None or k[1] == minor)]
+        candidates = [v for v, k in releases.items() if k[0] == major and (minor is None or k[1] == minor)]
     if not candidates:
         return None
     return max(candidates, key=lambda v: releases[v])
@@ -176,6 +178,7 @@ def load_orb_file(path: Path, display_name: str) -> Any:
 
 
 # --- import / pack -------------------------------------------------------------------------------
+
 
 def import_orbs(source: Path, registry_root: Path, as_ref: str | None = None) -> list[str]:
     """Copy packed orbs into ``registry_root``.
@@ -202,8 +205,10 @@ def import_orbs(source: Path, registry_root: Path, as_ref: str | None = None) ->
 def _ref_from_path(path: Path) -> OrbRef:
     match = _ORB_FILE.fullmatch(path.name)
     if match is None or not path.parent.name:
-        raise ValueError(f"cannot tell the orb name from '{path}': name it "
-                         "<namespace>/<name>@<version>.yml or pass --as namespace/name@version")
+        raise ValueError(
+            f"cannot tell the orb name from '{path}': name it "
+            "<namespace>/<name>@<version>.yml or pass --as namespace/name@version"
+        )
     return OrbRef(path.parent.name, match.group("name"), match.group("version"))
 
 
@@ -293,4 +298,3 @@ def _read_include(src: Path, relative: str) -> str:
     if not path.is_file():
         raise ValueError(f"include file not found: {relative} (relative to {src})")
     return path.read_text(encoding="utf-8").replace("<<", "\\<<")
-

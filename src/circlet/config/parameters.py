@@ -12,8 +12,20 @@ from .loader import YList, loc_of
 
 PARAMETER_TYPES = ("string", "boolean", "integer", "enum", "executor", "steps", "env_var_name")
 PIPELINE_PARAMETER_TYPES = ("string", "boolean", "integer", "enum")
-RESERVED_JOB_PARAMETERS = frozenset({"name", "requires", "context", "type", "filters", "matrix",
-                                     "pre-steps", "post-steps", "serial-group", "override-with"})
+RESERVED_JOB_PARAMETERS = frozenset(
+    {
+        "name",
+        "requires",
+        "context",
+        "type",
+        "filters",
+        "matrix",
+        "pre-steps",
+        "post-steps",
+        "serial-group",
+        "override-with",
+    }
+)
 _DECLARATION_KEYS = frozenset({"type", "default", "description", "enum"})
 _ENV_VAR_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _PARAMETER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]*")
@@ -115,12 +127,18 @@ def parse_declarations(
 
 
 def _parse_one(
-    name: str, decl: Any, where: str, loc: Location | None, allowed: tuple[str, ...],
-    pipeline: bool, diag: Diagnostics,
+    name: str,
+    decl: Any,
+    where: str,
+    loc: Location | None,
+    allowed: tuple[str, ...],
+    pipeline: bool,
+    diag: Diagnostics,
 ) -> ParameterSpec | None:
     if not _PARAMETER_NAME.fullmatch(name):
-        diag.error(f"invalid parameter name '{name}' (letters, digits, '_' and '-', starting with "
-                   "a letter)", where, loc)
+        diag.error(
+            f"invalid parameter name '{name}' (letters, digits, '_' and '-', starting with a letter)", where, loc
+        )
         return None
     if not isinstance(decl, dict):
         diag.error("a parameter declaration must be a map with at least 'type'", where, loc)
@@ -164,15 +182,18 @@ def _default_is_template(value: Any) -> bool:
 
 
 def bind_arguments(
-    specs: Mapping[str, ParameterSpec], args: Mapping[str, Any], owner: str, path: str,
-    loc: Location | None, diag: Diagnostics,
+    specs: Mapping[str, ParameterSpec],
+    args: Mapping[str, Any],
+    owner: str,
+    path: str,
+    loc: Location | None,
+    diag: Diagnostics,
 ) -> dict[str, Any] | None:
     """Bind arguments to declared parameters, applying defaults.  Returns None on any error."""
     ok = True
     unexpected = [k for k in args if k not in specs]
     if unexpected:
-        diag.error(f"Unexpected argument(s): {', '.join(unexpected)} (not a parameter of {owner})",
-                   path, loc)
+        diag.error(f"Unexpected argument(s): {', '.join(unexpected)} (not a parameter of {owner})", path, loc)
         ok = False
     bound: dict[str, Any] = {}
     for name, spec in specs.items():

@@ -8,17 +8,45 @@ from typing import Any
 
 from .expressions import ExpressionError
 
-_GIT = ("branch", "branch.is_default", "tag", "revision", "base_revision", "repo_url", "repo_owner",
-        "repo_name", "repo_id", "commit.url", "commit.subject", "commit.body", "commit.author_login")
+_GIT = (
+    "branch",
+    "branch.is_default",
+    "tag",
+    "revision",
+    "base_revision",
+    "repo_url",
+    "repo_owner",
+    "repo_name",
+    "repo_id",
+    "commit.url",
+    "commit.subject",
+    "commit.body",
+    "commit.author_login",
+)
 _CONFIG = ("repository.name", "repository.url", "file_path", "ref", "sha")
-_DEPLOY = ("component_name", "environment_name", "target_version", "current_version", "namespace",
-           "reason")
+_DEPLOY = ("component_name", "environment_name", "target_version", "current_version", "namespace", "reason")
 
 KNOWN_VALUES: frozenset[str] = frozenset(
-    ["id", "number", "definition.id", "name", "project.git_url", "project.type", "project.slug",
-     "integration_source", "trigger.received_at", "trigger.id", "trigger.type", "trigger_source",
-     "schedule.name", "schedule.id", "event.name", "event.action", "event.context.github.pr_url",
-     "trigger_parameters.webhook.body"]
+    [
+        "id",
+        "number",
+        "definition.id",
+        "name",
+        "project.git_url",
+        "project.type",
+        "project.slug",
+        "integration_source",
+        "trigger.received_at",
+        "trigger.id",
+        "trigger.type",
+        "trigger_source",
+        "schedule.name",
+        "schedule.id",
+        "event.name",
+        "event.action",
+        "event.context.github.pr_url",
+        "trigger_parameters.webhook.body",
+    ]
     + [f"git.{n}" for n in _GIT]
     + [f"config.{n}" for n in _CONFIG]
     + [f"deploy.{n}" for n in _DEPLOY]
@@ -50,7 +78,7 @@ def flatten_values(values: Mapping[str, Any]) -> dict[str, Any]:
             flat[prefix] = value
 
     for key, value in values.items():
-        name = key[len("pipeline."):] if key.startswith("pipeline.") else key
+        name = key[len("pipeline.") :] if key.startswith("pipeline.") else key
         visit(name, value)
     return flat
 

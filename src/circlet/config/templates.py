@@ -49,22 +49,23 @@ class Scope:
 
     def lookup(self, name: str) -> Any:
         if name.startswith("parameters."):
-            key = name[len("parameters."):]
+            key = name[len("parameters.") :]
             if self.params is None or key not in self.params:
                 raise ExpressionError(f"Arguments referenced without declared parameters: {name}")
             return self.params[key]
         if name.startswith("matrix."):
-            key = name[len("matrix."):]
+            key = name[len("matrix.") :]
             if self.matrix is None or key not in self.matrix:
-                raise ExpressionError(f"'{name}' is only available in a workflow job entry that "
-                                      f"uses a matrix with parameter '{key}'")
+                raise ExpressionError(
+                    f"'{name}' is only available in a workflow job entry that uses a matrix with parameter '{key}'"
+                )
             return self.matrix[key]
         if name.startswith("pipeline.parameters."):
             if self.in_orb:
                 raise ExpressionError(f"pipeline parameters are not available inside orbs: {name}")
-            return self.pipeline.parameter(name[len("pipeline.parameters."):])
+            return self.pipeline.parameter(name[len("pipeline.parameters.") :])
         if name.startswith("pipeline."):
-            return self.pipeline.value(name[len("pipeline."):])
+            return self.pipeline.value(name[len("pipeline.") :])
         raise ExpressionError(f"unknown name '{name}'")
 
 
@@ -96,6 +97,7 @@ def _evaluate_template(content: str, scope: Scope) -> Any:
 def _render_sections(text: str, scope: Scope) -> str:
     """Mustache-style sections used by orbs: ``<<#parameters.x>>text<</parameters.x>>`` keeps
     ``text`` when the value is truthy, ``<<^...>>`` when it is falsy."""
+
     def replace(match: re.Match[str]) -> str:
         try:
             value = scope.lookup(match.group(2))

@@ -17,8 +17,20 @@ from .namespaces import did_you_mean
 from .parameters import enum_text
 from .templates import Scope, substitute
 
-ENTRY_KEYS = frozenset({"name", "requires", "context", "type", "filters", "matrix", "pre-steps",
-                        "post-steps", "serial-group", "override-with"})
+ENTRY_KEYS = frozenset(
+    {
+        "name",
+        "requires",
+        "context",
+        "type",
+        "filters",
+        "matrix",
+        "pre-steps",
+        "post-steps",
+        "serial-group",
+        "override-with",
+    }
+)
 _STATUSES = frozenset(ALL_STATUSES) | {"terminal"}
 _SERIAL_GROUP = re.compile(r"[A-Za-z0-9._/\-]+")
 MAX_SERIAL_GROUP = 512
@@ -62,13 +74,12 @@ class Entry:
         return out
 
 
-def split_entry(raw: Any, path: str, loc: Location | None, diag: Diagnostics
-                ) -> tuple[str, YMap] | None:
+def split_entry(raw: Any, path: str, loc: Location | None, diag: Diagnostics) -> tuple[str, YMap] | None:
     """``- name`` or ``- name: {args}`` → (name, args)."""
     if isinstance(raw, str):
         return raw, YMap()
     if isinstance(raw, dict) and len(raw) == 1:
-        (ref, args), = raw.items()
+        ((ref, args),) = raw.items()
         if args is None:
             return str(ref), YMap()
         if isinstance(args, YMap):
@@ -79,8 +90,7 @@ def split_entry(raw: Any, path: str, loc: Location | None, diag: Diagnostics
     return None
 
 
-def expand_matrix(matrix: Any, path: str, loc: Location | None, diag: Diagnostics
-                  ) -> list[dict[str, Any]] | None:
+def expand_matrix(matrix: Any, path: str, loc: Location | None, diag: Diagnostics) -> list[dict[str, Any]] | None:
     """The combinations of a ``matrix`` (cartesian product minus ``exclude``)."""
     if not isinstance(matrix, dict) or not isinstance(matrix.get("parameters"), dict):
         diag.error("matrix needs a 'parameters' map", path, loc)
@@ -94,8 +104,11 @@ def expand_matrix(matrix: Any, path: str, loc: Location | None, diag: Diagnostic
     for name in names:
         values = params[name]
         if not isinstance(values, list) or not values:
-            diag.error(f"matrix parameter '{name}' needs a non-empty list of values",
-                       f"{path}.parameters.{name}", loc_of(params, name) or loc)
+            diag.error(
+                f"matrix parameter '{name}' needs a non-empty list of values",
+                f"{path}.parameters.{name}",
+                loc_of(params, name) or loc,
+            )
             return None
         value_lists.append(values)
     count = math.prod(len(values) for values in value_lists)
@@ -109,8 +122,11 @@ def expand_matrix(matrix: Any, path: str, loc: Location | None, diag: Diagnostic
         return None
     for index, exclude in enumerate(excludes):
         if not isinstance(exclude, dict) or set(exclude) != set(names):
-            diag.error("each matrix exclude must give a value for every matrix parameter",
-                       f"{path}.exclude[{index}]", loc_of(excludes, index) or loc)
+            diag.error(
+                "each matrix exclude must give a value for every matrix parameter",
+                f"{path}.exclude[{index}]",
+                loc_of(excludes, index) or loc,
+            )
             continue
         combos = [c for c in combos if not _same_combo(c, exclude)]
     if not combos:
@@ -128,8 +144,7 @@ def matrix_name(ref: str, combo: Mapping[str, Any]) -> str:
     return "-".join([ref] + [enum_text(combo[k]) for k in sorted(combo)])
 
 
-def build_entries(raw_entries: list[Any], wf_path: str, scope: Scope, diag: Diagnostics
-                  ) -> list[Entry]:
+def build_entries(raw_entries: list[Any], wf_path: str, scope: Scope, diag: Diagnostics) -> list[Entry]:
     entries: list[Entry] = []
     for index, raw in enumerate(raw_entries):
         path = f"{wf_path}.jobs[{index}]"
@@ -142,8 +157,7 @@ def build_entries(raw_entries: list[Any], wf_path: str, scope: Scope, diag: Diag
     return entries
 
 
-def expand_entry(ref: str, args: YMap, path: str, loc: Location | None, scope: Scope,
-                  diag: Diagnostics) -> list[Entry]:
+def expand_entry(ref: str, args: YMap, path: str, loc: Location | None, scope: Scope, diag: Diagnostics) -> list[Entry]:
     if "matrix" not in args:
         subst = substitute(args, scope, diag, path)
         name = subst.get("name")
@@ -183,22 +197,25 @@ def assign_names(entries: list[Entry], wf_path: str, diag: Diagnostics) -> None:
         if entry.explicit_name:
             first = explicit.get(entry.name.lower())
             if first is not None:
-                diag.error(f"duplicate job name '{entry.name}' in workflow (first at "
-                           f"{first.path})", entry.path, entry.loc)
+                diag.error(
+                    f"duplicate job name '{entry.name}' in workflow (first at {first.path})", entry.path, entry.loc
+                )
             explicit[entry.name.lower()] = entry
         else:
             implicit.setdefault(entry.name, []).append(entry)
     for name, group in implicit.items():
         if name.lower() in explicit:
-            diag.error(f"duplicate job name '{name}' in workflow (also given as an explicit name)",
-                       group[0].path, group[0].loc)
+            diag.error(
+                f"duplicate job name '{name}' in workflow (also given as an explicit name)", group[0].path, group[0].loc
+            )
         if len(group) > 1:
             for number, entry in enumerate(group, start=1):
                 entry.name = f"{name}-{number}"
 
 
-def resolve_requires(entries: list[Entry], diag: Diagnostics, *, group: str | None = None,
-                     foreign: Mapping[str, str] | None = None) -> None:
+def resolve_requires(
+    entries: list[Entry], diag: Diagnostics, *, group: str | None = None, foreign: Mapping[str, str] | None = None
+) -> None:
     """Turn each entry's ``requires`` into ``{node name: statuses}`` (R-9.4, R-10.3).
 
     With ``group``, ``entries`` are the jobs of that job group and may only require each other;
@@ -234,9 +251,12 @@ def resolve_requires(entries: list[Entry], diag: Diagnostics, *, group: str | No
                 continue
             target, statuses = parsed
             if target in inside:
-                diag.error(f"job '{target}' is inside job group '{inside[target]}' and cannot be "
-                           f"required from outside it (require '{inside[target]}' instead)",
-                           where, loc)
+                diag.error(
+                    f"job '{target}' is inside job group '{inside[target]}' and cannot be "
+                    f"required from outside it (require '{inside[target]}' instead)",
+                    where,
+                    loc,
+                )
                 continue
             if target in by_name:
                 names = [target]
@@ -244,37 +264,39 @@ def resolve_requires(entries: list[Entry], diag: Diagnostics, *, group: str | No
                 names = aliases[target]
             elif group is not None and foreign and target in foreign:
                 owner = foreign[target]
-                what = f"job group '{target}'" if owner == target else \
-                    f"job '{target}' of job group '{owner}'"
-                diag.error(f"{what} cannot be required from inside job group '{group}' (a job "
-                           "group's jobs may only require jobs of the same group)", where, loc)
+                what = f"job group '{target}'" if owner == target else f"job '{target}' of job group '{owner}'"
+                diag.error(
+                    f"{what} cannot be required from inside job group '{group}' (a job "
+                    "group's jobs may only require jobs of the same group)",
+                    where,
+                    loc,
+                )
                 continue
             else:
                 hint = did_you_mean(target, list(by_name) + list(aliases))
                 extra = " (it is invoked more than once without 'name')" if target in renamed else ""
-                diag.error(f"job '{target}' is required but is not in {where_label}{extra}{hint}",
-                           where, loc)
+                diag.error(f"job '{target}' is required but is not in {where_label}{extra}{hint}", where, loc)
                 continue
             for name in names:
                 entry.requires[name] = statuses
 
 
-def _parse_requirement(item: Any, where: str, loc: Location | None, diag: Diagnostics
-                       ) -> tuple[str, tuple[str, ...]] | None:
+def _parse_requirement(
+    item: Any, where: str, loc: Location | None, diag: Diagnostics
+) -> tuple[str, tuple[str, ...]] | None:
     if isinstance(item, str):
         return item, ("success",)
     if isinstance(item, dict) and len(item) == 1:
-        (target, status), = item.items()
+        ((target, status),) = item.items()
         statuses = status if isinstance(status, list) else [status]
         bad = [s for s in statuses if s not in _STATUSES]
         if bad or not statuses:
             shown = ", ".join(str(b) for b in bad) or "(none)"
-            diag.error(f"invalid requires status {shown}; expected one of: "
-                       f"{', '.join(sorted(_STATUSES))}", where, loc)
+            diag.error(f"invalid requires status {shown}; expected one of: {', '.join(sorted(_STATUSES))}", where, loc)
             return None
         expanded: list[str] = []
         for s in statuses:
-            for one in (ALL_STATUSES if s == "terminal" else (s,)):
+            for one in ALL_STATUSES if s == "terminal" else (s,):
                 if one not in expanded:
                     expanded.append(one)
         return str(target), tuple(expanded)
@@ -301,7 +323,7 @@ def find_cycle(entries: list[Entry]) -> list[str] | None:
                 stack.append((node, index + 1))
                 child = children[index]
                 if state.get(child) == 1:
-                    return trail[trail.index(child):] + [child]
+                    return trail[trail.index(child) :] + [child]
                 if not state.get(child):
                     stack.append((child, 0))
             else:

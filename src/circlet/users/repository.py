@@ -34,9 +34,7 @@ async def find_token_owner(session: AsyncSession, hashed: str) -> TokenOwner | N
 
 
 async def roles_of(session: AsyncSession, user_id: uuid.UUID) -> dict[uuid.UUID, str]:
-    rows = await session.execute(
-        select(Membership.org_id, Membership.role).where(Membership.user_id == user_id)
-    )
+    rows = await session.execute(select(Membership.org_id, Membership.role).where(Membership.user_id == user_id))
     return {org_id: role for org_id, role in rows}
 
 
@@ -89,7 +87,5 @@ async def collaborations_of(session: AsyncSession, user_id: uuid.UUID) -> list[t
 
 async def share_an_org(session: AsyncSession, user_id: uuid.UUID, other_id: uuid.UUID) -> bool:
     mine = select(Membership.org_id).where(Membership.user_id == user_id)
-    query = (
-        select(Membership.org_id).where(Membership.user_id == other_id, Membership.org_id.in_(mine)).limit(1)
-    )
+    query = select(Membership.org_id).where(Membership.user_id == other_id, Membership.org_id.in_(mine)).limit(1)
     return (await session.execute(query)).first() is not None

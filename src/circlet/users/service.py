@@ -51,8 +51,14 @@ async def ensure_org(session: AsyncSession, slug_or_name: str) -> Organization:
     assert slug.name is not None
     org = await orgs.add_org(session, slug.name, slug.vcs_type)
     await audit.record(
-        session, actor_id=None, actor=OPERATOR, action="org.create", target_type="org", target_id=org.id,
-        org_id=org.id, details={"name": org.name, "vcs_type": org.vcs_type},
+        session,
+        actor_id=None,
+        actor=OPERATOR,
+        action="org.create",
+        target_type="org",
+        target_id=org.id,
+        org_id=org.id,
+        details={"name": org.name, "vcs_type": org.vcs_type},
     )
     return org
 
@@ -64,8 +70,14 @@ async def ensure_user(session: AsyncSession, login: str, name: str | None = None
     if user is None:
         user = await users.add_user(session, login, name or login)
         await audit.record(
-            session, actor_id=None, actor=OPERATOR, action="user.create", target_type="user",
-            target_id=user.id, org_id=None, details={"login": login},
+            session,
+            actor_id=None,
+            actor=OPERATOR,
+            action="user.create",
+            target_type="user",
+            target_id=user.id,
+            org_id=None,
+            details={"login": login},
         )
     return user
 
@@ -75,8 +87,14 @@ async def add_member(session: AsyncSession, org: Organization, user: User, role:
         raise AccountError(f"role must be one of {', '.join(ROLES)}")
     await orgs.set_membership(session, org.id, user.id, role)
     await audit.record(
-        session, actor_id=None, actor=OPERATOR, action="org.member.set", target_type="user", target_id=user.id,
-        org_id=org.id, details={"login": user.login, "role": role},
+        session,
+        actor_id=None,
+        actor=OPERATOR,
+        action="org.member.set",
+        target_type="user",
+        target_id=user.id,
+        org_id=org.id,
+        details={"login": user.login, "role": role},
     )
 
 
@@ -84,8 +102,14 @@ async def mint_token(session: AsyncSession, user: User, label: str = "") -> Mint
     token = new_token()
     stored = await users.add_token(session, user.id, token_hash(token), label)
     await audit.record(
-        session, actor_id=None, actor=OPERATOR, action="token.create", target_type="token", target_id=stored.id,
-        org_id=None, details={"user": user.login, "label": label},
+        session,
+        actor_id=None,
+        actor=OPERATOR,
+        action="token.create",
+        target_type="token",
+        target_id=stored.id,
+        org_id=None,
+        details={"user": user.login, "label": label},
     )
     return MintedToken(stored.id, token)
 
@@ -95,8 +119,14 @@ async def revoke_token(session: AsyncSession, token_id: uuid.UUID) -> None:
     if revoked is None:
         raise AccountError(f"no active token with id {token_id}")
     await audit.record(
-        session, actor_id=None, actor=OPERATOR, action="token.revoke", target_type="token", target_id=token_id,
-        org_id=None, details={},
+        session,
+        actor_id=None,
+        actor=OPERATOR,
+        action="token.revoke",
+        target_type="token",
+        target_id=token_id,
+        org_id=None,
+        details={},
     )
 
 
@@ -105,8 +135,14 @@ async def allow_org_creation(session: AsyncSession, user: User, allowed: bool) -
     user.may_create_orgs = allowed
     await session.flush()
     await audit.record(
-        session, actor_id=None, actor=OPERATOR, action="user.org_creation.set", target_type="user",
-        target_id=user.id, org_id=None, details={"login": user.login, "allowed": allowed},
+        session,
+        actor_id=None,
+        actor=OPERATOR,
+        action="user.org_creation.set",
+        target_type="user",
+        target_id=user.id,
+        org_id=None,
+        details={"login": user.login, "allowed": allowed},
     )
 
 
@@ -126,8 +162,13 @@ async def create_user(session: AsyncSession, login: str, name: str | None = None
 
 async def collaborations(session: AsyncSession, user_id: uuid.UUID) -> list[dict[str, Any]]:
     return [
-        {"id": org_id, "vcs-type": vcs_type, "name": name, "avatar_url": avatar_url,
-         "slug": org_slug(vcs_type, name, org_id)}
+        {
+            "id": org_id,
+            "vcs-type": vcs_type,
+            "name": name,
+            "avatar_url": avatar_url,
+            "slug": org_slug(vcs_type, name, org_id),
+        }
         for org_id, vcs_type, name, avatar_url in await users.collaborations_of(session, user_id)
     ]
 

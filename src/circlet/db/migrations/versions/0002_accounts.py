@@ -37,9 +37,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_orb_allow_list_entries")),
     )
     with op.batch_alter_table("orb_allow_list_entries", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_orb_allow_list_entries_org_created", ["org_id", "created_at", "id"], unique=False
-        )
+        batch_op.create_index("ix_orb_allow_list_entries_org_created", ["org_id", "created_at", "id"], unique=False)
 
     op.create_table(
         "checkout_keys",
@@ -64,9 +62,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("project_id", "fingerprint_sha256", name="uq_checkout_keys_project_sha256"),
     )
     with op.batch_alter_table("checkout_keys", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_checkout_keys_project_created", ["project_id", "created_at", "id"], unique=False
-        )
+        batch_op.create_index("ix_checkout_keys_project_created", ["project_id", "created_at", "id"], unique=False)
 
     op.create_table(
         "project_env_vars",
@@ -109,9 +105,7 @@ def upgrade() -> None:
         batch_op.create_index("ix_groups_org_created", ["org_id", "created_at", "id"], unique=False)
 
     with op.batch_alter_table("organizations", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("avatar_url", sa.String(length=1024), server_default="", nullable=False)
-        )
+        batch_op.add_column(sa.Column("avatar_url", sa.String(length=1024), server_default="", nullable=False))
 
     # ### end Alembic commands ###
 
