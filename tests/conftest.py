@@ -62,6 +62,16 @@ def _database_url_named(base_url: str, name: str) -> str:
     return f"{head}/{name}"
 
 
+@pytest.fixture(autouse=True)
+def usual_umask() -> Iterator[None]:
+    """Each test starts with the usual umask (022) and leaves the process's as it found it: an app
+    created in this process makes the umask 077 for good (``Settings.ensure_home``), which would
+    otherwise make every later test's directories owner-only, out of a job user's reach."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
 @pytest.fixture(scope="session")
 def postgres_template() -> Iterator[str]:
     """A migrated database on the test server; every test gets its own copy of it."""
