@@ -109,9 +109,11 @@ async def drop_database(url: str) -> None:
 async def run(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="circlet-bench-"))
     home = work / "home"
-    stamps = work / "stamps"
     home.mkdir()  # the server's home: admin commands run before the server make none
-    stamps.mkdir()
+    # Jobs run as unprivileged users with a private /tmp when the runner is root: the stamps go
+    # where every job user may write and the bench can read (outside /tmp, open to all).
+    stamps = Path(tempfile.mkdtemp(prefix="circlet-bench-stamps-", dir="/run" if os.geteuid() == 0 else None))
+    stamps.chmod(0o1777)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIRCLET_")}
     # Steps run on the host, as when these figures were first taken (before podman was on the machine).
     env.update({"CIRCLET_HOME": str(home), "CIRCLET_RUNNER_CONTAINER_ENGINE": "none"})
@@ -154,7 +156,10 @@ async def run(args: argparse.Namespace) -> int:
                 sent = time.time()
                 response = await http.post("/project/gh/bench/app/pipeline", json={"parameters": {"latency": True}})
                 stamp = stamps / str(response.json()["number"])
+                deadline = time.monotonic() + 60
                 while not stamp.exists() or not stamp.read_text():
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"no job wrote {stamp} within 60 s: is the embedded runner running jobs?")
                     await asyncio.sleep(0.002)
                 latencies.append((float(stamp.read_text()) - sent) * 1000)
                 await asyncio.sleep(0.2)
