@@ -14,23 +14,12 @@ from .errors import Diagnostics, Location
 from .graph import ALL_STATUSES
 from .loader import YMap, loc_of
 from .namespaces import did_you_mean
-from .parameters import enum_text
+from .parameters import RESERVED_JOB_PARAMETERS, enum_text
 from .templates import Scope, substitute
 
-ENTRY_KEYS = frozenset(
-    {
-        "name",
-        "requires",
-        "context",
-        "type",
-        "filters",
-        "matrix",
-        "pre-steps",
-        "post-steps",
-        "serial-group",
-        "override-with",
-    }
-)
+# The keys a workflow's job entry takes besides parameters are exactly the names a job parameter may
+# not have: one set, so the two cannot drift apart.
+ENTRY_KEYS = RESERVED_JOB_PARAMETERS
 _STATUSES = frozenset(ALL_STATUSES) | {"terminal"}
 _SERIAL_GROUP = re.compile(r"[A-Za-z0-9._/\-]+")
 MAX_SERIAL_GROUP = 512
