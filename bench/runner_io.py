@@ -7,7 +7,7 @@
    ``gen.py``, which writes the cache's files (half random, half compressible text; seeded, so the
    job and the baseline write the same bytes).
 2. ``circlet serve --no-runner`` (SQLite in the home; PostgreSQL, from ``$CIRCLET_BENCH_POSTGRES`` or
-   127.0.0.1:5432, on a fresh database) and a separate agent process, ``python -m circlet.runner`` (the
+   127.0.0.1:5432, on a fresh database) and a separate agent process, ``python -m circlet.agent`` (the
    agent ``circlet serve`` starts for itself; ``circlet runner``'s idle RSS is reported apart: it
    starts the same agent, without the server's imports), with a runner token of class ``bench/io``,
    ``--docker host`` and ``CIRCLET_RUNNER_CONTAINER_ENGINE=none``: the jobs are ``machine`` jobs that run on this host.
@@ -411,13 +411,13 @@ async def run(args: argparse.Namespace) -> int:
                 ],
                 runner_env,
             )
-            # The agent as `circlet serve` starts its own: `python -m circlet.runner`, the same agent as
+            # The agent as `circlet serve` starts its own: `python -m circlet.agent`, the same agent as
             # `circlet runner` without the server-side commands that `circlet`'s own module imports.
             runner = subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
-                    "circlet.runner",
+                    "circlet.agent",
                     "--url",
                     url,
                     "--resource-class",

@@ -15,6 +15,10 @@ from sqlalchemy import text
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from circlet.api_v1.endpoints import private_router as legacy_private_router
+from circlet.api_v1.endpoints import router as legacy_router
+from circlet.api_v1.service import LegacyService
+from circlet.api_v1.signed_urls import OutputUrlSigner
 from circlet.auth import Authenticator
 from circlet.blobs import FileBlobStore
 from circlet.config import ExpansionLimits
@@ -23,9 +27,9 @@ from circlet.contexts.service import ContextService
 from circlet.db.engine import Database, create_database
 from circlet.db.migrate import upgrade_to_head
 from circlet.engine.compiling import CompilePool
+from circlet.engine.loops import EngineLoops
 from circlet.engine.orchestrator import Orchestrator
-from circlet.engine.processor import Processor
-from circlet.engine.queue import TaskSignal
+from circlet.engine.wakeups import TaskSignal
 from circlet.groups.endpoints import router as groups_router
 from circlet.groups.service import GroupService
 from circlet.http.errors import install_error_handlers
@@ -36,10 +40,6 @@ from circlet.http.responses import json_response
 from circlet.http.routing import API_PREFIX, add_hot_routes
 from circlet.jobs.endpoints import router as jobs_router
 from circlet.jobs.service import JobService
-from circlet.legacy.endpoints import private_router as legacy_private_router
-from circlet.legacy.endpoints import router as legacy_router
-from circlet.legacy.service import LegacyService
-from circlet.legacy.signed_urls import OutputUrlSigner
 from circlet.mirrors.git_mirror import GitMirrors
 from circlet.openapi.spec import served_spec
 from circlet.orgs.endpoints import router as orgs_router
@@ -115,11 +115,11 @@ def create_app(
             gc.freeze()
             gc.set_threshold(*SERVER_GC_THRESHOLDS)
         background = [
-            asyncio.create_task(app.state.processor.run_sweeps()),
+            asyncio.create_task(app.state.engine_loops.run_sweeps()),
             asyncio.create_task(app.state.blob_sweeper.run()),
         ]
         if warm_compile_workers:  # a server's first pipeline does not wait for a worker to start
-            background.append(asyncio.create_task(app.state.processor.pool.warm()))
+            background.append(asyncio.create_task(app.state.engine_loops.pool.warm()))
         if not database.is_sqlite:
             background.append(asyncio.create_task(app.state.task_signal.listen(database.url)))
         try:
@@ -130,7 +130,7 @@ def create_app(
             for task in background:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await app.state.processor.stop()
+            await app.state.engine_loops.stop()
             await database.dispose()
 
     app = HotRoutesApp(
@@ -192,7 +192,7 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
         memory_bytes=settings.compile_memory_mb * 2**20,
         per_org=settings.compiles_per_org_count,
     )
-    app.state.processor = processor = Processor(
+    app.state.engine_loops = engine_loops = EngineLoops(
         database,
         mirrors,
         orchestrator,
@@ -202,7 +202,7 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
         retry_after=timedelta(seconds=settings.compile_retry_after_seconds),
     )
     app.state.pipeline_service = PipelineService(
-        mirrors, processor, orchestrator, app.state.project_service, page_tokens
+        mirrors, engine_loops, orchestrator, app.state.project_service, page_tokens
     )
     app.state.workflow_service = WorkflowService(orchestrator)
     blobs = FileBlobStore(settings.home / "blobs")

@@ -18,6 +18,7 @@ from fastapi.encoders import jsonable_encoder
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from circlet.agent.cli import runner_command
 from circlet.audit import repository as audit
 from circlet.config.cli import config_app, orb_app
 from circlet.contexts.service import reseal_env_vars
@@ -28,10 +29,9 @@ from circlet.groups import service as group_accounts
 from circlet.http.errors import ApiError
 from circlet.mirrors.git_mirror import without_credentials
 from circlet.projects import service as project_accounts
-from circlet.projects.ssh_keys import reseal_ssh_keys
+from circlet.projects.ssh_keys.service import reseal_ssh_keys
 from circlet.reach.network import Refused
 from circlet.reach.repo_urls import parse_location
-from circlet.runner.cli import runner_command
 from circlet.runners import service as runner_admin
 from circlet.secrets.keyring import KEY_FILE_NAME, drop_previous_keys, load_keyring, rotate_key_file
 from circlet.settings import HomeError, Settings
@@ -194,7 +194,7 @@ def serve(
     }
     try:
         if workers == 1:
-            from circlet.engine.queue import close_all
+            from circlet.engine.wakeups import close_all
 
             class Server(uvicorn.Server):
                 """Ends runners' long-polls once shutdown begins (uvicorn waits for open requests)."""
@@ -249,7 +249,7 @@ class EmbeddedRunner:
         return [
             sys.executable,
             "-m",
-            "circlet.runner",
+            "circlet.agent",
             "--url",
             self.url,
             "--resource-class",
@@ -354,7 +354,7 @@ def runner_token_list(
     """Print runner tokens' metadata (never the tokens), one JSON object a line."""
 
     async def work(session: AsyncSession) -> list[dict[str, Any]]:
-        owner = await accounts.find_org(session, org) if org else None
+        owner = await accounts.find_org_by_name(session, org) if org else None
         return await runner_admin.operator_tokens(session, owner, resource_class)
 
     for row in in_transaction(settings_with(database_url), work):
@@ -382,7 +382,7 @@ def resource_class_create(
     """Create a resource class owned by an organization."""
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        owner = await accounts.find_org(session, org)
+        owner = await accounts.find_org_by_name(session, org)
         created = await operator_call(runner_admin.create_class(session, None, name, description, owner))
         return {**jsonable_encoder(created), "org": accounts.org_json(owner)["slug"]}
 
@@ -397,7 +397,9 @@ def resource_class_list(
     """Print resource classes, one JSON object a line."""
 
     async def work(session: AsyncSession) -> list[dict[str, Any]]:
-        return await runner_admin.operator_classes(session, await accounts.find_org(session, org) if org else None)
+        return await runner_admin.operator_classes(
+            session, await accounts.find_org_by_name(session, org) if org else None
+        )
 
     for row in in_transaction(settings_with(database_url), work):
         print_json(jsonable_encoder(row))
@@ -412,7 +414,7 @@ def runner_instance_list(
     """Print the runner instances seen claiming work, one JSON object a line."""
 
     async def work(session: AsyncSession) -> list[dict[str, Any]]:
-        owner = await accounts.find_org(session, org) if org else None
+        owner = await accounts.find_org_by_name(session, org) if org else None
         return await runner_admin.operator_instances(session, owner, resource_class)
 
     for row in in_transaction(settings_with(database_url), work):
@@ -580,7 +582,7 @@ def org_add_member(
     """Give a user a role in an organization (or change the role they have)."""
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        organization = await accounts.find_org(session, org)
+        organization = await accounts.find_org_by_name(session, org)
         person = await accounts.find_user(session, user)
         await accounts.add_member(session, organization, person, role)
         return {"org": accounts.org_json(organization), "user": accounts.user_json(person), "role": role}
@@ -598,7 +600,7 @@ def group_add_member(
     """Put a member of an organization into one of its groups (the API has no member operations)."""
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        organization = await accounts.find_org(session, org)
+        organization = await accounts.find_org_by_name(session, org)
         person = await accounts.find_user(session, user)
         joined = await group_accounts.add_group_member(session, organization, group, person)
         return {"group": {"id": str(joined.id), "name": joined.name}, "user": accounts.user_json(person)}
@@ -676,7 +678,7 @@ def project_create(
     branch, notice = (default_branch, None) if default_branch else head_branch(location)
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        organization = await accounts.find_org(session, f"{parts[0]}/{parts[1]}")
+        organization = await accounts.find_org_by_name(session, f"{parts[0]}/{parts[1]}")
         created = await project_accounts.add_project_for_operator(
             session, organization, parts[2], location, branch, settings.repo_rules()
         )

@@ -11,7 +11,7 @@ def main() -> None:
     if sys.argv[1:2] == ["runner"]:
         import typer
 
-        from circlet.runner.cli import runner_command
+        from circlet.agent.cli import runner_command
 
         command = typer.Typer(add_completion=False)
         command.command(help="Start a runner agent that claims and runs jobs from a circlet server.")(runner_command)

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from circlet.db.migrate import upgrade_to_head
+from tests.agent.test_containers import TEST_IMAGE, connect, echo_server, podman_conf, require_podman
 from tests.conftest import LiveServer, free_port, server_env
 from tests.e2e.test_pipelines_e2e import setup_project
-from tests.runner.test_containers import TEST_IMAGE, connect, echo_server, podman_conf, require_podman
 
 
 def indent(text: str, spaces: int) -> str:

@@ -28,11 +28,11 @@ from circlet.db.engine import create_database
 from circlet.db.migrate import upgrade_to_head
 from circlet.secrets.keyring import KEY_FILE_NAME
 from circlet.settings import Settings
+from tests.agent.test_containers import TEST_IMAGE, podman_conf, require_podman
 from tests.conftest import Account, LiveServer, free_port, make_account, server_env
 from tests.e2e.helpers import Api, start_runner
 from tests.e2e.test_pipelines_e2e import setup_project
 from tests.pipelines.helpers import make_project, make_repo, runner_token
-from tests.runner.test_containers import TEST_IMAGE, podman_conf, require_podman
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="jobs switch users only when the runner is root")
 

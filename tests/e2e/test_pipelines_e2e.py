@@ -190,7 +190,7 @@ def test_cancel_during_sleep_and_a_runner_killed_mid_job(server: LiveServer, tmp
             [
                 sys.executable,
                 "-m",
-                "circlet.runner",
+                "circlet.agent",
                 "--url",
                 server.url,
                 "--resource-class",

@@ -15,8 +15,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from circlet.agent.steps.ssh_keys import key_file_name
 from circlet.db.engine import create_database
-from circlet.runner.steps.ssh_keys import key_file_name
 from circlet.settings import Settings
 from tests.conftest import LiveServer, free_port, make_account, server_env
 from tests.e2e.helpers import Api, start_runner

@@ -11,7 +11,7 @@ import pytest
 
 from circlet.config import ExpansionLimits
 from circlet.engine.compiling import CompilePool, CompileRefused, CompileRequest
-from circlet.engine.processor import error_lines
+from circlet.engine.loops import error_lines
 
 RAISED = ExpansionLimits(matrix_combinations=10**7, jobs_per_workflow=10**7, jobs_per_pipeline=10**7)
 

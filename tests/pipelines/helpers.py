@@ -55,7 +55,7 @@ def commit(path: Path, files: dict[str, str], *, message: str = "change") -> str
 
 async def make_project(database: Database, account: Account, repo: Path, name: str = "app") -> str:
     async with database.writing() as session:
-        org = await accounts.find_org(session, account.org_slug)
+        org = await accounts.find_org_by_name(session, account.org_slug)
         created = await project_accounts.add_project_for_operator(
             session, org, name, str(repo), "main", Settings().repo_rules()
         )
@@ -67,7 +67,7 @@ async def runner_token(database: Database, resource_class: str = "local") -> str
     not ``local``, as an operator would: `circlet admin runner resource-class create`, then `token create`."""
     async with database.writing() as session:
         if resource_class != "local" and await runners.class_by_name(session, resource_class) is None:
-            org = await accounts.find_org(session, resource_class.split("/")[0])
+            org = await accounts.find_org_by_name(session, resource_class.split("/")[0])
             await runner_admin.create_class(session, None, resource_class, "", org)
         minted = await runner_admin.create_token(session, None, resource_class, "", frozenset({"local"}))
     return str(minted["token"])

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from circlet.db.engine import Database
 from circlet.db.models import AuditEvent, ProjectSshKey
-from circlet.projects.ssh_keys import reseal_ssh_keys, ssh_keys_for_task
+from circlet.projects.ssh_keys.service import reseal_ssh_keys, ssh_keys_for_task
 from circlet.secrets.keyring import drop_previous_keys, load_keyring, rotate_key_file
 from circlet.settings import Settings
 from tests.conftest import Account, Team, postgres_dump, raw_sqlite_bytes

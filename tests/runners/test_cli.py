@@ -73,7 +73,7 @@ def test_resource_class_create_then_token_create_list_and_revoke(live_server: Li
 
 
 def embedded_runners(url: str) -> list[str]:
-    found = subprocess.run(["pgrep", "-f", f"circlet.runner --url {url} "], capture_output=True, text=True)
+    found = subprocess.run(["pgrep", "-f", f"circlet.agent --url {url} "], capture_output=True, text=True)
     return found.stdout.split()
 
 

@@ -24,7 +24,7 @@ from circlet.db.models import Job, Pipeline, Task, Workflow
 from circlet.db.types import utcnow
 from circlet.engine import repository as engine
 from circlet.engine import serial, states
-from circlet.engine.queue import TaskSignal
+from circlet.engine.wakeups import TaskSignal
 from circlet.groups import repository as groups
 from circlet.orgs import repository as orgs
 from circlet.runners import repository as runner_classes

@@ -21,8 +21,8 @@ from circlet.db.types import utcnow
 from circlet.engine import repository as engine
 from circlet.engine import states
 from circlet.engine.compiling import Compiled, CompileRefused
+from circlet.engine.loops import EngineLoops, config_errors, config_warnings, error_lines, set_pipeline_state
 from circlet.engine.orchestrator import Orchestrator, key_hash
-from circlet.engine.processor import Processor, config_errors, config_warnings, error_lines, set_pipeline_state
 from circlet.http.errors import BadRequest, NotFound
 from circlet.http.pagination import PageTokens
 from circlet.http.responses import timestamp
@@ -134,7 +134,7 @@ def trigger_body(trigger: PipelineTrigger) -> dict[str, Any]:
 @dataclass
 class PipelineService:
     mirrors: GitMirrors
-    processor: Processor
+    engine_loops: EngineLoops
     orchestrator: Orchestrator
     project_service: ProjectService
     page_tokens: PageTokens
@@ -283,7 +283,7 @@ class PipelineService:
 
     def start(self, pipeline_id: uuid.UUID) -> None:
         """After the trigger's commit: compile and create the workflows in the background."""
-        self.processor.submit(pipeline_id)
+        self.engine_loops.submit(pipeline_id)
 
     async def continuation_target(self, session: AsyncSession, key: str) -> tuple[Pipeline, uuid.UUID]:
         """The pipeline a continuation key may continue (once, while its setup job runs), and its org."""
@@ -308,7 +308,7 @@ class PipelineService:
         """Between the read and the write: a compile holds no transaction while it runs."""
         pipeline, org_id = target
         try:
-            compiled = await self.processor.compile(org_id, pipeline, configuration, check_parameters(parameters))
+            compiled = await self.engine_loops.compile(org_id, pipeline, configuration, check_parameters(parameters))
         except CompileRefused as exc:
             raise BadRequest(f"The continuation config is invalid: {error_lines(exc.errors)}") from None
         if compiled.config.setup:

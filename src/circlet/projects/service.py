@@ -25,9 +25,9 @@ from circlet.http.text import check_single_line_name
 from circlet.orgs.service import find_org
 from circlet.orgs.slugs import PROVIDER_NAMES, VCS_BY_PREFIX, org_slug, parse_project_slug, project_slug
 from circlet.projects import repository as projects
-from circlet.projects.keys import generate_key_pair
 from circlet.projects.repository import OrgFields, ProjectFields, ProjectInOrg, ProjectRef
 from circlet.projects.schemas import AdvancedSettings
+from circlet.projects.ssh_keys.pairs import generate_key_pair
 from circlet.reach.network import Refused
 from circlet.reach.repo_urls import RepoRules
 from circlet.secrets import Keyring, SealedValue

@@ -15,7 +15,7 @@ from circlet.auth import Principal, authenticate
 from circlet.blobs import StoredBlob
 from circlet.db.engine import Database
 from circlet.db.models import Task
-from circlet.engine.queue import TaskSignal
+from circlet.engine.wakeups import TaskSignal
 from circlet.http.errors import PayloadTooLarge
 from circlet.http.responses import json_response
 from circlet.runners import service as runner_admin

@@ -29,16 +29,16 @@ from circlet.db.models import Job, Organization, RunnerInstance, RunnerResourceC
 from circlet.db.types import utcnow
 from circlet.engine import repository as engine
 from circlet.engine import states
+from circlet.engine.loops import LEASE_LOST
 from circlet.engine.orchestrator import LOCAL_RESOURCE_CLASS, Orchestrator, continuation_key
-from circlet.engine.processor import LEASE_LOST
-from circlet.engine.queue import HEARTBEAT_SECONDS
+from circlet.engine.wakeups import HEARTBEAT_SECONDS
 from circlet.http.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from circlet.http.responses import timestamp
 from circlet.orgs import repository as orgs
 from circlet.pipelines.service import slug_of
 from circlet.projects import repository as projects
 from circlet.projects.service import ProjectService
-from circlet.projects.ssh_keys import ssh_keys_for_task
+from circlet.projects.ssh_keys.service import ssh_keys_for_task
 from circlet.runners import repository as runners
 from circlet.storage import repository as storage
 from circlet.users import repository as users

@@ -180,7 +180,7 @@ async def visible_user(session: AsyncSession, viewer_id: uuid.UUID, user_id: uui
     return await users.get_user(session, user_id)
 
 
-async def find_org(session: AsyncSession, slug_or_name: str) -> Organization:
+async def find_org_by_name(session: AsyncSession, slug_or_name: str) -> Organization:
     """An existing organization; ``acme`` means ``gh/acme``, as for ``ensure_org``."""
     slug = parse_org_slug(slug_or_name if "/" in slug_or_name else f"gh/{slug_or_name}")
     org = await orgs.find_org_by_slug(session, slug) if slug is not None else None

@@ -1,0 +1,163 @@
+"""The command line of ``circleci`` / ``circleci-agent`` inside a job: ``tests glob|split|run``,
+``env subst`` and ``step halt``, behaving as CircleCI's own do (docs/runner.md)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from circlet.agent.durations import parse_duration
+from circlet.agent.job_tools import HALT_MARKER, TIMINGS_FILE
+from circlet.agent.job_tools.globbing import glob
+from circlet.agent.job_tools.splitting import (
+    TIMINGS_TYPES,
+    file_sizes,
+    split_by_name,
+    split_by_timings,
+    split_by_weight,
+)
+
+VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def note(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def task_data() -> Path | None:
+    directory = os.environ.get("CIRCLE_INTERNAL_TASK_DATA")
+    return Path(directory) if directory else None
+
+
+def read_names(source: str | None) -> list[str]:
+    """Whitespace-separated names from ``source`` (a file) or stdin, each once, in their order."""
+    text = Path(source).read_text() if source else sys.stdin.read()
+    return list(dict.fromkeys(text.split()))
+
+
+def node_share(arguments: argparse.Namespace, names: list[str]) -> list[str]:
+    index, total = arguments.index, arguments.total
+    if arguments.split_by == "filesize":
+        return split_by_weight(file_sizes(names, note), index, total)
+    if arguments.split_by == "timings":
+        data = task_data()
+        return split_by_timings(
+            names,
+            index,
+            total,
+            timings_file=data / TIMINGS_FILE if data else Path(os.devnull),
+            timings_type=arguments.timings_type,
+            time_default=arguments.time_default,
+            note=note,
+        )
+    return split_by_name(names, index, total)
+
+
+def tests_glob(arguments: argparse.Namespace) -> int:
+    for path in glob(arguments.patterns):
+        print(path)
+    return 0
+
+
+def tests_split(arguments: argparse.Namespace) -> int:
+    for name in node_share(arguments, read_names(arguments.file)):
+        print(name)
+    return 0
+
+
+def tests_run(arguments: argparse.Namespace) -> int:
+    """Pipe this node's share, one name a line, to the command (typically ``xargs TOOL``)."""
+    share = node_share(arguments, read_names(None))
+    if arguments.verbose:
+        note(f"circleci tests run: node {arguments.index} of {arguments.total} runs {len(share)} tests: {share}")
+    if not share:
+        note(f"circleci tests run: no tests for node {arguments.index}; the command is not run")
+        return 0
+    shell = "/bin/bash" if shutil.which("/bin/bash") else "/bin/sh"
+    names = "".join(f"{name}\n" for name in share)
+    return subprocess.run([shell, "-c", arguments.command], input=names, text=True, check=False).returncode
+
+
+def env_subst(arguments: argparse.Namespace) -> int:
+    """``$VAR`` and ``${VAR}`` replaced by the variable's value, an unset one by nothing."""
+
+    def value(match: re.Match[str]) -> str:
+        return os.environ.get(match.group(1) or match.group(2), "")
+
+    if arguments.text is not None:
+        print(VARIABLE.sub(value, arguments.text))
+    else:
+        sys.stdout.write(VARIABLE.sub(value, sys.stdin.read()))
+    return 0
+
+
+def step_halt(_: argparse.Namespace) -> int:
+    data = task_data()
+    if data is None or not data.is_dir():
+        note("step halt: not inside a circlet job (no $CIRCLE_INTERNAL_TASK_DATA)")
+        return 1
+    (data / HALT_MARKER).touch()
+    note("step halt: the job ends successfully after this step")
+    return 0
+
+
+def time_default(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def add_split_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--split-by", choices=("name", "filesize", "timings"), default="name")
+    parser.add_argument("--index", type=int, default=int(os.environ.get("CIRCLE_NODE_INDEX") or 0))
+    parser.add_argument("--total", type=int, default=int(os.environ.get("CIRCLE_NODE_TOTAL") or 1))
+    parser.add_argument("--timings-type", choices=TIMINGS_TYPES, default=None, help="default: autodetected")
+    parser.add_argument(
+        "--time-default",
+        type=time_default,
+        default=None,
+        help="weight of a name without timing (e.g. 10s); default: the mean of the known timings",
+    )
+
+
+def build_parser(command: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=command, description="circlet's job helpers (a part of CircleCI's CLI)")
+    groups = parser.add_subparsers(dest="command", required=True)
+    tests = groups.add_parser("tests").add_subparsers(dest="subcommand", required=True)
+    glob_parser = tests.add_parser("glob", help="list the files matching shell patterns (** and {a,b} included)")
+    glob_parser.add_argument("patterns", nargs="+")
+    glob_parser.set_defaults(handler=tests_glob)
+    split = tests.add_parser("split", help="this node's share of the names on stdin or in FILE")
+    add_split_options(split)
+    split.add_argument("file", nargs="?")
+    split.set_defaults(handler=tests_split)
+    run = tests.add_parser("run", help="split the names on stdin and pipe this node's share to a command")
+    add_split_options(run)
+    run.add_argument("--command", required=True)
+    run.add_argument("--verbose", action="store_true")
+    run.set_defaults(handler=tests_run)
+    env = groups.add_parser("env").add_subparsers(dest="subcommand", required=True)
+    subst = env.add_parser("subst", help="replace $VAR and ${VAR} in the argument or stdin")
+    subst.add_argument("text", nargs="?")
+    subst.set_defaults(handler=env_subst)
+    step = groups.add_parser("step").add_subparsers(dest="subcommand", required=True)
+    step.add_parser("halt", help="end the job successfully after the current step").set_defaults(handler=step_halt)
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    """``argv``: the command's name (``circleci`` or ``circleci-agent``), then its arguments."""
+    command, *arguments = argv or ["circleci"]
+    parser = build_parser(command)
+    parsed = parser.parse_args(arguments)
+    if parsed.command == "tests" and parsed.subcommand in ("split", "run") and not 0 <= parsed.index < parsed.total:
+        parser.error(f"--index must be from 0 to --total - 1 (got index {parsed.index}, total {parsed.total})")
+    status: int = parsed.handler(parsed)
+    return status

@@ -1,5 +1,0 @@
-import sys
-
-from circlet.runner.job_tools.cli import main
-
-sys.exit(main(sys.argv[1:]))
