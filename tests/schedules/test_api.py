@@ -11,7 +11,7 @@ import pytest
 
 from circlet.db.engine import Database
 from tests.conftest import Account, Team, make_account
-from tests.pipelines.helpers import make_project, make_repo
+from tests.schedules.helpers import project_with_config
 
 CONFIG = (
     "version: 2.1\njobs: {build: {docker: [{image: x}], steps: [{run: echo}]}}\nworkflows: {main: {jobs: [build]}}\n"
@@ -30,8 +30,7 @@ def schedule(name: str = "nightly", **extra: Any) -> dict[str, Any]:
 
 
 async def project_of(database: Database, account: Account, tmp_path: Path) -> str:
-    make_repo(tmp_path / "repo", {".circleci/config.yml": CONFIG})
-    return await make_project(database, account, tmp_path / "repo")
+    return await project_with_config(database, account, tmp_path, CONFIG)
 
 
 async def test_create_read_list_update_delete(

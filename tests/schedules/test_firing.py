@@ -23,8 +23,10 @@ from circlet.schedules.scheduler import Scheduler
 from circlet.schedules.timetable import offset_seconds
 from circlet.users import service as accounts
 from tests.conftest import Account
-from tests.pipelines.helpers import git, make_project, make_repo, wait_for
+from tests.pipelines.helpers import git, wait_for
+from tests.pipelines.test_trigger import pipeline_settled
 from tests.schedules.conftest import START
+from tests.schedules.helpers import project_with_config
 
 EVERY_DAY = ["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"]
 CONFIG = """
@@ -99,13 +101,16 @@ async def pipelines_of(client: httpx.AsyncClient, account: Account, slug: str) -
     return sorted(items, key=lambda item: item["number"])
 
 
-async def settled(client: httpx.AsyncClient, account: Account, pipeline_id: str) -> dict[str, Any]:
-    async def done() -> dict[str, Any] | None:
-        body = (await client.get(f"/api/v2/pipeline/{pipeline_id}", headers=account.headers)).json()
-        return body if body["state"] != "pending" else None
-
-    result: dict[str, Any] = await wait_for(done)
-    return result
+async def by_schedule(
+    client: httpx.AsyncClient, account: Account, slug: str, known: set[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The project's pipelines (but ``known``), settled, by the name of the schedule that made them."""
+    found = {}
+    for pipeline in await pipelines_of(client, account, slug):
+        if pipeline["id"] not in (known or set()):
+            values = (await client.get(f"/api/v2/pipeline/{pipeline['id']}/values", headers=account.headers)).json()
+            found[values["pipeline.schedule.name"]] = await pipeline_settled(client, account, pipeline["id"])
+    return found
 
 
 async def fire_times(database: Database, schedule_id: str) -> list[tuple[datetime, uuid.UUID | None]]:
@@ -113,15 +118,10 @@ async def fire_times(database: Database, schedule_id: str) -> list[tuple[datetim
         return [(fire.fire_at, fire.pipeline_id) for fire in await schedules.fires_of(session, uuid.UUID(schedule_id))]
 
 
-async def project(database: Database, account: Account, tmp_path: Path, config: str = CONFIG) -> str:
-    make_repo(tmp_path / "repo", {".circleci/config.yml": config})
-    return await make_project(database, account, tmp_path / "repo")
-
-
 async def test_twice_an_hour_for_three_hours_is_six_pipelines_half_an_hour_apart(
     client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
 ) -> None:
-    slug = await project(database, admin, tmp_path)
+    slug = await project_with_config(database, admin, tmp_path, CONFIG)
     created = await create(
         client, admin, slug, {"per-hour": 2, "hours-of-day": list(range(24)), "days-of-week": EVERY_DAY}
     )
@@ -139,7 +139,7 @@ async def test_twice_an_hour_for_three_hours_is_six_pipelines_half_an_hour_apart
         assert pipeline["trigger"]["actor"]["login"] == admin.login
         assert pipeline["vcs"]["branch"] == "main"
 
-    first = await settled(client, admin, pipelines[0]["id"])
+    first = await pipeline_settled(client, admin, pipelines[0]["id"])
     assert first["state"] == "created", first
     values = (await client.get(f"/api/v2/pipeline/{first['id']}/values", headers=admin.headers)).json()
     assert values["pipeline.trigger_source"] == "scheduled_pipeline"
@@ -153,7 +153,7 @@ async def test_twice_an_hour_for_three_hours_is_six_pipelines_half_an_hour_apart
 
     # The same project triggered through the API: the schedule's values are empty, its workflow filtered out.
     response = await client.post(f"/api/v2/project/{slug}/pipeline", json={"branch": "main"}, headers=admin.headers)
-    by_api = await settled(client, admin, response.json()["id"])
+    by_api = await pipeline_settled(client, admin, response.json()["id"])
     workflows = (await client.get(f"/api/v2/pipeline/{by_api['id']}/workflow", headers=admin.headers)).json()["items"]
     assert [w["name"] for w in workflows] == ["by-api"]
 
@@ -161,18 +161,14 @@ async def test_twice_an_hour_for_three_hours_is_six_pipelines_half_an_hour_apart
 async def test_parameters_and_a_tag(
     client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
 ) -> None:
-    slug = await project(database, admin, tmp_path)
+    slug = await project_with_config(database, admin, tmp_path, CONFIG)
     sha = git(tmp_path / "repo", "rev-parse", "HEAD")
     git(tmp_path / "repo", "tag", "v1.0")
     timetable = {"per-hour": 1, "hours-of-day": [9], "days-of-week": ["FRI"]}
     await create(client, admin, slug, timetable, name="deploy", parameters={"branch": "main", "deploy": True})
     await create(client, admin, slug, timetable, name="release", parameters={"tag": "v1.0"})
     await run_until(client, START + timedelta(minutes=11))
-    by_name = {}
-    for pipeline in await pipelines_of(client, admin, slug):
-        await settled(client, admin, pipeline["id"])
-        values = (await client.get(f"/api/v2/pipeline/{pipeline['id']}/values", headers=admin.headers)).json()
-        by_name[values["pipeline.schedule.name"]] = pipeline
+    by_name = await by_schedule(client, admin, slug)
     deploy, release = by_name["deploy"], by_name["release"]
     assert release["vcs"]["tag"] == "v1.0" and "branch" not in release["vcs"] and release["vcs"]["revision"] == sha
     workflows = (await client.get(f"/api/v2/pipeline/{deploy['id']}/workflow", headers=admin.headers)).json()["items"]
@@ -184,7 +180,7 @@ async def test_parameters_and_a_tag(
 async def test_a_server_down_across_fire_times_fires_at_most_the_latest(
     client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
 ) -> None:
-    slug = await project(database, admin, tmp_path)
+    slug = await project_with_config(database, admin, tmp_path, CONFIG)
     every_quarter = await create(
         client, admin, slug, {"per-hour": 4, "hours-of-day": list(range(24)), "days-of-week": EVERY_DAY}
     )
@@ -229,7 +225,7 @@ async def test_a_server_down_across_fire_times_fires_at_most_the_latest(
 async def test_a_gone_branch_repository_or_config_errors_a_pipeline_that_says_so(
     client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
 ) -> None:
-    slug = await project(database, admin, tmp_path)
+    slug = await project_with_config(database, admin, tmp_path, CONFIG)
     hourly = {"per-hour": 1, "hours-of-day": list(range(24)), "days-of-week": EVERY_DAY}
     await create(client, admin, slug, hourly, name="on-main")
     await create(client, admin, slug, hourly, name="on-gone", parameters={"branch": "gone"})
@@ -238,11 +234,7 @@ async def test_a_gone_branch_repository_or_config_errors_a_pipeline_that_says_so
         """Run the clock to ``hour`` o'clock + 11 minutes (both have fired): their pipelines, settled, by schedule."""
         known = {p["id"] for p in await pipelines_of(client, admin, slug)}
         await run_until(client, START + timedelta(hours=hour, minutes=11))
-        by_name = {}
-        for pipeline in await pipelines_of(client, admin, slug):
-            if pipeline["id"] not in known:
-                values = (await client.get(f"/api/v2/pipeline/{pipeline['id']}/values", headers=admin.headers)).json()
-                by_name[values["pipeline.schedule.name"]] = await settled(client, admin, pipeline["id"])
+        by_name = await by_schedule(client, admin, slug, known)
         assert sorted(by_name) == ["on-gone", "on-main"]
         return by_name
 
@@ -281,7 +273,7 @@ workflows:
   main:
     jobs: [{secret: {context: [team-only]}}]
 """
-    slug = await project(database, admin, tmp_path, config)
+    slug = await project_with_config(database, admin, tmp_path, config)
     group = await client.post(
         f"/api/v2/organizations/{admin.org_id}/groups", json={"name": "team"}, headers=admin.headers
     )
@@ -305,7 +297,7 @@ workflows:
 
     statuses = {}
     for pipeline in await pipelines_of(client, admin, slug):
-        await settled(client, admin, pipeline["id"])
+        await pipeline_settled(client, admin, pipeline["id"])
         values = (await client.get(f"/api/v2/pipeline/{pipeline['id']}/values", headers=admin.headers)).json()
 
         async def job_status(pipeline_id: str = pipeline["id"]) -> str | None:
@@ -325,7 +317,7 @@ workflows:
 async def test_two_schedulers_on_one_database_make_one_pipeline_per_fire_time(
     client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
 ) -> None:
-    slug = await project(database, admin, tmp_path)
+    slug = await project_with_config(database, admin, tmp_path, CONFIG)
     created = await create(client, admin, slug, {"per-hour": 12, "hours-of-day": [9], "days-of-week": ["FRI"]})
     state = app_of(client).state
     other = Scheduler(database, state.pipeline_service, state.schedule_clock)
@@ -342,7 +334,7 @@ async def test_two_schedulers_on_one_database_make_one_pipeline_per_fire_time(
 async def test_changes_take_effect_and_deletion_stops_it(
     client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
 ) -> None:
-    slug = await project(database, admin, tmp_path)
+    slug = await project_with_config(database, admin, tmp_path, CONFIG)
     created = await create(client, admin, slug, {"per-hour": 1, "hours-of-day": [23], "days-of-week": EVERY_DAY})
     await run_until(client, START + timedelta(minutes=30))
     assert await pipelines_of(client, admin, slug) == []
