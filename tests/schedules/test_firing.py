@@ -22,7 +22,7 @@ from circlet.schedules import repository as schedules
 from circlet.schedules.scheduler import Scheduler
 from circlet.schedules.timetable import offset_seconds
 from circlet.users import service as accounts
-from tests.conftest import Account
+from tests.conftest import Account, make_account
 from tests.pipelines.helpers import git, wait_for
 from tests.pipelines.test_trigger import pipeline_settled
 from tests.schedules.conftest import START
@@ -352,3 +352,27 @@ async def test_changes_take_effect_and_deletion_stops_it(
     await client.delete(f"/api/v2/schedule/{created['id']}", headers=admin.headers)
     await run_until(client, START + timedelta(days=1, hours=1))
     assert len(await pipelines_of(client, admin, slug)) == count
+
+
+async def test_an_actor_who_may_no_longer_trigger_gets_an_errored_pipeline(
+    client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path
+) -> None:
+    slug = await project_with_config(database, admin, tmp_path, CONFIG)
+    creator = await make_account(database, org=admin.org_slug.split("/")[-1], role="admin")
+    timetable = {"per-hour": 1, "hours-of-day": [9, 10], "days-of-week": ["FRI"]}
+    await create(client, creator, slug, timetable, name="by-creator")
+    async with database.writing() as session:
+        org = await accounts.find_org_by_name(session, admin.org_slug)
+        await accounts.add_member(session, org, await accounts.ensure_user(session, creator.login), "viewer")
+    await run_until(client, START + timedelta(minutes=11))
+    [pipeline] = await pipelines_of(client, admin, slug)
+    assert pipeline["state"] == "errored" and pipeline["trigger"]["actor"]["login"] == creator.login
+    [error] = pipeline["errors"]
+    assert error["type"] == "permission" and creator.login in error["message"] and "by-creator" in error["message"]
+    # A member again: the next fire time runs.
+    async with database.writing() as session:
+        org = await accounts.find_org_by_name(session, admin.org_slug)
+        await accounts.add_member(session, org, await accounts.ensure_user(session, creator.login), "member")
+    await run_until(client, START + timedelta(hours=1, minutes=11))
+    later = (await pipelines_of(client, admin, slug))[-1]
+    assert (await pipeline_settled(client, admin, later["id"]))["state"] == "created"
