@@ -49,6 +49,10 @@ from circlet.projects.endpoints import router as projects_router
 from circlet.projects.service import ProjectService
 from circlet.runners.endpoints import router as runners_router
 from circlet.runners.service import RunnerService
+from circlet.schedules.clock import ScheduleClock
+from circlet.schedules.endpoints import router as schedules_router
+from circlet.schedules.scheduler import Scheduler
+from circlet.schedules.service import ScheduleService
 from circlet.secrets import Keyring, load_keyring
 from circlet.settings import Settings
 from circlet.storage.service import StorageService
@@ -71,6 +75,7 @@ ROUTERS = (
     legacy_router,
     legacy_private_router,
     runners_router,
+    schedules_router,
 )
 
 
@@ -118,6 +123,8 @@ def create_app(
             asyncio.create_task(app.state.engine_loops.run_sweeps()),
             asyncio.create_task(app.state.blob_sweeper.run()),
         ]
+        if settings.scheduler:
+            background.append(asyncio.create_task(app.state.scheduler.run()))
         if warm_compile_workers:  # a server's first pipeline does not wait for a worker to start
             background.append(asyncio.create_task(app.state.engine_loops.pool.warm()))
         if not database.is_sqlite:
@@ -205,6 +212,9 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
         mirrors, engine_loops, orchestrator, app.state.project_service, page_tokens
     )
     app.state.workflow_service = WorkflowService(orchestrator)
+    app.state.schedule_clock = clock = ScheduleClock.parse(settings.test_scheduler_clock)
+    app.state.schedule_service = ScheduleService(app.state.project_service, page_tokens, clock)
+    app.state.scheduler = Scheduler(database, app.state.pipeline_service, clock, settings.scheduler_poll_seconds)
     blobs = FileBlobStore(settings.home / "blobs")
     app.state.storage_service = StorageService(
         blobs,

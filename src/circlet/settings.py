@@ -145,7 +145,32 @@ class Settings(BaseSettings):
     compile_retry_after_seconds: float = Field(
         120, gt=0, description="A pipeline pending this long (its compile was interrupted) is compiled again."
     )
+    scheduler: bool = Field(
+        True,
+        description="Fire scheduled pipelines from this server process. Any number of processes may: each fire "
+        "time is claimed once, in the database.",
+    )
+    scheduler_poll_seconds: float = Field(
+        60,
+        gt=0,
+        description="Longest the scheduler sleeps before looking for schedules other server processes created or "
+        "changed (its own it sees at once): one query each time when nothing is due.",
+    )
+    test_scheduler_clock: str = Field(
+        "",
+        description="Tests only: `EPOCH:SPEED` makes the schedules' clock run SPEED times faster than real time from "
+        "the Unix time EPOCH (0 stops it there). Empty: real time.",
+    )
     limits: Limits = Field(default_factory=Limits)
+
+    @field_validator("test_scheduler_clock")
+    @classmethod
+    def _clock_parses(cls, value: str) -> str:
+        if value:
+            epoch, _, speed = value.partition(":")
+            if float(epoch) < 0 or float(speed or 1) < 0:
+                raise ValueError("EPOCH:SPEED, both numbers of at least 0")
+        return value
 
     @field_validator("local_repo_roots")
     @classmethod

@@ -607,3 +607,43 @@ class SerialGroupWaiter(Base):
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
     workflow_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workflows.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Schedule(Base):
+    """A scheduled pipeline (the Schedule tag). ``next_fire_at`` is the first fire time not yet
+    handled: the scheduler sleeps until the smallest one (an index, not a scan), and moves it forward
+    with a conditional update when it fires or skips."""
+
+    __tablename__ = "schedules"
+    __table_args__ = (
+        UniqueConstraint("project_id", "name", name="uq_schedules_project_name"),
+        Index("ix_schedules_project_created", "project_id", "created_at", "id"),
+        Index("ix_schedules_next_fire_at", "next_fire_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    timetable: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # `current` (the user who created or last set it) or `system` (the built-in system actor).
+    attribution: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    next_fire_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ScheduleFire(Base):
+    """One fire time of a schedule, claimed in the transaction that creates its pipeline: the primary
+    key makes a second claim of the same time fail, whatever the number of server processes. Rows
+    older than any process could still claim are deleted by the scheduler."""
+
+    __tablename__ = "schedule_fires"
+    __table_args__ = (Index("ix_schedule_fires_fire_at", "fire_at"),)
+
+    schedule_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"), primary_key=True)
+    fire_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    pipeline_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
