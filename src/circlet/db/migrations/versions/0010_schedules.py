@@ -1,6 +1,6 @@
 """scheduled pipelines and their claimed fire times
 
-Revision ID: 0010e
+Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-04 18:30:00.000000
 """
