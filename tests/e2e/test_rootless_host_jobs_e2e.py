@@ -151,7 +151,9 @@ def server(rootless: Rootless) -> Iterator[tuple[Server, Api, str]]:
     entry = rootless.entry
     area = Path(tempfile.mkdtemp(prefix="circlet-rootless-", dir=entry.pw_dir))
     home = area / "home"
-    make_repo(area / "repo", {"hello.txt": "hello from the checkout\n", ".circleci/config.yml": config(home)})
+    port = free_port()
+    repo_files = {"hello.txt": "hello from the checkout\n", ".circleci/config.yml": config(home, port)}
+    make_repo(area / "repo", repo_files)
     run_checked(["chown", "-R", f"{entry.pw_uid}:{entry.pw_gid}", str(area)])
     log = area / "server.log"
     python, python_path = user_python()
@@ -174,7 +176,6 @@ def server(rootless: Rootless) -> Iterator[tuple[Server, Api, str]]:
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
-    port = free_port()
     with log.open("ab") as output:
         process = subprocess.Popen(
             as_user(entry, [python, "-m", "circlet.cli", "serve", "--port", str(port), "--runner-tasks", "1"]),
@@ -206,9 +207,9 @@ def ready(url: str) -> bool:
         return False
 
 
-def config(home: Path) -> str:
+def config(home: Path, port: int) -> str:
     agent_code = Path(circlet.__file__).resolve().parent
-    probe = PROBE.format(try_function=TRY, home=home, key_file=KEY_FILE_NAME, agent_code=agent_code)
+    probe = PROBE.format(try_function=TRY, home=home, key_file=KEY_FILE_NAME, agent_code=agent_code, port=port)
     indented = "".join(f"            {line}\n" for line in probe.strip().splitlines())
     return f"""version: 2.1
 jobs:
@@ -240,6 +241,7 @@ try list-home ls "$H"
 try read-users-home ls "$(dirname "$(dirname "$H")")"
 echo "WORK ROOT HOLDS $(ls -A "$(dirname "$(dirname "$HOME")")" | wc -l)"
 try change-agent-code touch "{agent_code}/planted"
+try reach-server-on-loopback bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}'
 """
 
 
@@ -272,10 +274,12 @@ def test_a_machine_job_of_a_non_root_server_runs_in_a_rootless_container(
     assert "WROTE written by the job" in lines
     denied = {line.split()[1].rstrip(":"): line for line in lines if line.startswith(("ALLOWED", "DENIED"))}
     hidden = {"read-key-file", "read-database", "list-home", "read-users-home"}
-    assert set(denied) == {*hidden, "change-agent-code"}
+    assert set(denied) == {*hidden, "change-agent-code", "reach-server-on-loopback"}
     assert all(denied[name].startswith("DENIED") and "No such file or directory" in denied[name] for name in hidden)
     # The agent's Python is mounted for the `circleci` helpers, read-only.
     assert denied["change-agent-code"].startswith("DENIED") and "Read-only file system" in denied["change-agent-code"]
+    # Its loopback is its own: the server (and a PostgreSQL) listening on the host's is not there.
+    assert denied["reach-server-on-loopback"].startswith("DENIED") and "refused" in denied["reach-server-on-loopback"]
     assert "WORK ROOT HOLDS 1" in lines, "of the runner's work directory, only its own task's"
     assert (live.home / KEY_FILE_NAME).exists(), "the key file is there, on the host, out of the job's sight"
     left = rootless.podman("ps", "-a", "--filter", "label=circlet.task", "--format", "{{.Names}}")
