@@ -42,6 +42,10 @@ class RecordingBackend:
         return None
 
     @property
+    def confined(self) -> bool:
+        return False
+
+    @property
     def secrets(self) -> Sequence[str]:
         return self._secrets
 

@@ -99,7 +99,7 @@ class TaskRunner:
         if self._backend is None:
             return TaskResult("failed", self._refusal)
         backend = self._backend
-        self._dirs.create(backend.job_user)
+        self._dirs.create(backend.job_user, confined=backend.confined)
         if self._server_url is not None and "CIRCLE_CONTINUATION_KEY" in self.task.environment:
             install_curl_wrapper(self._dirs.bin, self._server_url)
         if self.task.test_timings is not None:

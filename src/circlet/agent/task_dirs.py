@@ -46,9 +46,11 @@ class TaskDirs:
         self.tmp = self.root / "tmp"
         self.source = self.root.with_name(self.root.name + ".source")
 
-    def create(self, owner: JobUser | None = None) -> None:
-        """With a job user, the user owns them and nobody else may enter them (not another job)."""
+    def create(self, owner: JobUser | None = None, *, confined: bool = False) -> None:
+        """With a job user, the user owns them and nobody else may enter them (not another job).
+        ``confined``: the agent's own file work for the job stays beneath the root (``within``)."""
         self.owner = owner
+        self.within = self.root.resolve() if confined else None
         mode = 0o777 if owner is None else 0o700
         self.root.mkdir(mode=mode, parents=True, exist_ok=True)
         for directory in (self.home, self.data, self.tmp):
@@ -77,6 +79,8 @@ class TaskDirs:
                     path.chmod(0o711)
 
     owner: JobUser | None = None
+    within: Path | None = None
+    """Where the agent's file work for a confined job must stay (None: wherever its identity may go)."""
 
     def anchor(self) -> Path | None:
         """Where, inside ``tmp``, the task's root is mounted again for a job whose /tmp is ``tmp``."""

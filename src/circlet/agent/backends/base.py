@@ -53,6 +53,13 @@ class Backend(Protocol):
         ...
 
     @property
+    def confined(self) -> bool:
+        """The job reaches nothing of this host but its task directory (a container): the steps the
+        agent runs itself must then not read or write beyond it either, whatever links the job
+        planted (the agent may read what the job may not)."""
+        ...
+
+    @property
     def secrets(self) -> Sequence[str]:
         """Values setup knows that no output may show (registry passwords)."""
         ...

@@ -30,6 +30,10 @@ class ContainerBackend:
         return None  # the engine's own arrangement of users (the image's, or the job's ``user``)
 
     @property
+    def confined(self) -> bool:
+        return True
+
+    @property
     def secrets(self) -> Sequence[str]:
         return [spec.auth[1] for spec in self.containers.specs if spec.auth is not None]
 

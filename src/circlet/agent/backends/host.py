@@ -38,6 +38,10 @@ class HostBackend:
         return self._job_user
 
     @property
+    def confined(self) -> bool:
+        return False
+
+    @property
     def secrets(self) -> Sequence[str]:
         return ()
 
