@@ -287,6 +287,7 @@ def _saved_path(root: str, saved_from: str | None, movable: Path) -> Path:
 
 def _extract(file: io.BufferedReader, target: Path, movable: Path | None, within: Path | None) -> int:
     try:
+        _writable_within(next(p for p in (target, *target.parents) if p.exists()), within)  # before mkdir
         target.mkdir(parents=True, exist_ok=True)
         _writable_within(target, within)
         with _Tar.open(fileobj=file, mode="r:*") as tar:  # a tar, or a tar.gz made before issue 6
@@ -298,6 +299,7 @@ def _extract(file: io.BufferedReader, target: Path, movable: Path | None, within
             for root, renamed in _absolute_roots([m for m in members if m.name.startswith("/")]).items():
                 assert movable is not None
                 path = _saved_path(root, tar.pax_headers.get(MOVABLE), movable)
+                _writable_within(next(p for p in (path.parent, *path.parents) if p.exists()), within)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 _writable_within(path.parent, within)
                 _unpack(tar, renamed, _KeepLinks(path.parent, within=path.name))
@@ -314,6 +316,8 @@ def _extract(file: io.BufferedReader, target: Path, movable: Path | None, within
 def _writable_within(directory: Path, within: Path | None) -> None:
     """Refuse to unpack into a directory that is not beneath ``within`` (a link the job planted may
     lead there); tarfile's filters keep every member beneath the directory itself."""
+    if within is None:
+        return
     descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         beneath(descriptor, within, directory)
