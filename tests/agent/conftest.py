@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from circlet.agent.backends import DockerMode
 from circlet.agent.context import TaskStorage
-from circlet.agent.executor import DockerMode, TaskResult, TaskRunner
+from circlet.agent.executor import TaskResult, TaskRunner
 from circlet.agent.isolation import JobUser
 from circlet.agent.protocol import Task
 from tests.agent.fake_server import FakeRunnerServer

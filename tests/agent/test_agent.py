@@ -59,9 +59,13 @@ async def test_cancel_from_the_server(runner_server: FakeRunnerServer, work_root
     pid_file = shared_with_jobs / "pid"
     payload = make_task([run_step(f"sleep 300 & echo $! > {pid_file}; wait", name="Long")], heartbeat_seconds=0.1)
     runner_server.enqueue(payload)
+    running = asyncio.create_task(agent_for(runner_server, work_root, once=True).run())
+    while not (pid_file.exists() and pid_file.read_text().strip()):  # the step runs: now cancel it
+        assert not running.done()
+        await asyncio.sleep(0.05)
     runner_server.cancel.add(payload["task_id"])
     started = time.monotonic()
-    await asyncio.wait_for(agent_for(runner_server, work_root, once=True).run(), 30)
+    await asyncio.wait_for(running, 30)
     assert time.monotonic() - started < 5
     task_id = payload["task_id"]
     assert runner_server.recorded.completes[task_id] == {"status": "canceled", "message": "canceled"}

@@ -12,16 +12,14 @@ import pytest
 
 from circlet.agent.protocol import (
     Backoff,
-    FileBody,
     OutputShipper,
     ProtocolError,
     RunnerClient,
     Task,
     TaskLost,
     Unauthorized,
-    _direct,
-    _direct_endpoint,
 )
+from circlet.agent.protocol.blobs import FileBody, direct_endpoint, exchange_directly
 from tests.agent.conftest import make_task, run_step
 from tests.agent.fake_server import FakeRunnerServer, free_port
 
@@ -211,20 +209,20 @@ async def test_direct_transfers_read_both_framings_and_send_files_whole(tmp_path
     }
     received: dict[str, bytes] = {}
     server, port = await bare_server(answers, received)
-    endpoint = _direct_endpoint(f"http://127.0.0.1:{port}/p")
+    endpoint = direct_endpoint(f"http://127.0.0.1:{port}/p")
     assert endpoint == ("127.0.0.1", port, "/p")
     auth = {"Authorization": "Bearer t"}
     for name in ("length", "chunked"):
         target = tmp_path / name
-        response = await _direct(endpoint, "GET", f"/{name}", auth, target=target)
+        response = await exchange_directly(endpoint, "GET", f"/{name}", auth, target=target)
         assert response.status_code == 200 and target.read_bytes() == body
-    missing = await _direct(endpoint, "GET", "/missing", auth, target=tmp_path / "none")
+    missing = await exchange_directly(endpoint, "GET", "/missing", auth, target=tmp_path / "none")
     assert missing.status_code == 404 and missing.json() == {"message": "no"} and not (tmp_path / "none").exists()
     with pytest.raises(http.client.IncompleteRead):  # a body cut short is an error the caller retries
-        await _direct(endpoint, "GET", "/short", auth, target=tmp_path / "short")
+        await exchange_directly(endpoint, "GET", "/short", auth, target=tmp_path / "short")
     source = tmp_path / "source"
     source.write_bytes(body)
-    uploaded = await _direct(endpoint, "PUT", "/upload?path=a%2Fb", auth, source=source)
+    uploaded = await exchange_directly(endpoint, "PUT", "/upload?path=a%2Fb", auth, source=source)
     assert uploaded.status_code == 201 and uploaded.json() == {"size": 3}
     assert received["/p/upload?path=a%2Fb"] == body
     server.close()
@@ -246,7 +244,7 @@ async def test_a_cancelled_direct_transfer_stops_at_once(tmp_path: Path) -> None
 
     server = await asyncio.start_server(stall, "127.0.0.1", 0)
     endpoint = ("127.0.0.1", server.sockets[0].getsockname()[1], "")
-    transfer = asyncio.create_task(_direct(endpoint, "GET", "/blob", {}, target=tmp_path / "blob"))
+    transfer = asyncio.create_task(exchange_directly(endpoint, "GET", "/blob", {}, target=tmp_path / "blob"))
     await asyncio.sleep(0.3)
     started = time.monotonic()
     transfer.cancel()
@@ -258,10 +256,10 @@ async def test_a_cancelled_direct_transfer_stops_at_once(tmp_path: Path) -> None
 
 
 def test_direct_transfers_step_aside_for_https_and_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert _direct_endpoint("https://ci.example.com") is None
-    assert _direct_endpoint("http://ci.example.com:8080/") == ("ci.example.com", 8080, "")
+    assert direct_endpoint("https://ci.example.com") is None
+    assert direct_endpoint("http://ci.example.com:8080/") == ("ci.example.com", 8080, "")
     monkeypatch.setenv("HTTP_PROXY", "http://proxy:3128")
-    assert _direct_endpoint("http://ci.example.com:8080") is None
+    assert direct_endpoint("http://ci.example.com:8080") is None
 
 
 async def test_a_file_that_shrinks_while_sent_fails_the_call(tmp_path: Path) -> None:

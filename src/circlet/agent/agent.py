@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from circlet.agent.backends import DEFAULT_HOST_JOB_IMAGE, DockerMode
 from circlet.agent.containers import ContainerEngine, EngineChoice, detect_engine, remove_leftovers
-from circlet.agent.executor import DockerMode, TaskResult, TaskRunner
+from circlet.agent.executor import TaskResult, TaskRunner
 from circlet.agent.isolation import IsolationError, JobUser, forbid_inspection, is_root, job_users, reachable_by_all
 from circlet.agent.protocol import (
     Backoff,
@@ -54,6 +55,8 @@ class AgentOptions:
     refuse_host_jobs: str | None = None
     """Not root: refuse jobs that would run on this host as the agent's own user, with this message
     (the embedded runner without ``--trust-jobs``)."""
+    host_job_image: str | None = DEFAULT_HOST_JOB_IMAGE
+    """Where such a host job runs instead when the container engine is rootless (None: refused)."""
 
 
 class HttpSink:
@@ -114,6 +117,8 @@ class Agent:
             )
             if self._engine is not None:
                 await remove_leftovers(self._engine)
+            if users[0] is None and options.refuse_host_jobs is not None:
+                self._log_host_jobs()
             with self._work_root(jobs_enter=users[0] is not None) as work_root:
                 await asyncio.gather(*(self._work(work_root, user) for user in users))
             if self._refused is not None:
@@ -121,6 +126,15 @@ class Agent:
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
+
+    def _log_host_jobs(self) -> None:
+        """Where this runner's host jobs go, since it may not run them as its own user."""
+        engine, image = self._engine, self._options.host_job_image
+        if engine is not None and engine.rootless and image:
+            log.info("host jobs run in rootless containers", extra={"engine": engine.kind, "image": image})
+        else:
+            why = "no rootless container engine" if image else "no host job image"
+            log.warning("host jobs are refused", extra={"reason": f"not root, jobs not trusted, {why}"})
 
     @contextlib.contextmanager
     def _work_root(self, *, jobs_enter: bool) -> Iterator[Path]:
@@ -194,6 +208,7 @@ class Agent:
             engine=self._engine,
             job_user=job_user,
             refuse_host_jobs=None if job_user is not None else self._options.refuse_host_jobs,
+            host_job_image=self._options.host_job_image,
             server_url=self._client.url,
         )
         self._running[task.task_id] = runner

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from circlet.agent.agent import AgentOptions, run_agent
+from circlet.agent.backends import DEFAULT_HOST_JOB_IMAGE
 from circlet.agent.containers import ENGINE_CHOICES
 from circlet.agent.logs import configure_logging
 from circlet.agent.protocol import RunnerClient
@@ -22,8 +23,8 @@ HOST_JOBS = ("allow", "refuse")
 REFUSAL = (
     "this runner does not run jobs on its host: it is not root, so a job would run as the runner's own user"
     " {user} and could read everything that user can (the server's data when it shares the host); the operator"
-    " may allow it with `circlet serve --trust-jobs` (or `circlet runner --host-jobs allow`), or run docker jobs"
-    " in a container engine"
+    " may allow it with `circlet serve --trust-jobs` (or `circlet runner --host-jobs allow`), or give the runner"
+    " a rootless container engine (rootless podman: host jobs then run in a container of --host-job-image)"
 )
 
 
@@ -93,6 +94,15 @@ def runner_command(
             help="When not root: 'allow' runs host jobs as this user, 'refuse' fails them (jobs cannot be isolated).",
         ),
     ] = "allow",
+    host_job_image: Annotated[
+        str,
+        typer.Option(
+            "--host-job-image",
+            envvar="CIRCLET_RUNNER_HOST_JOB_IMAGE",
+            help="When not root and host jobs are refused: the image they run in instead, through a rootless"
+            " container engine ('' refuses them).",
+        ),
+    ] = DEFAULT_HOST_JOB_IMAGE,
     once: Annotated[bool, typer.Option("--once", help="Run one task, then exit.")] = False,
     name: Annotated[
         str | None, typer.Option("--name", help="This runner's name for the server (default: the host name).")
@@ -120,6 +130,7 @@ def runner_command(
         once=once,
         job_users=tuple(name.strip() for name in job_user.split(",") if name.strip()),
         refuse_host_jobs=REFUSAL.format(user=getpass.getuser()) if host_jobs == "refuse" else None,
+        host_job_image=host_job_image.strip() or None,
     )
 
     async def run() -> int:

@@ -21,7 +21,7 @@ TIMINGS_FILE = "timings.json"
 
 
 ARCHIVE = "circleci.pyz"
-PACKAGED = ("__init__.py", "runner/__init__.py", "runner/durations.py", "runner/job_tools/*.py")
+PACKAGED = ("__init__.py", "agent/__init__.py", "agent/durations.py", "agent/job_tools/*.py")
 """What the helpers need of circlet (the standard library aside), for a job that cannot run the
 agent's interpreter."""
 

@@ -138,7 +138,20 @@ def _refused(exc: OSError) -> bool:
     return exc.errno in (errno.EACCES, errno.EPERM)
 
 
-def _add(tar: tarfile.TarFile, path: str, arcname: str, absolute: bool, archived: Archived) -> bool:
+def beneath(descriptor: int, root: Path | None, shown: object) -> None:
+    """Refuse (``PermissionError``) an open file that is not beneath ``root`` (None: anywhere): the
+    path it was opened by may have led out through a link a job planted; the open file says where it
+    really is."""
+    if root is None:
+        return
+    real = os.readlink(f"/proc/self/fd/{descriptor}")
+    if not Path(real).is_relative_to(root):
+        raise PermissionError(errno.EACCES, f"{shown} is outside the task directory", str(shown))
+
+
+def _add(
+    tar: tarfile.TarFile, path: str, arcname: str, absolute: bool, archived: Archived, within: Path | None = None
+) -> bool:
     """``path`` and what it holds, as ``TarFile.add`` adds them (no link followed, sorted), except that
     an entry the thread may not read is left out and listed instead of failing the archive. A regular
     file's header comes from the open file, so its bytes and its header are of the same file."""
@@ -147,6 +160,7 @@ def _add(tar: tarfile.TarFile, path: str, arcname: str, absolute: bool, archived
     try:
         if stat.S_ISREG(os.lstat(path).st_mode):
             with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as file:
+                beneath(file.fileno(), within, path)
                 info = tar.gettarinfo(arcname=arcname, fileobj=file)
                 if info.isreg():
                     tar.addfile(_absolute(info) if absolute else info, file)
@@ -164,20 +178,22 @@ def _add(tar: tarfile.TarFile, path: str, arcname: str, absolute: bool, archived
         return False
     tar.addfile(_absolute(info) if absolute else info)
     for name in names:
-        _add(tar, os.path.join(path, name), f"{arcname}/{name}", absolute, archived)
+        _add(tar, os.path.join(path, name), f"{arcname}/{name}", absolute, archived, within)
     return True
 
 
-def _create(file: io.FileIO, base: Path, members: Sequence[Path], movable: Path | None) -> Archived:
+def _create(
+    file: io.FileIO, base: Path, members: Sequence[Path], movable: Path | None, within: Path | None
+) -> Archived:
     archived = Archived()
     outside = [member for member in members if not member.is_relative_to(base)]
     headers = {MOVABLE: str(movable)} if outside and movable is not None else {}
     with _Tar.open(fileobj=file, mode="w", pax_headers=headers) as tar:
         for member in members:
             if member in outside:
-                added = _add(tar, str(member), str(member), True, archived)
+                added = _add(tar, str(member), str(member), True, archived, within)
             else:
-                added = _add(tar, str(member), str(member.relative_to(base)), False, archived)
+                added = _add(tar, str(member), str(member.relative_to(base)), False, archived, within)
             archived.count += added
     return archived
 
@@ -189,13 +205,15 @@ async def create(
     *,
     movable: Path | None = None,
     thread: FileThread = asyncio.to_thread,
+    within: Path | None = None,
 ) -> Archived:
     """A tar at ``archive`` of ``members``: those under ``base`` named relative to it, any other
     (``save_cache`` of an absolute path) by its absolute path; ``movable`` is recorded as
-    ``MOVABLE``. ``archive`` is opened here; the members are read on ``thread``."""
+    ``MOVABLE``. ``archive`` is opened here; the members are read on ``thread``; with ``within``, a
+    file that is not beneath it is left out as unreadable."""
     # Unbuffered: headers go straight to the file, so the kernel copies that follow land after them.
     with open(archive, "wb", buffering=0) as file:
-        archived: Archived = await thread(_create, file, base, members, movable)
+        archived: Archived = await thread(_create, file, base, members, movable, within)
     return archived
 
 
@@ -267,9 +285,11 @@ def _saved_path(root: str, saved_from: str | None, movable: Path) -> Path:
     return Path(root)
 
 
-def _extract(file: io.BufferedReader, target: Path, movable: Path | None) -> int:
+def _extract(file: io.BufferedReader, target: Path, movable: Path | None, within: Path | None) -> int:
     try:
+        _writable_within(next(p for p in (target, *target.parents) if p.exists()), within)  # before mkdir
         target.mkdir(parents=True, exist_ok=True)
+        _writable_within(target, within)
         with _Tar.open(fileobj=file, mode="r:*") as tar:  # a tar, or a tar.gz made before issue 6
             members = tar.getmembers()
             for member in members:
@@ -279,7 +299,9 @@ def _extract(file: io.BufferedReader, target: Path, movable: Path | None) -> int
             for root, renamed in _absolute_roots([m for m in members if m.name.startswith("/")]).items():
                 assert movable is not None
                 path = _saved_path(root, tar.pax_headers.get(MOVABLE), movable)
+                _writable_within(next(p for p in (path.parent, *path.parents) if p.exists()), within)
                 path.parent.mkdir(parents=True, exist_ok=True)
+                _writable_within(path.parent, within)
                 _unpack(tar, renamed, _KeepLinks(path.parent, within=path.name))
     except OSError as exc:
         if _refused(exc):
@@ -291,13 +313,30 @@ def _extract(file: io.BufferedReader, target: Path, movable: Path | None) -> int
     return len(members)
 
 
+def _writable_within(directory: Path, within: Path | None) -> None:
+    """Refuse to unpack into a directory that is not beneath ``within`` (a link the job planted may
+    lead there); tarfile's filters keep every member beneath the directory itself."""
+    if within is None:
+        return
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        beneath(descriptor, within, directory)
+    finally:
+        os.close(descriptor)
+
+
 async def extract(
-    archive: Path, target: Path, *, movable: Path | None = None, thread: FileThread = asyncio.to_thread
+    archive: Path,
+    target: Path,
+    *,
+    movable: Path | None = None,
+    thread: FileThread = asyncio.to_thread,
+    within: Path | None = None,
 ) -> int:
     """Unpack ``archive`` into ``target``. With ``movable`` (caches: the task's directory), members
     named by an absolute path go back to that path (under ``movable`` when they were saved from
     under the saving task's directory), each saved path unpacked as a target of its own. ``archive``
-    is opened here; everything is written on ``thread``."""
+    is opened here; everything is written on ``thread``, and with ``within`` only beneath it."""
     with open(archive, "rb") as file:
-        count: int = await thread(_extract, file, target, movable)
+        count: int = await thread(_extract, file, target, movable, within)
     return count

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 from circlet.agent.context import StepContext, StepOutcome, TaskStorage
 from circlet.agent.protocol import Gone, ProtocolError
-from circlet.agent.steps.archives import ArchiveError, create, expand, extract, readable_entry
+from circlet.agent.steps.archives import ArchiveError, beneath, create, expand, extract, readable_entry
 from circlet.agent.steps.cache_keys import TemplateError, render_key
 
 Handler = Callable[[StepContext, TaskStorage], Awaitable[StepOutcome]]
@@ -34,8 +35,14 @@ def _failed(what: str, reason: str) -> StepOutcome:
 @contextlib.asynccontextmanager
 async def _scratch(context: StepContext) -> AsyncIterator[Path]:
     """Where an archive is made or downloaded. With a job user, the task's root (root's, where the
-    job cannot create or replace an entry): the agent uploads and unpacks this file as itself, so a
-    job that swapped it for a link to the server's key file would have that uploaded as its cache."""
+    job cannot create or replace an entry); for a confined job, a private directory outside the task's:
+    the agent uploads and unpacks this file as itself, so a job that swapped it for a link to the
+    server's key file would have that uploaded as its cache."""
+    if context.dirs.within is not None:
+        # A confined job (a container) may write anywhere in its task directory, the root included.
+        with tempfile.TemporaryDirectory(prefix="circlet-archive-") as private:
+            yield Path(private) / "archive.tar"
+        return
     directory = context.dirs.data if context.dirs.owner is None else context.dirs.root
     path = directory / f"archive-{uuid.uuid4().hex}.tar"
     try:
@@ -48,11 +55,12 @@ async def _scratch(context: StepContext) -> AsyncIterator[Path]:
 async def _opened_as_job(context: StepContext, file: Path) -> AsyncIterator[Path]:
     """``file`` opened with the job's permissions, as a path to that open file: a link the job
     planted (to the server's key file, say) cannot make the agent upload what the job cannot read."""
-    if context.dirs.owner is None:
+    if context.dirs.owner is None and context.dirs.within is None:
         yield file
         return
-    descriptor = await context.dirs.job_files(os.open, file, os.O_RDONLY)
+    descriptor = await context.dirs.job_files(os.open, file, os.O_RDONLY | os.O_NONBLOCK)
     try:
+        beneath(descriptor, context.dirs.within, file)
         yield Path(f"/proc/self/fd/{descriptor}")
     finally:
         os.close(descriptor)
@@ -136,7 +144,12 @@ async def _save_cache(context: StepContext, storage: TaskStorage) -> StepOutcome
     async with _scratch(context) as archive:
         await context.output.line("Creating cache archive...")
         archived = await create(
-            archive, context.dirs.home, members, movable=_task_root(context), thread=context.dirs.job_files
+            archive,
+            context.dirs.home,
+            members,
+            movable=_task_root(context),
+            thread=context.dirs.job_files,
+            within=context.dirs.within,
         )
         await _report_unreadable(context, archived.unreadable)
         if not archived.count:
@@ -167,7 +180,13 @@ async def _restore_cache(context: StepContext, storage: TaskStorage) -> StepOutc
         except Gone:  # expired, and its bytes swept, since it was found: a miss, as if never found
             await context.output.line(f"The cache {found} expired before it could be restored; no cache is restored")
             return StepOutcome("success", 0)
-        count = await extract(archive, context.dirs.home, movable=_task_root(context), thread=context.dirs.job_files)
+        count = await extract(
+            archive,
+            context.dirs.home,
+            movable=_task_root(context),
+            thread=context.dirs.job_files,
+            within=context.dirs.within,
+        )
     await context.output.line(f"Restored {count} entries of cache {found} into {context.dirs.home}")
     return StepOutcome("success", 0)
 
@@ -193,7 +212,7 @@ async def _persist_to_workspace(context: StepContext, storage: TaskStorage) -> S
     patterns = _strings(context.step.args.get("paths"))
     members = await context.dirs.job_files(_workspace_members, root, patterns)
     async with _scratch(context) as archive:
-        archived = await create(archive, root, members, thread=context.dirs.job_files)
+        archived = await create(archive, root, members, thread=context.dirs.job_files, within=context.dirs.within)
         for path in archived.unreadable:
             if Path(path) in members:  # as a path that matches nothing: the step fails
                 raise ArchiveError(f"could not read {Path(path).relative_to(root)} under {root}: permission denied")
@@ -212,7 +231,7 @@ async def _attach_workspace(context: StepContext, storage: TaskStorage) -> StepO
     for layer in layers:
         async with _scratch(context) as archive:
             await storage.download_layer(layer, archive)
-            await extract(archive, target, thread=context.dirs.job_files)
+            await extract(archive, target, thread=context.dirs.job_files, within=context.dirs.within)
     await context.output.line(f"Attached {len(layers)} workspace layers at {target}")
     return StepOutcome("success", 0)
 
