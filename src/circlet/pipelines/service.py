@@ -360,6 +360,11 @@ class PipelineService:
             body["compiled-setup-config"] = pipeline.compiled_setup
         return body
 
+    async def parameters(self, session: AsyncSession, principal: Principal, pipeline_id: uuid.UUID) -> dict[str, Any]:
+        """The parameters the pipeline was triggered with (the web app shows them; the API has no call)."""
+        pipeline, _ = await self.visible_pipeline(session, principal, pipeline_id)
+        return dict(pipeline.parameters)
+
     async def values(self, session: AsyncSession, principal: Principal, pipeline_id: uuid.UUID) -> dict[str, Any]:
         pipeline, _ = await self.visible_pipeline(session, principal, pipeline_id)
         return {f"pipeline.{name}": value for name, value in pipeline.values.items()}
@@ -384,10 +389,13 @@ class PipelineService:
         mine: bool,
         page_token: str | None,
         base_url: str,
+        with_workflows: bool = False,
     ) -> dict[str, Any]:
         found = await self.project_service.find(session, principal, slug)
         scope = f"pipelines:{found.project.id}:{branch}:{mine}"
-        return await self._page(session, principal, [found.project.id], scope, branch, mine, page_token, base_url)
+        return await self._page(
+            session, principal, [found.project.id], scope, branch, mine, page_token, base_url, with_workflows
+        )
 
     async def list_for_org(
         self,
@@ -397,14 +405,20 @@ class PipelineService:
         mine: bool,
         page_token: str | None,
         base_url: str,
+        *,
+        branch: str | None = None,
+        with_workflows: bool = False,
     ) -> dict[str, Any]:
+        """``branch`` and ``with_workflows`` are the web app's (its dashboard), not the API's."""
         if org_slug is not None:
             org_ids = [(await find_org(session, principal, org_slug)).id]
         else:
             org_ids = sorted(principal.roles)
         project_ids = await definitions.project_ids_of_orgs(session, org_ids)
-        scope = f"pipelines:{','.join(map(str, org_ids))}:{mine}"
-        return await self._page(session, principal, project_ids, scope, None, mine, page_token, base_url)
+        scope = f"pipelines:{','.join(map(str, org_ids))}:{mine}" + (f":{branch}" if branch is not None else "")
+        return await self._page(
+            session, principal, project_ids, scope, branch, mine, page_token, base_url, with_workflows
+        )
 
     async def _page(
         self,
@@ -416,6 +430,7 @@ class PipelineService:
         mine: bool,
         page_token: str | None,
         base_url: str,
+        with_workflows: bool = False,
     ) -> dict[str, Any]:
         before = None
         if page_token:
@@ -433,11 +448,28 @@ class PipelineService:
             limit=PAGE_SIZE + 1,
         )
         cache: dict[Any, Any] = {}
+        projects_found: dict[uuid.UUID, ProjectInOrg | None] = {}  # a page is mostly one project's
         items = []
         for pipeline in rows[:PAGE_SIZE]:
-            found = await self._project(session, pipeline.project_id)
+            if pipeline.project_id not in projects_found:
+                projects_found[pipeline.project_id] = await self._project(session, pipeline.project_id)
+            found = projects_found[pipeline.project_id]
             assert found is not None
             items.append(await self._body(session, pipeline, found, cache, base_url))
+        if with_workflows:  # one query for the whole page
+            by_pipeline: dict[uuid.UUID, list[dict[str, Any]]] = {}
+            for workflow in await engine.workflows_of_pipelines(session, [row.id for row in rows[:PAGE_SIZE]]):
+                by_pipeline.setdefault(workflow.pipeline_id, []).append(
+                    {
+                        "id": workflow.id,
+                        "name": workflow.name,
+                        "status": workflow.status,
+                        "created_at": workflow.created_at,
+                        "stopped_at": workflow.stopped_at,
+                    }
+                )
+            for item in items:
+                item["workflows"] = by_pipeline.get(item["id"], [])
         next_token = None
         if len(rows) > PAGE_SIZE:
             last = rows[PAGE_SIZE - 1]

@@ -12,7 +12,7 @@ from urllib.parse import quote
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import Environment, PackageLoader
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from circlet.http.errors import ApiError
@@ -34,7 +34,6 @@ SECURITY_HEADERS = {
 environment = Environment(
     loader=PackageLoader("circlet.web", "templates"),
     autoescape=True,
-    undefined=StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
 )
@@ -81,6 +80,7 @@ def page(
     browser = getattr(request.state, "browser_session", None)
     body = environment.get_template(template).render(
         request_path=request.url.path,
+        request_target=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         principal=browser.principal if browser else None,
         csrf_token=browser.csrf_token if browser else "",
         **context,
