@@ -30,12 +30,12 @@ from circlet.http.text import is_storable_text
 from circlet.mirrors.git_mirror import Commit, GitError, GitMirrors, RepoSource, UnknownRef
 from circlet.orgs import repository as orgs
 from circlet.orgs.service import find_org
-from circlet.orgs.slugs import PROVIDER_NAMES, project_slug
+from circlet.orgs.slugs import PROVIDER_NAMES, parse_project_slug, project_slug
 from circlet.pipelines import repository as definitions
 from circlet.pipelines.schemas import DefinitionBody, RunPipeline, TriggerBody, TriggerPipeline
 from circlet.projects import repository as projects
 from circlet.projects.repository import ProjectInOrg
-from circlet.projects.service import ProjectService
+from circlet.projects.service import MISSING_PROJECT, ProjectService
 from circlet.users import repository as users
 from circlet.users.avatars import SYSTEM_AVATAR_KEY, avatar_url
 
@@ -359,6 +359,43 @@ class PipelineService:
             body["setup-config"] = pipeline.setup_source
             body["compiled-setup-config"] = pipeline.compiled_setup
         return body
+
+    async def badge_status(
+        self, session: AsyncSession, principal: Principal | None, slug: tuple[str, str, str], branch: str | None
+    ) -> str:
+        """The status of the latest pipeline on the branch (default: the project's default branch), for
+        a status badge: anyone's for an open-source project (its ``oss`` setting, as CircleCI's public
+        badges), else only its organization's members'; 404 otherwise, as for any unseen project."""
+        parsed = parse_project_slug(*slug)
+        found = await projects.find_project(session, parsed) if parsed is not None else None
+        if found is None:
+            raise NotFound(MISSING_PROJECT)
+        stored = await projects.get_settings(session, found.project.id)
+        public = stored is not None and stored.oss
+        if not public and (principal is None or principal.role_in(found.org.id) is None):
+            raise NotFound(MISSING_PROJECT)
+        latest = await engine.list_pipelines(
+            session,
+            [found.project.id],
+            branch=branch or found.project.default_branch,
+            actor_id=None,
+            before=None,
+            limit=1,
+        )
+        if not latest:
+            return "none"
+        if latest[0].state == "errored":
+            return "failed"
+        statuses = {workflow.status for workflow in await engine.workflows_of(session, latest[0].id)}
+        if not statuses:
+            return "running"
+        if statuses & {"failed", "error", "failing", "unauthorized"}:
+            return "failed"
+        if statuses & {"running", "on_hold", "not_run"}:
+            return "on_hold" if statuses == {"on_hold"} else "running"
+        if statuses == {"success"}:
+            return "passed"
+        return "canceled"
 
     async def parameters(self, session: AsyncSession, principal: Principal, pipeline_id: uuid.UUID) -> dict[str, Any]:
         """The parameters the pipeline was triggered with (the web app shows them; the API has no call)."""
