@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, free_port, server_env
 from tests.pipelines.helpers import make_repo
 from tests.web.test_pipeline_pages import HELD
 
@@ -50,11 +50,24 @@ def shot(page: Any, name: str) -> None:
     page.screenshot(path=str(OUTPUT / f"{name}.png"), full_page=True)
 
 
-@pytest.fixture
-def acme(live_server: LiveServer, tmp_path: Path) -> dict[str, Any]:
-    """An organization with an admin (a password), a viewer (a token), and a project whose pipelines
-    wait on an approval; the project's last commit subject is markup."""
-    server = live_server
+@pytest.fixture(scope="module")
+def acme(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One server for the module (on SQLite: what is tested here is the pages, the database is the
+    other tests' concern): an organization with an admin (a password), a viewer (a token), and a
+    project whose pipelines wait on an approval; the project's last commit subject is markup."""
+    tmp_path = tmp_path_factory.mktemp("browser")
+    home = tmp_path / "home"
+    server = LiveServer(
+        f"http://127.0.0.1:{free_port()}", home, server_env(home, f"sqlite+aiosqlite:///{tmp_path / 'circlet.db'}")
+    )
+    server.start()
+    try:
+        yield setup_acme(server, tmp_path)
+    finally:
+        server.stop()
+
+
+def setup_acme(server: LiveServer, tmp_path: Path) -> dict[str, Any]:
     admin = server.admin("bootstrap", "--org", "acme", "--user", "ada")
     server.admin("user", "create", "vic")
     server.admin("org", "add-member", "--org", "acme", "--user", "vic", "--role", "viewer")

@@ -39,6 +39,9 @@ class PlacedJob:
     job: dict[str, Any]
     column: int
     row: int
+    # Half the rows this column has fewer than the tallest: columns are centred on each other, so a
+    # fan-out's source and a fan-in's sink sit level with the middle of the fan.
+    offset: float = 0.0
 
     @property
     def x(self) -> int:
@@ -46,7 +49,7 @@ class PlacedJob:
 
     @property
     def y(self) -> int:
-        return MARGIN + self.row * (BOX_HEIGHT + ROW_GAP)
+        return MARGIN + round((self.row + self.offset) * (BOX_HEIGHT + ROW_GAP))
 
 
 def layout(jobs: Sequence[dict[str, Any]]) -> list[PlacedJob]:
@@ -75,7 +78,11 @@ def layout(jobs: Sequence[dict[str, Any]]) -> list[PlacedJob]:
         ordered = sorted(members, key=lambda job_id: (mean_parent_row(job_id), members.index(job_id)))
         for row, job_id in enumerate(ordered):
             row_of[job_id] = row
-    return [PlacedJob(by_id[job_id], depth[job_id], row_of[job_id]) for job_id in by_id]
+    tallest = max((len(members) for members in columns.values()), default=0)
+    return [
+        PlacedJob(by_id[job_id], depth[job_id], row_of[job_id], (tallest - len(columns[depth[job_id]])) / 2)
+        for job_id in by_id
+    ]
 
 
 def label(name: str) -> str:
