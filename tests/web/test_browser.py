@@ -4,18 +4,23 @@ against a real ``circlet serve``. Each page visited is saved as a screenshot und
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from circlet.db.engine import create_database
+from circlet.db.migrate import upgrade_to_head
+from circlet.projects import service as project_accounts
+from circlet.settings import Settings
+from circlet.users import service as accounts
 from tests.conftest import LiveServer, free_port, server_env
 from tests.pipelines.helpers import make_repo
 from tests.web.test_pipeline_pages import HELD
@@ -54,36 +59,43 @@ def shot(page: Any, name: str) -> None:
 def acme(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """One server for the module (on SQLite: what is tested here is the pages, the database is the
     other tests' concern): an organization with an admin (a password), a viewer (a token), and a
-    project whose pipelines wait on an approval; the project's last commit subject is markup."""
+    project whose pipelines wait on an approval; the project's last commit subject is markup. The
+    accounts are made in-process, as ``circlet admin`` makes them (its commands are tested elsewhere):
+    a command's process start costs seconds on a loaded machine."""
     tmp_path = tmp_path_factory.mktemp("browser")
     home = tmp_path / "home"
-    server = LiveServer(
-        f"http://127.0.0.1:{free_port()}", home, server_env(home, f"sqlite+aiosqlite:///{tmp_path / 'circlet.db'}")
-    )
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'circlet.db'}"
+    repo = tmp_path / "repo"
+    make_repo(repo, {".circleci/config.yml": HELD}, message=XSS_SUBJECT)
+    upgrade_to_head(database_url)
+    with ThreadPoolExecutor(1) as thread:  # a loop of its own: this fixture may run inside pytest-asyncio's
+        tokens = thread.submit(asyncio.run, make_accounts(database_url, repo)).result()
+    server = LiveServer(f"http://127.0.0.1:{free_port()}", home, server_env(home, database_url))
     server.start()
     try:
-        yield setup_acme(server, tmp_path)
+        yield {"url": server.url, **tokens}
     finally:
         server.stop()
 
 
-def setup_acme(server: LiveServer, tmp_path: Path) -> dict[str, Any]:
-    admin = server.admin("bootstrap", "--org", "acme", "--user", "ada")
-    server.admin("user", "create", "vic")
-    server.admin("org", "add-member", "--org", "acme", "--user", "vic", "--role", "viewer")
-    viewer = server.admin("token", "create", "--user", "vic")
-    subprocess.run(
-        [sys.executable, "-m", "circlet.cli", "admin", "user", "set-password", "ada"],
-        env=server.env,
-        input=PASSWORD + "\n",
-        text=True,
-        check=True,
-        capture_output=True,
-    )
-    repo = tmp_path / "repo"
-    make_repo(repo, {".circleci/config.yml": HELD}, message=XSS_SUBJECT)
-    server.admin("project", "create", "gh/acme/app", "--repo", str(repo))
-    return {"url": server.url, "admin_token": admin["token"], "viewer_token": viewer["token"]}
+async def make_accounts(database_url: str, repo: Path) -> dict[str, str]:
+    database = create_database(database_url)
+    try:
+        async with database.writing() as session:
+            org = await accounts.ensure_org(session, "acme")
+            ada = await accounts.ensure_user(session, "ada")
+            await accounts.add_member(session, org, ada, "admin")
+            await accounts.set_password(session, ada, PASSWORD)
+            vic = await accounts.ensure_user(session, "vic")
+            await accounts.add_member(session, org, vic, "viewer")
+            await project_accounts.add_project_for_operator(
+                session, org, "app", str(repo), "main", Settings().repo_rules()
+            )
+            admin_token = (await accounts.mint_token(session, ada)).token
+            viewer_token = (await accounts.mint_token(session, vic)).token
+    finally:
+        await database.dispose()
+    return {"admin_token": admin_token, "viewer_token": viewer_token}
 
 
 def trigger(acme: dict[str, Any]) -> dict[str, Any]:
@@ -100,6 +112,8 @@ def new_page(browser: Any, *, width: int = 1280) -> tuple[Any, Any, list[str]]:
     page = context.new_page()
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    # A refusal by the Content-Security-Policy (an inline script or style htmx tried) is an error too.
+    page.on("console", lambda message: dialogs.append(message.text) if message.type == "error" else None)
     return context, page, dialogs
 
 

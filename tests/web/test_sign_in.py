@@ -172,3 +172,22 @@ async def test_a_url_that_does_not_parse_is_a_404_page(
     await signed_in(client, account.token)
     answer = await client.get(path)
     assert answer.status_code == 404 and "text/html" in answer.headers["content-type"]
+
+
+async def test_a_removed_user_and_a_new_password_end_sessions(client: httpx.AsyncClient, database: Database) -> None:
+    from sqlalchemy import delete
+
+    from circlet.db.models import User
+
+    account = await make_account(database)
+    await set_password(database, account.login, "first password")
+    assert (await sign_in_with_password(client, account.login, "first password")).status_code == 303
+    assert (await client.get("/")).status_code == 200
+    await set_password(database, account.login, "second password")
+    assert (await client.get("/")).status_code == 303  # whoever knew the old password is signed out
+    assert (await sign_in_with_password(client, account.login, "first password")).status_code == 401
+    assert (await sign_in_with_password(client, account.login, "second password")).status_code == 303
+    assert (await client.get("/")).status_code == 200
+    async with database.writing() as session:
+        await session.execute(delete(User).where(User.login == account.login))
+    assert (await client.get("/")).status_code == 303
