@@ -180,7 +180,7 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
         database, cache_seconds=settings.auth_cache_seconds, rate_per_minute=settings.rate_limit_per_minute
     )
     page_tokens = PageTokens(keyring.derive("page-tokens"))
-    app.state.web_service = WebService(keyring.derive("web-csrf"))
+    app.state.web_service = WebService(keyring.derive("web-csrf"), cache_seconds=settings.auth_cache_seconds)
     app.state.context_service = ContextService(keyring, settings.limits, page_tokens)
     app.state.group_service = GroupService(page_tokens)
     app.state.project_service = ProjectService(keyring, settings.limits, settings.repo_rules())
