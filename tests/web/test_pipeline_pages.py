@@ -227,3 +227,42 @@ async def test_list_pages_make_as_many_statements_for_20_pipelines_as_for_1(
         assert max(counts[1]) <= 12, counts
     finally:
         await context.__aexit__(None, None, None)
+
+
+THREE_WORKFLOWS = """
+version: 2.1
+jobs:
+  deploy: {docker: [{image: cimg/base:stable}], steps: [{run: echo deploy}]}
+workflows:
+  one: {jobs: [{hold: {type: approval}}, {deploy: {requires: [hold]}}]}
+  two: {jobs: [{hold: {type: approval}}, {deploy: {requires: [hold]}}]}
+  three: {jobs: [{hold: {type: approval}}, {deploy: {requires: [hold]}}]}
+"""
+
+
+async def test_the_pipeline_page_makes_as_many_statements_for_three_workflows_as_for_one(
+    settings: Settings, team: Team, database: Database, tmp_path: Path, web: httpx.AsyncClient
+) -> None:
+    counts = []
+    for name, config in (("single", HELD), ("triple", THREE_WORKFLOWS)):
+        make_repo(tmp_path / name, {".circleci/config.yml": config})
+        slug = await make_project(database, team.admin, tmp_path / name, name)
+        created = await trigger(web, team.admin, slug)
+        expected = 3 if name == "triple" else 1
+
+        async def all_held(created: dict[str, Any] = created, expected: int = expected) -> bool:
+            listed = await web.get(f"/api/v2/pipeline/{created['id']}/workflow", headers=team.admin.headers)
+            return [w["status"] for w in listed.json()["items"]] == ["on_hold"] * expected
+
+        await wait_for(all_held, timeout=30)
+        http, _, context = await browser_for(settings, team.viewer)
+        app_database: Database = http.app.state.database  # type: ignore[attr-defined]
+        try:
+            await http.get(f"/pipelines/{slug}/1")  # warm: the first request loads what is cached
+            with counting_statements(app_database) as statements:
+                page = (await http.get(f"/pipelines/{slug}/1")).text
+            assert page.count('class="job node-') == 2 * expected
+            counts.append(len(statements))
+        finally:
+            await context.__aexit__(None, None, None)
+    assert counts[0] == counts[1], counts

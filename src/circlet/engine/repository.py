@@ -152,6 +152,12 @@ async def get_job(session: AsyncSession, job_id: uuid.UUID) -> Job | None:
     return await session.get(Job, job_id)
 
 
+async def jobs_of_pipeline(session: AsyncSession, pipeline_id: uuid.UUID) -> list[Job]:
+    """Every job of every workflow of the pipeline, in each workflow's order (``jobs_of``)."""
+    query = select(Job).where(Job.pipeline_id == pipeline_id).order_by(Job.workflow_id, Job.created_at, Job.name)
+    return list((await session.execute(query)).scalars())
+
+
 async def jobs_of(session: AsyncSession, workflow_id: uuid.UUID) -> list[Job]:
     query = (
         select(Job)

@@ -229,9 +229,7 @@ async def pipeline_page(
         values = await pipelines.values(session, principal, pipeline_id)
         parameters = await pipelines.parameters(session, principal, pipeline_id)
         workflow_list = (await pipelines.workflows(session, principal, pipeline_id, None))["items"]
-        workflow_jobs = {
-            w["id"]: (await workflows.jobs(session, principal, w["id"], None))["items"] for w in workflow_list
-        }
+        workflow_jobs = await workflows.jobs_of_pipeline(session, principal, pipeline_id)
     if focus is not None and focus not in {str(w["id"]) for w in workflow_list}:
         raise NotFound("Workflow not found.")
     base = f"/pipelines/{vcs}/{org}/{project}/{number}"
@@ -243,7 +241,7 @@ async def pipeline_page(
 
     drawn = []
     for workflow in workflow_list:
-        jobs = workflow_jobs[workflow["id"]]
+        jobs = workflow_jobs.get(workflow["id"], [])
         drawn.append(
             {
                 "workflow": workflow,
