@@ -178,6 +178,23 @@ def test_approve_a_held_job_from_the_pipeline_page(browser: Any, acme: dict[str,
             f"{acme['url']}/api/v2/workflow/{workflows[0]['id']}/job", headers={"Circle-Token": acme["admin_token"]}
         ).json()["items"]
         assert next(job for job in jobs if job["name"] == "hold")["status"] == "success"
+        # An admin's settings pages, with their forms.
+        page.goto(f"{acme['url']}/settings/project/gh/acme/app")
+        page.fill("#env-name", "DEPLOY_TOKEN")
+        page.fill("#env-value", "never-shown-back")
+        page.click("text=Save variable")
+        page.wait_for_selector("td:text('DEPLOY_TOKEN')")
+        assert "never-shown-back" not in page.content()
+        shot(page, "project-settings-admin")
+        page.goto(f"{acme['url']}/settings/organization/gh/acme/contexts")
+        page.fill("#ctx-name", "release")
+        page.click("text=Create context")
+        page.fill("#var-name", "SIGNING_KEY")
+        page.fill("#var-value", "never-shown-back")
+        page.click("text=Save variable")
+        page.wait_for_selector("td:text('SIGNING_KEY')")
+        assert "never-shown-back" not in page.content()
+        shot(page, "context-admin")
         assert dialogs == []
     finally:
         context.close()
