@@ -266,3 +266,31 @@ async def test_the_pipeline_page_makes_as_many_statements_for_three_workflows_as
         finally:
             await context.__aexit__(None, None, None)
     assert counts[0] == counts[1], counts
+
+
+async def test_a_member_triggers_a_pipeline_with_parameters_and_a_viewer_cannot(
+    settings: Settings, team: Team, database: Database, tmp_path: Path, web: httpx.AsyncClient
+) -> None:
+    make_repo(tmp_path / "repo", {".circleci/config.yml": HELD})
+    slug = await make_project(database, team.admin, tmp_path / "repo")
+    member, member_csrf, member_context = await browser_for(settings, team.member)
+    viewer, viewer_csrf, viewer_context = await browser_for(settings, team.viewer)
+    try:
+        assert "Trigger pipeline" in (await member.get(f"/pipelines/{slug}")).text
+        assert "Trigger pipeline" not in (await viewer.get(f"/pipelines/{slug}")).text
+        forged = await viewer.post(f"/pipelines/{slug}/trigger", data={"csrf": viewer_csrf, "branch": "main"})
+        assert forged.status_code == 403
+        bad = await member.post(f"/pipelines/{slug}/trigger", data={"csrf": member_csrf, "parameters": "oops"})
+        assert bad.status_code == 400 and "is not name=value" in bad.text
+        answer = await member.post(
+            f"/pipelines/{slug}/trigger",
+            data={"csrf": member_csrf, "branch": "main", "parameters": "greeting=<i>hey</i>\n"},
+        )
+        assert answer.status_code == 303 and answer.headers["location"] == f"/pipelines/{slug}/1"
+        page = (await member.get(answer.headers["location"])).text
+        assert "&lt;i&gt;hey&lt;/i&gt;" in page
+        listed = (await web.get(f"/api/v2/project/{slug}/pipeline", headers=team.admin.headers)).json()["items"]
+        assert len(listed) == 1 and listed[0]["trigger"]["actor"]["login"] == team.member.login
+    finally:
+        await member_context.__aexit__(None, None, None)
+        await viewer_context.__aexit__(None, None, None)

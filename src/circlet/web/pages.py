@@ -3,20 +3,23 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from functools import partial
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Form, Request
+from pydantic import ValidationError
 from starlette.responses import RedirectResponse, Response
 
 from circlet.auth import RANK, ROLE_MEMBER, Principal
 from circlet.db.engine import Database
-from circlet.http.errors import NotFound
+from circlet.http.errors import BadRequest, NotFound
 from circlet.http.routing import public_base_url
 from circlet.jobs.service import JobService
+from circlet.pipelines.schemas import TriggerPipeline
 from circlet.pipelines.service import PipelineService
 from circlet.projects.service import ProjectService
 from circlet.users import service as accounts
@@ -205,6 +208,9 @@ async def project_pipelines(
             "crumbs": project_crumbs(vcs, org, project),
             "project_name": found.project.name,
             "settings_href": f"/settings/project/{vcs}/{org}/{project}",
+            "trigger_href": f"/pipelines/{vcs}/{org}/{project}/trigger",
+            "default_branch": found.project.default_branch,
+            "may_trigger": may(principal, found.org.id, ROLE_MEMBER),
             "filters": {"branch": branch or "", "mine": mine},
             "rows": pipeline_rows(body["items"]),
             "next_href": next_page_href(request, body["next_page_token"]),
@@ -270,6 +276,55 @@ async def pipeline_page(
             "workflows": drawn,
             "may_approve": may_approve,
         },
+    )
+
+
+def parse_parameters(text: str) -> dict[str, Any]:
+    """``name=value`` lines as pipeline parameters: ``true``/``false`` are booleans and whole numbers
+    integers, as a config's parameter types expect; anything else is a string."""
+    parameters: dict[str, Any] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        name, equals, value = line.partition("=")
+        if not equals or not name.strip():
+            raise BadRequest(f"parameters: {line.strip()!r} is not name=value.")
+        value = value.strip()
+        parsed: Any = value
+        if value in ("true", "false"):
+            parsed = value == "true"
+        elif re.fullmatch(r"-?[0-9]{1,18}", value):
+            parsed = int(value)
+        parameters[name.strip()] = parsed
+    return parameters
+
+
+@router.post("/pipelines/{vcs}/{org}/{project}/trigger")
+async def trigger_pipeline(
+    request: Request,
+    browser: FormSession,
+    vcs: str,
+    org: str,
+    project: str,
+    branch: Annotated[str, Form()] = "",
+    parameters: Annotated[str, Form()] = "",
+) -> Response:
+    """The API's triggerPipeline, step by step as its endpoint takes them: resolve the ref outside any
+    unit of work, create in one, start the compile after the commit."""
+    database: Database = request.app.state.database
+    pipelines: PipelineService = request.app.state.pipeline_service
+    try:
+        body = TriggerPipeline(branch=branch.strip() or None, parameters=parse_parameters(parameters) or None)
+    except ValidationError:
+        raise BadRequest("branch: not a branch name.") from None
+    async with database.reading() as session:
+        prepared = await pipelines.prepare_trigger(session, browser.principal, (vcs, org, project), body)
+    resolved = await pipelines.resolve(prepared)
+    async with database.writing() as session:
+        created = await pipelines.create_pipeline(session, browser.principal, prepared, resolved)
+    pipelines.start(created["id"])
+    return RedirectResponse(
+        f"/pipelines/{vcs}/{org}/{project}/{created['number']}", status_code=303, headers=SECURITY_HEADERS
     )
 
 
