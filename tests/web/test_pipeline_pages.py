@@ -3,6 +3,7 @@ the graph, escaping of what users wrote, and statements per page."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -189,10 +190,14 @@ async def test_what_users_wrote_shows_as_text(settings: Settings, team: Team, he
 
 @contextmanager
 def counting_statements(database: Database) -> Iterator[list[str]]:
+    """The statements the test's own task runs (the ASGI client runs the request in it), not those of
+    the app's background loops (sweeps), which may run at any moment."""
     statements: list[str] = []
+    task = asyncio.current_task()
 
     def count(*args: Any) -> None:
-        statements.append(args[2])
+        if asyncio.current_task() is task:
+            statements.append(args[2])
 
     event.listen(database.engine.sync_engine, "before_cursor_execute", count)
     try:
@@ -224,7 +229,7 @@ async def test_list_pages_make_as_many_statements_for_20_pipelines_as_for_1(
                 per_page.append(len(statements))
             counts.append(per_page)
         assert counts[0] == counts[1], counts
-        assert max(counts[1]) <= 12, counts
+        assert min(counts[1]) >= 3 and max(counts[1]) <= 12, counts
     finally:
         await context.__aexit__(None, None, None)
 
@@ -265,7 +270,7 @@ async def test_the_pipeline_page_makes_as_many_statements_for_three_workflows_as
             counts.append(len(statements))
         finally:
             await context.__aexit__(None, None, None)
-    assert counts[0] == counts[1], counts
+    assert counts[0] == counts[1] and counts[0] >= 5, counts
 
 
 async def test_a_member_triggers_a_pipeline_with_parameters_and_a_viewer_cannot(
