@@ -5,11 +5,13 @@ of work, the API's services, the session's ``Principal``; buttons shown only to 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import RedirectResponse, Response
 
 from circlet.auth import ROLE_ADMIN, ROLE_MEMBER
@@ -33,6 +35,14 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 def back_to(path: str) -> Response:
     return RedirectResponse(path, status_code=303, headers=SECURITY_HEADERS)
+
+
+async def write_then_back(request: Request, back: str, work: Callable[[AsyncSession], Awaitable[object]]) -> Response:
+    """A form's action: ``work`` (a service call) in one unit of work, committed, then back to the page."""
+    database: Database = request.app.state.database
+    async with database.writing() as session:
+        await work(session)
+    return back_to(back)
 
 
 # -- a project's settings -------------------------------------------------------------------------
@@ -84,43 +94,47 @@ async def put_project_env_var(
     value: Annotated[str, Form()] = "",
 ) -> Response:
     """Add a variable, or replace the value of one of that name (the API's create does both)."""
-    database: Database = request.app.state.database
     projects: ProjectService = request.app.state.project_service
-    async with database.writing() as session:
-        await projects.create_env_var(session, browser.principal, (vcs, org, project), name.strip(), value)
-    return back_to(f"/settings/project/{vcs}/{org}/{project}#env-vars")
+    return await write_then_back(
+        request,
+        f"/settings/project/{vcs}/{org}/{project}#env-vars",
+        lambda session: projects.create_env_var(session, browser.principal, (vcs, org, project), name.strip(), value),
+    )
 
 
 @router.post("/settings/project/{vcs}/{org}/{project}/env-vars/delete")
 async def delete_project_env_var(
     request: Request, browser: FormSession, vcs: str, org: str, project: str, name: Annotated[str, Form()] = ""
 ) -> Response:
-    database: Database = request.app.state.database
     projects: ProjectService = request.app.state.project_service
-    async with database.writing() as session:
-        await projects.delete_env_var(session, browser.principal, (vcs, org, project), name)
-    return back_to(f"/settings/project/{vcs}/{org}/{project}#env-vars")
+    return await write_then_back(
+        request,
+        f"/settings/project/{vcs}/{org}/{project}#env-vars",
+        lambda session: projects.delete_env_var(session, browser.principal, (vcs, org, project), name),
+    )
 
 
 @router.post("/settings/project/{vcs}/{org}/{project}/checkout-keys")
 async def add_checkout_key(request: Request, browser: FormSession, vcs: str, org: str, project: str) -> Response:
     """A deploy key (a user key needs a forge account, which circlet does not have)."""
-    database: Database = request.app.state.database
     projects: ProjectService = request.app.state.project_service
-    async with database.writing() as session:
-        await projects.create_checkout_key(session, browser.principal, (vcs, org, project), "deploy-key")
-    return back_to(f"/settings/project/{vcs}/{org}/{project}#checkout-keys")
+    return await write_then_back(
+        request,
+        f"/settings/project/{vcs}/{org}/{project}#checkout-keys",
+        lambda session: projects.create_checkout_key(session, browser.principal, (vcs, org, project), "deploy-key"),
+    )
 
 
 @router.post("/settings/project/{vcs}/{org}/{project}/checkout-keys/delete")
 async def delete_checkout_key(
     request: Request, browser: FormSession, vcs: str, org: str, project: str, fingerprint: Annotated[str, Form()] = ""
 ) -> Response:
-    database: Database = request.app.state.database
     projects: ProjectService = request.app.state.project_service
-    async with database.writing() as session:
-        await projects.delete_checkout_key(session, browser.principal, (vcs, org, project), fingerprint)
-    return back_to(f"/settings/project/{vcs}/{org}/{project}#checkout-keys")
+    return await write_then_back(
+        request,
+        f"/settings/project/{vcs}/{org}/{project}#checkout-keys",
+        lambda session: projects.delete_checkout_key(session, browser.principal, (vcs, org, project), fingerprint),
+    )
 
 
 @router.post("/settings/project/{vcs}/{org}/{project}/badge")
@@ -128,13 +142,14 @@ async def set_public_badge(
     request: Request, browser: FormSession, vcs: str, org: str, project: str, public: Annotated[str, Form()] = ""
 ) -> Response:
     """The badge is public for an open-source project (the ``oss`` setting), as on CircleCI."""
-    database: Database = request.app.state.database
     projects: ProjectService = request.app.state.project_service
-    async with database.writing() as session:
-        await projects.patch_settings(
+    return await write_then_back(
+        request,
+        f"/settings/project/{vcs}/{org}/{project}#badge",
+        lambda session: projects.patch_settings(
             session, browser.principal, (vcs, org, project), AdvancedSettings(oss=public == "true")
-        )
-    return back_to(f"/settings/project/{vcs}/{org}/{project}#badge")
+        ),
+    )
 
 
 # -- an organization's settings -------------------------------------------------------------------
@@ -246,12 +261,13 @@ async def put_context_env_var(
     name: Annotated[str, Form()] = "",
     value: Annotated[str, Form()] = "",
 ) -> Response:
-    database: Database = request.app.state.database
     contexts: ContextService = request.app.state.context_service
-    async with database.writing() as session:
+
+    async def work(session: AsyncSession) -> None:
         await context_in_org(request, session, browser.principal, vcs, org, context_id)
         await contexts.put_env_var(session, browser.principal, context_id, name.strip(), value)
-    return back_to(f"/settings/organization/{vcs}/{org}/contexts/{context_id}#variables")
+
+    return await write_then_back(request, f"/settings/organization/{vcs}/{org}/contexts/{context_id}#variables", work)
 
 
 @router.post("/settings/organization/{vcs}/{org}/contexts/{context_id}/env-vars/delete")
@@ -263,12 +279,13 @@ async def delete_context_env_var(
     context_id: uuid.UUID,
     name: Annotated[str, Form()] = "",
 ) -> Response:
-    database: Database = request.app.state.database
     contexts: ContextService = request.app.state.context_service
-    async with database.writing() as session:
+
+    async def work(session: AsyncSession) -> None:
         await context_in_org(request, session, browser.principal, vcs, org, context_id)
         await contexts.delete_env_var(session, browser.principal, context_id, name)
-    return back_to(f"/settings/organization/{vcs}/{org}/contexts/{context_id}#variables")
+
+    return await write_then_back(request, f"/settings/organization/{vcs}/{org}/contexts/{context_id}#variables", work)
 
 
 @router.post("/settings/organization/{vcs}/{org}/contexts/{context_id}/restrictions")
@@ -304,12 +321,15 @@ async def delete_restriction(
     context_id: uuid.UUID,
     restriction_id: Annotated[uuid.UUID, Form()],
 ) -> Response:
-    database: Database = request.app.state.database
     contexts: ContextService = request.app.state.context_service
-    async with database.writing() as session:
+
+    async def work(session: AsyncSession) -> None:
         await context_in_org(request, session, browser.principal, vcs, org, context_id)
         await contexts.delete_restriction(session, browser.principal, context_id, restriction_id)
-    return back_to(f"/settings/organization/{vcs}/{org}/contexts/{context_id}#restrictions")
+
+    return await write_then_back(
+        request, f"/settings/organization/{vcs}/{org}/contexts/{context_id}#restrictions", work
+    )
 
 
 @router.get("/settings/organization/{vcs}/{org}/groups")
