@@ -59,6 +59,8 @@ from circlet.storage.service import StorageService
 from circlet.storage.sweeper import BlobSweeper
 from circlet.users.endpoints import avatars_router
 from circlet.users.endpoints import router as users_router
+from circlet.web import mount_web
+from circlet.web.service import WebService
 from circlet.workflows.endpoints import router as workflows_router
 from circlet.workflows.service import WorkflowService
 
@@ -152,6 +154,7 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     add_operator_routes(app)
+    mount_web(app)
     app.add_middleware(
         BodyLimits, max_body_bytes=settings.limits.request_body_bytes, max_upload_bytes=settings.limits.upload_bytes
     )
@@ -184,6 +187,7 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
         database, cache_seconds=settings.auth_cache_seconds, rate_per_minute=settings.rate_limit_per_minute
     )
     page_tokens = PageTokens(keyring.derive("page-tokens"))
+    app.state.web_service = WebService(keyring.derive("web-csrf"), cache_seconds=settings.auth_cache_seconds)
     app.state.context_service = ContextService(keyring, settings.limits, page_tokens)
     app.state.group_service = GroupService(page_tokens)
     app.state.project_service = ProjectService(keyring, settings.limits, settings.repo_rules())

@@ -556,6 +556,19 @@ def user_create(
     print_json(in_transaction(settings_with(database_url), work))
 
 
+@user_app.command("set-password")
+def user_set_password(login: str, database_url: DatabaseUrl = None) -> None:
+    """Set a user's web sign-in password, read from standard input (one line; stored as argon2id)."""
+    password = sys.stdin.readline().rstrip("\r\n")
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        person = await accounts.find_user(session, login)
+        await accounts.set_password(session, person, password)
+        return {"user": accounts.user_json(person), "password_set": True}
+
+    print_json(in_transaction(settings_with(database_url), work))
+
+
 @user_app.command("allow-org-creation")
 def user_allow_org_creation(
     login: str,

@@ -61,6 +61,8 @@ class User(Base):
     # CIRCLET_ORG_CREATION=operators: only users an operator allowed may create organizations.
     may_create_orgs: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # argon2id (``circlet admin user set-password``); None: the user signs in to the web app with a token.
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class Membership(Base):
@@ -647,3 +649,20 @@ class ScheduleFire(Base):
     fire_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     pipeline_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebSession(Base):
+    """A signed-in browser: the cookie holds a random secret, the row only its SHA-256. A session begun
+    with a pasted API token ends with that token (cascade, and the token's ``revoked_at`` is checked
+    on every request); every session ends with its user."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    api_token_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -128,6 +128,18 @@ async def get_workflow(session: AsyncSession, workflow_id: uuid.UUID, *, lock: b
     return (await session.execute(query)).scalar_one_or_none()
 
 
+async def workflows_of_pipelines(session: AsyncSession, pipeline_ids: Sequence[uuid.UUID]) -> list[Workflow]:
+    """The workflows of several pipelines (a page of them), oldest first within each."""
+    if not pipeline_ids:
+        return []
+    query = (
+        select(Workflow)
+        .where(Workflow.pipeline_id.in_(pipeline_ids))
+        .order_by(Workflow.pipeline_id, Workflow.created_at, Workflow.id)
+    )
+    return list((await session.execute(query)).scalars())
+
+
 async def workflows_of(session: AsyncSession, pipeline_id: uuid.UUID) -> list[Workflow]:
     query = select(Workflow).where(Workflow.pipeline_id == pipeline_id).order_by(Workflow.created_at, Workflow.id)
     return list((await session.execute(query)).scalars())
@@ -138,6 +150,12 @@ async def workflows_of(session: AsyncSession, pipeline_id: uuid.UUID) -> list[Wo
 
 async def get_job(session: AsyncSession, job_id: uuid.UUID) -> Job | None:
     return await session.get(Job, job_id)
+
+
+async def jobs_of_pipeline(session: AsyncSession, pipeline_id: uuid.UUID) -> list[Job]:
+    """Every job of every workflow of the pipeline, in each workflow's order (``jobs_of``)."""
+    query = select(Job).where(Job.pipeline_id == pipeline_id).order_by(Job.workflow_id, Job.created_at, Job.name)
+    return list((await session.execute(query)).scalars())
 
 
 async def jobs_of(session: AsyncSession, workflow_id: uuid.UUID) -> list[Job]:

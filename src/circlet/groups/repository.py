@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from circlet.db.dialect import insert_for
-from circlet.db.models import ContextRestriction, Group, GroupMember
+from circlet.db.models import ContextRestriction, Group, GroupMember, User
 from circlet.db.types import utcnow
 
 
@@ -79,3 +79,20 @@ async def groups_of_user(session: AsyncSession, org_id: uuid.UUID, user_id: uuid
         .where(Group.org_id == org_id, GroupMember.user_id == user_id)
     )
     return set((await session.execute(query)).scalars())
+
+
+async def members_of_groups(
+    session: AsyncSession, org_id: uuid.UUID, group_ids: list[uuid.UUID]
+) -> list[tuple[uuid.UUID, str, str]]:
+    """(group id, login, name) of every member of these groups of the organization, by login: one
+    query for a page of groups."""
+    if not group_ids:
+        return []
+    query = (
+        select(GroupMember.group_id, User.login, User.name)
+        .join(User, User.id == GroupMember.user_id)
+        .join(Group, Group.id == GroupMember.group_id)
+        .where(GroupMember.group_id.in_(group_ids), Group.org_id == org_id)
+        .order_by(User.login_key)
+    )
+    return [(group_id, login, name) for group_id, login, name in await session.execute(query)]

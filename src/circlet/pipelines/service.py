@@ -30,12 +30,12 @@ from circlet.http.text import is_storable_text
 from circlet.mirrors.git_mirror import Commit, GitError, GitMirrors, RepoSource, UnknownRef
 from circlet.orgs import repository as orgs
 from circlet.orgs.service import find_org
-from circlet.orgs.slugs import PROVIDER_NAMES, project_slug
+from circlet.orgs.slugs import PROVIDER_NAMES, parse_project_slug, project_slug
 from circlet.pipelines import repository as definitions
 from circlet.pipelines.schemas import DefinitionBody, RunPipeline, TriggerBody, TriggerPipeline
 from circlet.projects import repository as projects
 from circlet.projects.repository import ProjectInOrg
-from circlet.projects.service import ProjectService
+from circlet.projects.service import MISSING_PROJECT, ProjectService
 from circlet.users import repository as users
 from circlet.users.avatars import SYSTEM_AVATAR_KEY, avatar_url
 
@@ -360,6 +360,48 @@ class PipelineService:
             body["compiled-setup-config"] = pipeline.compiled_setup
         return body
 
+    async def badge_status(
+        self, session: AsyncSession, principal: Principal | None, slug: tuple[str, str, str], branch: str | None
+    ) -> str:
+        """The status of the latest pipeline on the branch (default: the project's default branch), for
+        a status badge: anyone's for an open-source project (its ``oss`` setting, as CircleCI's public
+        badges), else only its organization's members'; 404 otherwise, as for any unseen project."""
+        parsed = parse_project_slug(*slug)
+        found = await projects.find_project(session, parsed) if parsed is not None else None
+        if found is None:
+            raise NotFound(MISSING_PROJECT)
+        stored = await projects.get_settings(session, found.project.id)
+        public = stored is not None and stored.oss
+        if not public and (principal is None or principal.role_in(found.org.id) is None):
+            raise NotFound(MISSING_PROJECT)
+        latest = await engine.list_pipelines(
+            session,
+            [found.project.id],
+            branch=branch or found.project.default_branch,
+            actor_id=None,
+            before=None,
+            limit=1,
+        )
+        if not latest:
+            return "none"
+        if latest[0].state == "errored":
+            return "failed"
+        statuses = {workflow.status for workflow in await engine.workflows_of(session, latest[0].id)}
+        if not statuses:
+            return "running"
+        if statuses & {"failed", "error", "failing", "unauthorized"}:
+            return "failed"
+        if statuses & {"running", "on_hold", "not_run"}:
+            return "on_hold" if statuses == {"on_hold"} else "running"
+        if statuses == {"success"}:
+            return "passed"
+        return "canceled"
+
+    async def parameters(self, session: AsyncSession, principal: Principal, pipeline_id: uuid.UUID) -> dict[str, Any]:
+        """The parameters the pipeline was triggered with (the web app shows them; the API has no call)."""
+        pipeline, _ = await self.visible_pipeline(session, principal, pipeline_id)
+        return dict(pipeline.parameters)
+
     async def values(self, session: AsyncSession, principal: Principal, pipeline_id: uuid.UUID) -> dict[str, Any]:
         pipeline, _ = await self.visible_pipeline(session, principal, pipeline_id)
         return {f"pipeline.{name}": value for name, value in pipeline.values.items()}
@@ -384,10 +426,13 @@ class PipelineService:
         mine: bool,
         page_token: str | None,
         base_url: str,
+        with_workflows: bool = False,
     ) -> dict[str, Any]:
         found = await self.project_service.find(session, principal, slug)
         scope = f"pipelines:{found.project.id}:{branch}:{mine}"
-        return await self._page(session, principal, [found.project.id], scope, branch, mine, page_token, base_url)
+        return await self._page(
+            session, principal, [found.project.id], scope, branch, mine, page_token, base_url, with_workflows
+        )
 
     async def list_for_org(
         self,
@@ -397,14 +442,20 @@ class PipelineService:
         mine: bool,
         page_token: str | None,
         base_url: str,
+        *,
+        branch: str | None = None,
+        with_workflows: bool = False,
     ) -> dict[str, Any]:
+        """``branch`` and ``with_workflows`` are the web app's (its dashboard), not the API's."""
         if org_slug is not None:
             org_ids = [(await find_org(session, principal, org_slug)).id]
         else:
             org_ids = sorted(principal.roles)
         project_ids = await definitions.project_ids_of_orgs(session, org_ids)
-        scope = f"pipelines:{','.join(map(str, org_ids))}:{mine}"
-        return await self._page(session, principal, project_ids, scope, None, mine, page_token, base_url)
+        scope = f"pipelines:{','.join(map(str, org_ids))}:{mine}" + (f":{branch}" if branch is not None else "")
+        return await self._page(
+            session, principal, project_ids, scope, branch, mine, page_token, base_url, with_workflows
+        )
 
     async def _page(
         self,
@@ -416,6 +467,7 @@ class PipelineService:
         mine: bool,
         page_token: str | None,
         base_url: str,
+        with_workflows: bool = False,
     ) -> dict[str, Any]:
         before = None
         if page_token:
@@ -433,11 +485,28 @@ class PipelineService:
             limit=PAGE_SIZE + 1,
         )
         cache: dict[Any, Any] = {}
+        projects_found: dict[uuid.UUID, ProjectInOrg | None] = {}  # a page is mostly one project's
         items = []
         for pipeline in rows[:PAGE_SIZE]:
-            found = await self._project(session, pipeline.project_id)
+            if pipeline.project_id not in projects_found:
+                projects_found[pipeline.project_id] = await self._project(session, pipeline.project_id)
+            found = projects_found[pipeline.project_id]
             assert found is not None
             items.append(await self._body(session, pipeline, found, cache, base_url))
+        if with_workflows:  # one query for the whole page
+            by_pipeline: dict[uuid.UUID, list[dict[str, Any]]] = {}
+            for workflow in await engine.workflows_of_pipelines(session, [row.id for row in rows[:PAGE_SIZE]]):
+                by_pipeline.setdefault(workflow.pipeline_id, []).append(
+                    {
+                        "id": workflow.id,
+                        "name": workflow.name,
+                        "status": workflow.status,
+                        "created_at": workflow.created_at,
+                        "stopped_at": workflow.stopped_at,
+                    }
+                )
+            for item in items:
+                item["workflows"] = by_pipeline.get(item["id"], [])
         next_token = None
         if len(rows) > PAGE_SIZE:
             last = rows[PAGE_SIZE - 1]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from circlet.db.dialect import PLAIN, UUID, RawQuery, fetch_all
-from circlet.db.models import ApiToken, Membership, User
+from circlet.db.models import ApiToken, Membership, User, WebSession
 from circlet.db.types import utcnow
 
 
@@ -58,6 +58,12 @@ async def add_token(session: AsyncSession, user_id: uuid.UUID, hashed: str, labe
     session.add(token)
     await session.flush()
     return token
+
+
+async def set_password_hash(session: AsyncSession, user_id: uuid.UUID, password_hash: str) -> None:
+    """A new password ends the user's web sessions: whoever knew the old one is signed out."""
+    await session.execute(update(User).where(User.id == user_id).values(password_hash=password_hash))
+    await session.execute(delete(WebSession).where(WebSession.user_id == user_id))
 
 
 async def revoke_token(session: AsyncSession, token_id: uuid.UUID) -> ApiToken | None:

@@ -15,6 +15,7 @@ from circlet.db.models import Organization, User
 from circlet.orgs import repository as orgs
 from circlet.orgs.slugs import org_slug, parse_org_slug
 from circlet.users import repository as users
+from circlet.users.passwords import LONGEST_PASSWORD, SHORTEST_PASSWORD, hash_password
 
 OPERATOR = "circlet-admin"
 
@@ -151,6 +152,23 @@ async def find_user(session: AsyncSession, login: str) -> User:
     if user is None:
         raise AccountError(f"no user with login {login!r}")
     return user
+
+
+async def set_password(session: AsyncSession, user: User, password: str) -> None:
+    """The user's web sign-in password (argon2id); their web sessions begun before it end."""
+    if not SHORTEST_PASSWORD <= len(password) <= LONGEST_PASSWORD:
+        raise AccountError(f"a password must have {SHORTEST_PASSWORD} to {LONGEST_PASSWORD} characters")
+    await users.set_password_hash(session, user.id, hash_password(password))
+    await audit.record(
+        session,
+        actor_id=None,
+        actor=OPERATOR,
+        action="user.password.set",
+        target_type="user",
+        target_id=user.id,
+        org_id=None,
+        details={"login": user.login},
+    )
 
 
 async def create_user(session: AsyncSession, login: str, name: str | None = None) -> User:
