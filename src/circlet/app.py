@@ -26,6 +26,8 @@ from circlet.contexts.endpoints import router as contexts_router
 from circlet.contexts.service import ContextService
 from circlet.db.engine import Database, create_database
 from circlet.db.migrate import upgrade_to_head
+from circlet.definitions.endpoints import definitions_router, triggers_router
+from circlet.definitions.service import DefinitionService
 from circlet.engine.compiling import CompilePool
 from circlet.engine.loops import EngineLoops
 from circlet.engine.orchestrator import Orchestrator
@@ -66,6 +68,8 @@ ROUTERS = (
     groups_router,
     projects_router,
     pipelines_router,
+    definitions_router,
+    triggers_router,
     workflows_router,
     jobs_router,
     legacy_router,
@@ -204,6 +208,7 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
     app.state.pipeline_service = PipelineService(
         mirrors, engine_loops, orchestrator, app.state.project_service, page_tokens
     )
+    app.state.definition_service = DefinitionService()
     app.state.workflow_service = WorkflowService(orchestrator)
     blobs = FileBlobStore(settings.home / "blobs")
     app.state.storage_service = StorageService(
