@@ -13,7 +13,7 @@ from circlet.db.engine import Database
 from circlet.definitions.schemas import DefinitionBody, TriggerBody
 from circlet.definitions.service import DefinitionService
 from circlet.http.responses import json_response, message
-from circlet.http.routing import api_router
+from circlet.http.routing import api_router, public_base_url
 
 definitions_router = api_router("Pipeline Definition")
 triggers_router = api_router("Trigger")
@@ -74,7 +74,7 @@ async def delete_definition(request: Request, caller: Caller, project_id: str, d
 async def list_triggers(request: Request, caller: Caller, project_id: str, definition_id: uuid.UUID) -> Response:
     database, service = _parts(request)
     async with database.reading() as session:
-        body = await service.list_triggers(session, caller, project_id, definition_id)
+        body = await service.list_triggers(session, caller, project_id, definition_id, public_base_url(request))
     return json_response(body)
 
 
@@ -84,7 +84,9 @@ async def create_trigger(
 ) -> Response:
     database, service = _parts(request)
     async with database.writing() as session:
-        created = await service.create_trigger(session, caller, project_id, definition_id, body)
+        created = await service.create_trigger(
+            session, caller, project_id, definition_id, body, public_base_url(request)
+        )
     return json_response(created)
 
 
@@ -92,7 +94,7 @@ async def create_trigger(
 async def get_trigger(request: Request, caller: Caller, project_id: str, trigger_id: uuid.UUID) -> Response:
     database, service = _parts(request)
     async with database.reading() as session:
-        body = await service.get_trigger(session, caller, project_id, trigger_id)
+        body = await service.get_trigger(session, caller, project_id, trigger_id, public_base_url(request))
     return json_response(body)
 
 
@@ -102,7 +104,7 @@ async def update_trigger(
 ) -> Response:
     database, service = _parts(request)
     async with database.writing() as session:
-        updated = await service.update_trigger(session, caller, project_id, trigger_id, body)
+        updated = await service.update_trigger(session, caller, project_id, trigger_id, body, public_base_url(request))
     return json_response(updated)
 
 

@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from circlet.db.models import PipelineDefinition, PipelineTrigger
+from circlet.db.models import PipelineDefinition, PipelineTrigger, TriggerWebhookSecret
 
 
 async def definitions_of(session: AsyncSession, project_id: uuid.UUID) -> list[PipelineDefinition]:
@@ -32,6 +32,8 @@ async def add(session: AsyncSession, row: PipelineDefinition | PipelineTrigger) 
 
 
 async def delete_definition(session: AsyncSession, definition_id: uuid.UUID) -> None:
+    triggers = select(PipelineTrigger.id).where(PipelineTrigger.definition_id == definition_id)
+    await session.execute(delete(TriggerWebhookSecret).where(TriggerWebhookSecret.trigger_id.in_(triggers)))
     await session.execute(delete(PipelineTrigger).where(PipelineTrigger.definition_id == definition_id))
     await session.execute(delete(PipelineDefinition).where(PipelineDefinition.id == definition_id))
 
@@ -51,4 +53,18 @@ async def get_trigger(session: AsyncSession, project_id: uuid.UUID, trigger_id: 
 
 
 async def delete_trigger(session: AsyncSession, trigger_id: uuid.UUID) -> None:
+    await session.execute(delete(TriggerWebhookSecret).where(TriggerWebhookSecret.trigger_id == trigger_id))
     await session.execute(delete(PipelineTrigger).where(PipelineTrigger.id == trigger_id))
+
+
+async def add_webhook_secret(session: AsyncSession, trigger_id: uuid.UUID, key_id: str, ciphertext: bytes) -> None:
+    session.add(TriggerWebhookSecret(trigger_id=trigger_id, key_id=key_id, ciphertext=ciphertext))
+    await session.flush()
+
+
+async def get_webhook_secret(session: AsyncSession, trigger_id: uuid.UUID) -> TriggerWebhookSecret | None:
+    return await session.get(TriggerWebhookSecret, trigger_id)
+
+
+async def find_trigger(session: AsyncSession, trigger_id: uuid.UUID) -> PipelineTrigger | None:
+    return await session.get(PipelineTrigger, trigger_id)

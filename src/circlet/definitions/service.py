@@ -7,6 +7,7 @@ a derived form (`default_definition`), so reads never need to write it.
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from circlet.auth import ROLE_ADMIN, ROLE_MEMBER, Principal, require_role
-from circlet.db.models import PipelineDefinition, PipelineTrigger, Project
+from circlet.db.models import PipelineDefinition, PipelineTrigger, Project, TriggerWebhookSecret
 from circlet.db.types import utcnow
 from circlet.definitions import repository as definitions
 from circlet.definitions.schemas import DefinitionBody, TriggerBody
@@ -23,9 +24,23 @@ from circlet.http.responses import timestamp
 from circlet.orgs import repository as orgs
 from circlet.projects import repository as projects
 from circlet.projects.repository import ProjectInOrg
+from circlet.secrets import Keyring, SealedValue
 
 DEFAULT_CONFIG_PATH = ".circleci/config.yml"
 DEFAULT_DEFINITION_NAME = "default"
+DEFAULT_PRESET = "all-pushes"
+WEBHOOK = "webhook"
+# A custom webhook trigger's URL, under the server's public URL (docs/compatibility.md).
+CUSTOM_WEBHOOK_PATH = "/hooks/custom/{trigger_id}"
+
+
+def webhook_secret_context(trigger_id: uuid.UUID) -> str:
+    """Associated data binding a sealed webhook secret to its trigger."""
+    return f"trigger-webhook:{trigger_id}"
+
+
+def webhook_url(base_url: str, trigger_id: uuid.UUID, secret: str) -> str:
+    return base_url + CUSTOM_WEBHOOK_PATH.format(trigger_id=trigger_id) + f"?secret={secret}"
 
 
 def definition_body(definition: PipelineDefinition, project: Project) -> dict[str, Any]:
@@ -48,11 +63,14 @@ def definition_body(definition: PipelineDefinition, project: Project) -> dict[st
     }
 
 
-def trigger_body(trigger: PipelineTrigger) -> dict[str, Any]:
+def trigger_body(trigger: PipelineTrigger, url: str | None = None) -> dict[str, Any]:
+    event_source = dict(trigger.event_source)
+    if url is not None:
+        event_source["webhook"] = {**event_source.get("webhook", {}), "url": url}
     body: dict[str, Any] = {
         "id": trigger.id,
         "created_at": timestamp(trigger.created_at),
-        "event_source": trigger.event_source,
+        "event_source": event_source,
         "checkout_ref": trigger.checkout_ref,
         "config_ref": trigger.config_ref,
         "disabled": trigger.disabled,
@@ -87,13 +105,44 @@ async def default_definition(session: AsyncSession, project: Project) -> Pipelin
     )
 
 
+def default_trigger(definition: PipelineDefinition, project: Project) -> PipelineTrigger:
+    """The trigger CircleCI gives a new project's first pipeline: every push, from the project's
+    repository (a forge's webhook, or polling)."""
+    return PipelineTrigger(
+        id=uuid.uuid5(definition.id, DEFAULT_PRESET),
+        project_id=project.id,
+        definition_id=definition.id,
+        event_name="",
+        event_source={"provider": "github_app", "repo": {"external_id": str(project.id), "full_name": project.vcs_url}},
+        event_preset=DEFAULT_PRESET,
+        checkout_ref="",
+        config_ref="",
+        disabled=False,
+        created_at=project.created_at,
+    )
+
+
 async def stored_default(session: AsyncSession, project: Project) -> None:
-    """Write the default definition down before the project's definitions change."""
+    """Write the default definition (and its trigger) down before the project's definitions change."""
     definition = await default_definition(session, project)
     if await definitions.get_definition(session, project.id, definition.id) is None and not (
         await definitions.definitions_of(session, project.id)
     ):
         await definitions.add(session, definition)
+        await definitions.add(session, default_trigger(definition, project))
+
+
+async def triggers_of(session: AsyncSession, project: Project, definition: PipelineDefinition) -> list[PipelineTrigger]:
+    """A definition's triggers; the default definition, while only derived, has the default trigger."""
+    if await definitions.get_definition(session, project.id, definition.id) is None:
+        return [default_trigger(definition, project)]
+    return await definitions.triggers_of(session, definition.id)
+
+
+async def project_triggers(session: AsyncSession, project: Project) -> list[tuple[PipelineDefinition, PipelineTrigger]]:
+    """Every trigger of the project, with its definition (the derived default ones included)."""
+    rows = await definitions.definitions_of(session, project.id) or [await default_definition(session, project)]
+    return [(definition, trigger) for definition in rows for trigger in await triggers_of(session, project, definition)]
 
 
 async def find_definition(
@@ -119,6 +168,20 @@ async def project_in_org(session: AsyncSession, project_id: uuid.UUID) -> Projec
 
 @dataclass
 class DefinitionService:
+    keyring: Keyring
+
+    def _url(self, secret: TriggerWebhookSecret | None, base_url: str) -> str | None:
+        if secret is None:
+            return None
+        opened = self.keyring.open(
+            SealedValue(secret.key_id, secret.ciphertext), webhook_secret_context(secret.trigger_id)
+        )
+        return webhook_url(base_url, secret.trigger_id, opened)
+
+    async def _body(self, session: AsyncSession, trigger: PipelineTrigger, base_url: str) -> dict[str, Any]:
+        secret = await definitions.get_webhook_secret(session, trigger.id)
+        return trigger_body(trigger, self._url(secret, base_url))
+
     async def _project_by_id(
         self, session: AsyncSession, principal: Principal, project_id: str, least: str, action: str
     ) -> ProjectInOrg:
@@ -201,11 +264,12 @@ class DefinitionService:
     # -- triggers ---------------------------------------------------------------------------------
 
     async def list_triggers(
-        self, session: AsyncSession, principal: Principal, project_id: str, definition_id: uuid.UUID
+        self, session: AsyncSession, principal: Principal, project_id: str, definition_id: uuid.UUID, base_url: str
     ) -> dict[str, Any]:
         found = await self._project_by_id(session, principal, project_id, ROLE_MEMBER, "read triggers")
         definition = await find_definition(session, found, definition_id)
-        return {"items": [trigger_body(t) for t in await definitions.triggers_of(session, definition.id)]}
+        rows = await triggers_of(session, found.project, definition)
+        return {"items": [await self._body(session, trigger, base_url) for trigger in rows]}
 
     async def create_trigger(
         self,
@@ -214,6 +278,7 @@ class DefinitionService:
         project_id: str,
         definition_id: uuid.UUID,
         body: TriggerBody,
+        base_url: str,
     ) -> dict[str, Any]:
         found = await self._project_by_id(session, principal, project_id, ROLE_ADMIN, "create triggers")
         definition = await find_definition(session, found, definition_id, write=True)
@@ -232,18 +297,32 @@ class DefinitionService:
             created_at=utcnow(),
         )
         await definitions.add(session, trigger)
-        return trigger_body(trigger)
+        url = None
+        if trigger.event_source.get("provider") == WEBHOOK:
+            # The URL's secret is the webhook's credential: unguessable, sealed at rest.
+            secret = secrets.token_urlsafe(32)
+            sealed = self.keyring.seal(secret, webhook_secret_context(trigger.id))
+            await definitions.add_webhook_secret(session, trigger.id, sealed.key_id, sealed.ciphertext)
+            url = webhook_url(base_url, trigger.id, secret)
+        return trigger_body(trigger, url)
 
     async def get_trigger(
-        self, session: AsyncSession, principal: Principal, project_id: str, trigger_id: uuid.UUID
+        self, session: AsyncSession, principal: Principal, project_id: str, trigger_id: uuid.UUID, base_url: str
     ) -> dict[str, Any]:
         found = await self._project_by_id(session, principal, project_id, ROLE_MEMBER, "read triggers")
-        return trigger_body(await self._trigger(session, found, trigger_id))
+        return await self._body(session, await self._trigger(session, found, trigger_id), base_url)
 
     async def update_trigger(
-        self, session: AsyncSession, principal: Principal, project_id: str, trigger_id: uuid.UUID, body: TriggerBody
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        project_id: str,
+        trigger_id: uuid.UUID,
+        body: TriggerBody,
+        base_url: str,
     ) -> dict[str, Any]:
         found = await self._project_by_id(session, principal, project_id, ROLE_ADMIN, "change triggers")
+        await stored_default(session, found.project)
         trigger = await self._trigger(session, found, trigger_id)
         for name in ("event_name", "event_preset", "checkout_ref", "config_ref", "disabled"):
             value = getattr(body, name)
@@ -252,17 +331,22 @@ class DefinitionService:
         if body.event_source is not None and body.event_source.webhook is not None:
             trigger.event_source = {**trigger.event_source, "webhook": body.event_source.webhook.model_dump()}
         await session.flush()
-        return trigger_body(trigger)
+        return await self._body(session, trigger, base_url)
 
     async def delete_trigger(
         self, session: AsyncSession, principal: Principal, project_id: str, trigger_id: uuid.UUID
     ) -> None:
         found = await self._project_by_id(session, principal, project_id, ROLE_ADMIN, "delete triggers")
+        await stored_default(session, found.project)
         trigger = await self._trigger(session, found, trigger_id)
         await definitions.delete_trigger(session, trigger.id)
 
     async def _trigger(self, session: AsyncSession, found: ProjectInOrg, trigger_id: uuid.UUID) -> PipelineTrigger:
         trigger = await definitions.get_trigger(session, found.project.id, trigger_id)
+        if trigger is None:  # the derived default trigger, while its definition is only derived
+            default = default_trigger(await default_definition(session, found.project), found.project)
+            stored = await definitions.get_definition(session, found.project.id, default.definition_id)
+            trigger = default if default.id == trigger_id and stored is None else None
         if trigger is None:
             raise NotFound("Trigger not found.")
         return trigger

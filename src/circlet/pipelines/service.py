@@ -43,6 +43,7 @@ from circlet.users.avatars import SYSTEM_AVATAR_KEY, avatar_url
 PAGE_SIZE = 20
 MAX_PARAMETERS = 100
 MISSING_PIPELINE = "Pipeline not found."
+ACTOR_LOGIN_VALUE = "trigger_parameters.circleci.actor_login"
 PROJECT_TYPES = {"github": "github", "bitbucket": "bitbucket", "circleci": "circleci"}
 
 
@@ -60,6 +61,17 @@ class TriggerRequest:
     definition_id: uuid.UUID | None
     file_path: str
     inline_config: str | None
+
+
+@dataclass(frozen=True)
+class PipelineOrigin:
+    """What started a pipeline that no API call did (a forge event, a custom webhook): the API's
+    `trigger.type`, the actor (a circlet user, or none), and the pipeline values it sets or replaces
+    (a value of None removes one)."""
+
+    trigger_type: str
+    actor_id: uuid.UUID | None
+    values: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -187,8 +199,16 @@ class PipelineService:
         return Resolved(commit, config_revision)
 
     async def create_pipeline(
-        self, session: AsyncSession, principal: Principal, request: TriggerRequest, resolved: Resolved
+        self,
+        session: AsyncSession,
+        principal: Principal | None,
+        request: TriggerRequest,
+        resolved: Resolved,
+        *,
+        origin: PipelineOrigin | None = None,
     ) -> dict[str, Any]:
+        """Record the pipeline as ``pending``; ``origin`` for one that no API call started (then
+        ``principal`` may be None)."""
         project, org = request.found.project, request.found.org
         number = (await engine.next_numbers(session, project.id, pipelines=1))[0]
         now = utcnow()
@@ -214,18 +234,21 @@ class PipelineService:
             "trigger.received_at": timestamp(now),
             "event.name": "api",
             "trigger_parameters.circleci.trigger_type": "api",
-            "trigger_parameters.circleci.actor_id": str(principal.user_id),
+            "trigger_parameters.circleci.actor_id": str(principal.user_id) if principal else None,
             "config.file_path": request.file_path,
             "definition.id": str(request.definition_id) if request.definition_id else None,
         }
+        if origin is not None:
+            values.update(origin.values)
+        actor_id = origin.actor_id if origin is not None else principal.user_id if principal else None
         pipeline = Pipeline(
             id=pipeline_id,
             project_id=project.id,
             number=number,
             state=states.PIPELINE_PENDING,
             errors=[],
-            trigger_type="api",
-            actor_id=principal.user_id,
+            trigger_type=origin.trigger_type if origin is not None else "api",
+            actor_id=actor_id,
             parameters=request.parameters,
             definition_id=request.definition_id,
             vcs_url=request.url,
@@ -415,7 +438,9 @@ class PipelineService:
     async def _body(
         self, session: AsyncSession, pipeline: Pipeline, found: ProjectInOrg, cache: dict[Any, Any], base_url: str
     ) -> dict[str, Any]:
-        actor = {"login": "circlet", "avatar_url": avatar_url(base_url, SYSTEM_AVATAR_KEY)}
+        # A forge's user who is no circlet user is shown by the login the forge gave.
+        login = pipeline.values.get(ACTOR_LOGIN_VALUE) or "circlet"
+        actor = {"login": login, "avatar_url": avatar_url(base_url, SYSTEM_AVATAR_KEY)}
         if pipeline.actor_id is not None:
             if pipeline.actor_id not in cache:
                 cache[pipeline.actor_id] = await users.get_user(session, pipeline.actor_id)
