@@ -362,8 +362,6 @@ class HookService:
             raise Unauthorized("The webhook's secret is missing or wrong.")
         if trigger.disabled:
             raise BadRequest("The trigger is disabled: no pipeline was created.")
-        if not self.webhook_rate.take(trigger.id):
-            raise RateLimited("Too many deliveries to this webhook; retry later.", headers={"Retry-After": "1"})
         if len(body) > CUSTOM_WEBHOOK_BYTES:
             raise PayloadTooLarge("The webhook's body is larger than 1 MiB.")
         try:
@@ -371,6 +369,8 @@ class HookService:
             json.loads(text) if text.strip() else None
         except ValueError:
             raise BadRequest("The webhook's body is not JSON.") from None
+        if not self.webhook_rate.take(trigger.id):
+            raise RateLimited("Too many deliveries to this webhook; retry later.", headers={"Retry-After": "10"})
         found = await project_in_org(session, trigger.project_id)
         if found is None:
             raise NotFound("Trigger not found.")
