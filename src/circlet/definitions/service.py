@@ -141,8 +141,15 @@ async def triggers_of(session: AsyncSession, project: Project, definition: Pipel
 
 async def project_triggers(session: AsyncSession, project: Project) -> list[tuple[PipelineDefinition, PipelineTrigger]]:
     """Every trigger of the project, with its definition (the derived default ones included)."""
-    rows = await definitions.definitions_of(session, project.id) or [await default_definition(session, project)]
-    return [(definition, trigger) for definition in rows for trigger in await triggers_of(session, project, definition)]
+    stored = await definitions.definitions_of(session, project.id)
+    if not stored:
+        default = await default_definition(session, project)
+        return [(default, default_trigger(default, project))]
+    return [
+        (definition, trigger)
+        for definition in stored
+        for trigger in await definitions.triggers_of(session, definition.id)
+    ]
 
 
 async def find_definition(

@@ -10,6 +10,7 @@ polling the same update, creates nothing.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -168,6 +169,7 @@ class HookService:
     webhook_rate: TriggerRate
     # A commit never changes: the ones recently pushed are known without asking git again.
     _commits: dict[tuple[Path, str], Commit] = field(default_factory=dict)
+    _lookups: dict[tuple[Path, str], asyncio.Future[Commit]] = field(default_factory=dict)
 
     # -- forge deliveries -------------------------------------------------------------------------
 
@@ -243,11 +245,11 @@ class HookService:
             if not url:
                 raise BadRequest("The project has no repository to build (set its vcs_url).")
             source = RepoSource(project.id, url, project.repo_set_by_operator)
-            path = await self._fetched(source, fire.target.revision)
             try:
                 if fire.target.revision is not None:
-                    commit = await self._commit(path, fire.target.revision)
+                    commit = await self._pushed_commit(source, fire.target.revision)
                 else:
+                    path = await self.mirrors.fetch(source)
                     commit = await self.mirrors.resolve(path, branch=fire.target.branch, tag=fire.target.tag)
             except UnknownRef as exc:
                 raise BadRequest(f"{exc}.") from None
@@ -270,25 +272,26 @@ class HookService:
             built.append(Built(request, Resolved(commit, commit.sha), self._origin(plan, fire)))
         return built
 
-    async def _fetched(self, source: RepoSource, revision: str | None) -> Path:
-        """The mirror, fetched unless it already holds the revision (a burst of deliveries of one
-        push costs one fetch)."""
-        path = self.mirrors.path_for(source)
-        if revision is not None and (path, revision) in self._commits:
-            return path
-        try:
-            return await self.mirrors.fetch(source)
-        except GitError as exc:
-            raise BadRequest(str(exc)) from None
+    async def _pushed_commit(self, source: RepoSource, sha: str) -> Commit:
+        """The pushed commit, after a fetch of the mirror. Deliveries of one push share one fetch and
+        one lookup (a burst of them costs one of each), and a commit once seen is not asked again."""
+        key = (self.mirrors.path_for(source), sha)
+        cached = self._commits.get(key)
+        if cached is not None:
+            return cached
+        lookup = self._lookups.get(key)
+        if lookup is None:
+            lookup = self._lookups[key] = asyncio.ensure_future(self._fetch_commit(source, sha))
+            lookup.add_done_callback(lambda _: self._lookups.pop(key, None))
+        return await asyncio.shield(lookup)
 
-    async def _commit(self, path: Path, sha: str) -> Commit:
-        cached = self._commits.get((path, sha))
-        if cached is None:
-            cached = await self.mirrors.commit(path, sha)
-            if len(self._commits) >= MAX_CACHED_COMMITS:
-                self._commits.pop(next(iter(self._commits)))
-            self._commits[(path, sha)] = cached
-        return cached
+    async def _fetch_commit(self, source: RepoSource, sha: str) -> Commit:
+        path = await self.mirrors.fetch(source)
+        commit = await self.mirrors.commit(path, sha)
+        if len(self._commits) >= MAX_CACHED_COMMITS:
+            self._commits.pop(next(iter(self._commits)))
+        self._commits[(path, sha)] = commit
+        return commit
 
     def _origin(self, plan: EventPlan, fire: Fire) -> PipelineOrigin:
         event = plan.event
