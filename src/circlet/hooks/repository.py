@@ -10,7 +10,16 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from circlet.db.dialect import insert_for
-from circlet.db.models import HookDelivery, Membership, Pipeline, ProjectHookSecret, ProjectPoll, Workflow
+from circlet.db.models import (
+    HookDelivery,
+    Membership,
+    Pipeline,
+    ProjectHookSecret,
+    ProjectPoll,
+    TriggerWebhookSecret,
+    User,
+    Workflow,
+)
 
 
 async def get_hook_secret(session: AsyncSession, project_id: uuid.UUID) -> ProjectHookSecret | None:
@@ -24,11 +33,6 @@ async def save_hook_secret(
     values = {"key_id": key_id, "ciphertext": ciphertext}
     statement = insert_for(session, table).values(project_id=project_id, created_at=now, **values)
     await session.execute(statement.on_conflict_do_update(index_elements=["project_id"], set_=values))
-
-
-async def delivery_seen(session: AsyncSession, project_id: uuid.UUID, delivery: str) -> bool:
-    query = select(HookDelivery.id).where(HookDelivery.project_id == project_id, HookDelivery.delivery == delivery)
-    return (await session.execute(query)).first() is not None
 
 
 async def record_delivery(session: AsyncSession, project_id: uuid.UUID, delivery: str, now: datetime) -> bool:
@@ -48,9 +52,14 @@ async def forget_deliveries(session: AsyncSession, before: datetime) -> None:
     await session.execute(delete(HookDelivery).where(HookDelivery.received_at < before))
 
 
-async def member_of(session: AsyncSession, user_id: uuid.UUID, org_id: uuid.UUID) -> bool:
-    query = select(Membership.user_id).where(Membership.user_id == user_id, Membership.org_id == org_id)
-    return (await session.execute(query)).first() is not None
+async def member_by_login(session: AsyncSession, login: str, org_id: uuid.UUID) -> uuid.UUID | None:
+    """The user with ``login``, if they belong to the organization."""
+    query = (
+        select(User.id)
+        .join(Membership, Membership.user_id == User.id)
+        .where(User.login_key == login.lower(), Membership.org_id == org_id)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
 
 
 async def redundant_workflows(
@@ -115,3 +124,15 @@ async def finish_poll(
     if refs is not None:
         values["refs"] = refs
     await session.execute(update(ProjectPoll).where(ProjectPoll.project_id == project_id).values(**values))
+
+
+async def secrets_not_sealed_with(
+    session: AsyncSession, key_id: str, limit: int
+) -> list[ProjectHookSecret | TriggerWebhookSecret]:
+    """Forge and custom webhook secrets sealed under another key than ``key_id`` (key rotation)."""
+    forge = select(ProjectHookSecret).where(ProjectHookSecret.key_id != key_id).limit(limit)
+    found: list[ProjectHookSecret | TriggerWebhookSecret] = list((await session.execute(forge)).scalars())
+    if len(found) < limit:
+        custom = select(TriggerWebhookSecret).where(TriggerWebhookSecret.key_id != key_id).limit(limit - len(found))
+        found.extend((await session.execute(custom)).scalars())
+    return found

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from circlet.db.models import PipelineDefinition, PipelineTrigger
+from circlet.db.models import PipelineDefinition, PipelineTrigger, ProjectHookSecret
 from circlet.db.types import utcnow
 from circlet.definitions import repository as definitions
 from circlet.definitions.service import (
@@ -45,7 +45,6 @@ from circlet.pipelines.service import ACTOR_LOGIN_VALUE, PipelineOrigin, Pipelin
 from circlet.projects import repository as projects
 from circlet.projects.repository import ProjectInOrg
 from circlet.secrets import Keyring, SealedValue
-from circlet.users import repository as users
 
 SKIP_MARKERS = ("[ci skip]", "[skip ci]")
 FORGE_PROVIDERS = frozenset({"github_app", "github_oauth"})
@@ -80,6 +79,21 @@ async def hook_secret(session: AsyncSession, keyring: Keyring, project_id: uuid.
     sealed = keyring.seal(secret, hook_secret_context(project_id))
     await hooks.save_hook_secret(session, project_id, sealed.key_id, sealed.ciphertext, utcnow())
     return secret
+
+
+async def reseal_hook_secrets(session: AsyncSession, keyring: Keyring, batch: int = 500) -> int:
+    """Re-seal up to ``batch`` forge and custom webhook secrets under the keyring's current key;
+    returns how many (``circlet admin rotate-key``)."""
+    rows = await hooks.secrets_not_sealed_with(session, keyring.current_id, batch)
+    for row in rows:
+        if isinstance(row, ProjectHookSecret):
+            context = hook_secret_context(row.project_id)
+        else:
+            context = webhook_secret_context(row.trigger_id)
+        sealed = keyring.seal(keyring.open(SealedValue(row.key_id, row.ciphertext), context), context)
+        row.key_id, row.ciphertext = sealed.key_id, sealed.ciphertext
+    await session.flush()
+    return len(rows)
 
 
 async def operator_project(session: AsyncSession, org_id: uuid.UUID, name: str) -> uuid.UUID:
@@ -189,9 +203,8 @@ class HookService:
         secret = self.keyring.open(SealedValue(stored.key_id, stored.ciphertext), hook_secret_context(found.project.id))
         if not verify(forge, headers, body, secret):
             raise Unauthorized("The delivery is not signed with the project's webhook secret.")
+        # A redelivery is refused when it is claimed, in the write (its commit is known by then).
         delivery = delivery_id(forge, headers) or "body:" + hashlib.sha256(body).hexdigest()
-        if await hooks.delivery_seen(session, found.project.id, f"{forge}:{delivery}"):
-            return Answer("This delivery was already received.")
         try:
             event = parse(forge, headers, body)
         except BadDelivery as exc:
@@ -230,10 +243,7 @@ class HookService:
         """The circlet user the forge's login names, if they belong to the project's organization."""
         if not login:
             return None
-        user = await users.find_user_by_login(session, login)
-        if user is None or not await hooks.member_of(session, user.id, found.org.id):
-            return None
-        return user.id
+        return await hooks.member_by_login(session, login, found.org.id)
 
     async def build(self, plan: EventPlan) -> list[Built] | Answer:
         """The git work: fetch the mirror, find each target's revision (the one pushed, never a

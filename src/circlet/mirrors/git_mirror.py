@@ -80,6 +80,7 @@ class GitMirrors:
         self._queued: dict[str, asyncio.Task[None]] = {}
         # A file at a commit never changes: the configs of recent commits are kept.
         self._files: dict[tuple[str, str, str], str] = {}
+        self._reading: dict[tuple[str, str, str], asyncio.Future[str]] = {}
 
     def path_for(self, source: RepoSource) -> Path:
         return self.root / str(source.project_id) / (hashlib.sha256(source.url.encode()).hexdigest()[:32] + ".git")
@@ -218,10 +219,19 @@ class GitMirrors:
         return refs
 
     async def read_file(self, path: Path, sha: str, file_path: str) -> str:
+        """A file at a commit; concurrent reads of one file share one ``git show`` (a burst of
+        pipelines at one commit reads its config once)."""
         key = (str(path), sha, file_path)
         cached = self._files.get(key)
         if cached is not None:
             return cached
+        reading = self._reading.get(key)
+        if reading is None:
+            reading = self._reading[key] = asyncio.ensure_future(self._read_file(key, path, sha, file_path))
+            reading.add_done_callback(lambda _: self._reading.pop(key, None))
+        return await asyncio.shield(reading)
+
+    async def _read_file(self, key: tuple[str, str, str], path: Path, sha: str, file_path: str) -> str:
         try:
             text = await _git(path, "show", f"{sha}:{file_path}")
         except GitError:
