@@ -27,7 +27,6 @@ import hashlib
 import hmac
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
+from _harness import cpu_seconds, free_port
 from sqlalchemy.ext.asyncio import create_async_engine
 
 CONFIG = """
@@ -54,12 +54,6 @@ workflows:
 GIT_ENV = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@x"}
 ZERO = "0" * 40
 IN_FLIGHT = 100
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cli(env: dict[str, str], *args: str) -> Any:
@@ -103,17 +97,10 @@ def delivery(secret: str, before: str, after: str) -> dict[str, Any]:
     return {"content": body, "headers": headers}
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of a process and its live children (the compile workers), Linux."""
-    total = 0.0
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its live children (the server's compile workers)."""
     children = subprocess.run(["ps", "--ppid", str(pid), "-o", "pid="], capture_output=True, text=True).stdout.split()
-    for process in [pid, *map(int, children)]:
-        try:
-            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return sum(cpu_seconds(process) for process in [pid, *map(int, children)])
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -193,7 +180,7 @@ async def run(args: argparse.Namespace) -> int:
                         answers.append((0, time.perf_counter() - due))
 
             total = args.rate * args.seconds
-            cpu_before = cpu_seconds(server.pid)
+            cpu_before = tree_cpu_seconds(server.pid)
             tasks = []
             for index in range(total):
                 delay = start + index / args.rate - time.perf_counter()
@@ -207,7 +194,7 @@ async def run(args: argparse.Namespace) -> int:
                     if int((await connection.execute(query)).scalar_one()) == 0:
                         break
                 await asyncio.sleep(0.5)
-            cpu = cpu_seconds(server.pid) - cpu_before
+            cpu = tree_cpu_seconds(server.pid) - cpu_before
             accepted = sum(1 for status, seconds in answers if status == 201 and seconds < 1.0)
             created = sum(1 for status, _ in answers if status == 201)
             slowest = max(seconds for _, seconds in answers)

@@ -116,3 +116,17 @@ async def pipelines_of(http: httpx.AsyncClient, account: Account, slug: str) -> 
 async def values_of(http: httpx.AsyncClient, account: Account, pipeline_id: str) -> dict[str, Any]:
     values: dict[str, Any] = (await http.get(f"/api/v2/pipeline/{pipeline_id}/values", headers=account.headers)).json()
     return values
+
+
+async def add_forge_trigger(http: httpx.AsyncClient, account: Account, project_id: str, preset: str) -> dict[str, Any]:
+    """A `github_app` trigger with ``preset`` on the project's first definition (createTrigger)."""
+    definitions = f"/api/v2/projects/{project_id}/pipeline-definitions"
+    definition = (await http.get(definitions, headers=account.headers)).json()["items"][0]
+    response = await http.post(
+        f"{definitions}/{definition['id']}/triggers",
+        json={"event_source": {"provider": "github_app", "repo": {"external_id": project_id}}, "event_preset": preset},
+        headers=account.headers,
+    )
+    assert response.status_code == 200, response.text
+    created: dict[str, Any] = response.json()
+    return created

@@ -13,6 +13,7 @@ from circlet.db.engine import Database
 from tests.conftest import Account, make_account
 from tests.hooks.helpers import (
     ZERO,
+    add_forge_trigger,
     github_pull_request,
     github_push,
     gitlab_push,
@@ -211,22 +212,14 @@ async def test_branch_deletion_fires_only_the_branch_delete_preset_and_disabled_
     definition = (await client.get(definitions, headers=admin.headers)).json()["items"][0]
     triggers = (await client.get(f"{definitions}/{definition['id']}/triggers", headers=admin.headers)).json()["items"]
     assert [(t["event_source"]["provider"], t["event_preset"]) for t in triggers] == [("github_app", "all-pushes")]
-    created = await client.post(
-        f"{definitions}/{definition['id']}/triggers",
-        json={
-            "event_source": {"provider": "github_app", "repo": {"external_id": project_id}},
-            "event_preset": "only-branch-delete",
-        },
-        headers=admin.headers,
-    )
-    assert created.status_code == 200, created.text
+    created = await add_forge_trigger(client, admin, project_id, "only-branch-delete")
     response = await client.post(f"/hooks/github/{project_id}", **signed("github", deletion, secret, "push"))
     assert response.status_code == 201, response.text
     [pipeline] = await pipelines_of(client, admin, slug)
     assert pipeline["vcs"]["branch"] == "gone" and pipeline["vcs"]["revision"] == sha
 
     # Disabled, every trigger fires nothing.
-    for trigger_id in (triggers[0]["id"], created.json()["id"]):
+    for trigger_id in (triggers[0]["id"], created["id"]):
         patched = await client.patch(
             f"/api/v2/projects/{project_id}/triggers/{trigger_id}", json={"disabled": True}, headers=admin.headers
         )
@@ -267,13 +260,7 @@ async def test_pull_request_presets_build_the_head(
     slug, project_id, secret = await hooked_project(client, database, admin, repo)
     git(repo, "checkout", "-q", "-b", "feature")
     head = commit(repo, {"f.txt": "1"}, message="the change")
-    definitions = f"/api/v2/projects/{project_id}/pipeline-definitions"
-    definition = (await client.get(definitions, headers=admin.headers)).json()["items"][0]
-    await client.post(
-        f"{definitions}/{definition['id']}/triggers",
-        json={"event_source": {"provider": "github_app", "repo": {"external_id": project_id}}, "event_preset": preset},
-        headers=admin.headers,
-    )
+    await add_forge_trigger(client, admin, project_id, preset)
     refused_payload = github_pull_request(str(refused["action"]), head, base_sha=base, draft=bool(refused.get("draft")))
     response = await client.post(
         f"/hooks/github/{project_id}", **signed("github", refused_payload, secret, "pull_request")
@@ -309,17 +296,8 @@ async def test_merged_pull_request_builds_the_base_branch_at_the_merge(
     git(repo, "checkout", "-q", "main")
     git(repo, "merge", "-q", "--no-ff", "-m", "merge feature", "feature")
     merge = git(repo, "rev-parse", "HEAD")
-    definitions = f"/api/v2/projects/{project_id}/pipeline-definitions"
-    definition = (await client.get(definitions, headers=admin.headers)).json()["items"][0]
     for preset in ("only-merged-prs", "only-merged-or-closed-prs"):
-        await client.post(
-            f"{definitions}/{definition['id']}/triggers",
-            json={
-                "event_source": {"provider": "github_app", "repo": {"external_id": project_id}},
-                "event_preset": preset,
-            },
-            headers=admin.headers,
-        )
+        await add_forge_trigger(client, admin, project_id, preset)
     closed = github_pull_request("closed", head, base_sha=base)
     response = await client.post(f"/hooks/github/{project_id}", **signed("github", closed, secret, "pull_request"))
     assert response.status_code == 201 and len(response.json()["pipelines"]) == 1  # merged-or-closed only

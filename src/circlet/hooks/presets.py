@@ -9,22 +9,12 @@ project. Forked pull requests and ref deletions never fire, except deletions for
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
+from circlet.definitions.schemas import EventPreset
 from circlet.hooks.events import PULL_REQUEST, PUSH, ForgeEvent
 
-PRESETS = (
-    "all-pushes",
-    "only-tags",
-    "default-branch-pushes",
-    "only-build-prs",
-    "only-open-prs",
-    "only-labeled-prs",
-    "only-merged-prs",
-    "only-ready-for-review-prs",
-    "only-branch-delete",
-    "only-build-pushes-to-non-draft-prs",
-    "only-merged-or-closed-prs",
-)
+PRESETS: tuple[str, ...] = get_args(EventPreset)
 DEFAULT_PRESET = "all-pushes"
 BUILT_PR_ACTIONS = frozenset({"opened", "synchronize", "reopened"})
 
