@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from circlet.auth import ROLE_MEMBER, Principal
 from circlet.config import ConfigInvalid
-from circlet.db.models import Organization, Pipeline, Project, Workflow
+from circlet.db.models import Organization, Pipeline, PipelineDefinition, Project, Workflow
 from circlet.db.types import utcnow
 from circlet.definitions.service import default_definition, find_definition
 from circlet.engine import repository as engine
@@ -115,6 +115,11 @@ class PipelineService:
     page_tokens: PageTokens
 
     # -- triggering -------------------------------------------------------------------------------
+
+    async def default_definition(self, session: AsyncSession, project: Project) -> PipelineDefinition:
+        """The definition a trigger without one builds (``definitions.service.default_definition``;
+        kept on the service for its callers)."""
+        return await default_definition(session, project)
 
     async def prepare_trigger(
         self, session: AsyncSession, principal: Principal, slug: tuple[str, str, str], body: TriggerPipeline
