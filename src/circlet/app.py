@@ -26,12 +26,17 @@ from circlet.contexts.endpoints import router as contexts_router
 from circlet.contexts.service import ContextService
 from circlet.db.engine import Database, create_database
 from circlet.db.migrate import upgrade_to_head
+from circlet.definitions.endpoints import definitions_router, triggers_router
+from circlet.definitions.service import DefinitionService
 from circlet.engine.compiling import CompilePool
 from circlet.engine.loops import EngineLoops
 from circlet.engine.orchestrator import Orchestrator
 from circlet.engine.wakeups import TaskSignal
 from circlet.groups.endpoints import router as groups_router
 from circlet.groups.service import GroupService
+from circlet.hooks.endpoints import router as hooks_router
+from circlet.hooks.polling import Poller
+from circlet.hooks.service import HookService, TriggerRate
 from circlet.http.errors import install_error_handlers
 from circlet.http.hot_path import HotRoutesApp
 from circlet.http.middleware import RequestMiddleware
@@ -72,12 +77,15 @@ ROUTERS = (
     groups_router,
     projects_router,
     pipelines_router,
+    definitions_router,
+    triggers_router,
     workflows_router,
     jobs_router,
     legacy_router,
     legacy_private_router,
     runners_router,
     schedules_router,
+    hooks_router,
 )
 
 
@@ -124,6 +132,7 @@ def create_app(
         background = [
             asyncio.create_task(app.state.engine_loops.run_sweeps()),
             asyncio.create_task(app.state.blob_sweeper.run()),
+            asyncio.create_task(Poller(database, app.state.hook_service).run()),
         ]
         if settings.scheduler:
             background.append(asyncio.create_task(app.state.scheduler.run()))
@@ -162,6 +171,9 @@ def create_app(
 
 
 UPLOAD_PATHS = "/api/v3/runner/tasks/"
+# A forge's push of many commits can be large (GitHub's cap is 25 MB): its hooks take up to 10 MiB.
+FORGE_HOOK_PATHS = ("/hooks/github/", "/hooks/gitlab/", "/hooks/gitea/")
+FORGE_HOOK_BYTES = 10 * 1024 * 1024
 
 
 class BodyLimits:
@@ -171,10 +183,13 @@ class BodyLimits:
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_upload_bytes: int) -> None:
         self._default = RequestMiddleware(app, max_body_bytes=max_body_bytes)
         self._uploads = RequestMiddleware(app, max_body_bytes=max_upload_bytes)
+        self._forge_hooks = RequestMiddleware(app, max_body_bytes=max(max_body_bytes, FORGE_HOOK_BYTES))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "PUT" and scope["path"].startswith(UPLOAD_PATHS):
             await self._uploads(scope, receive, send)
+        elif scope["type"] == "http" and scope["path"].startswith(FORGE_HOOK_PATHS):
+            await self._forge_hooks(scope, receive, send)
         else:
             await self._default(scope, receive, send)
 
@@ -214,6 +229,14 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
     )
     app.state.pipeline_service = PipelineService(
         mirrors, engine_loops, orchestrator, app.state.project_service, page_tokens
+    )
+    app.state.definition_service = DefinitionService(keyring)
+    app.state.hook_service = HookService(
+        keyring,
+        mirrors,
+        app.state.pipeline_service,
+        orchestrator,
+        TriggerRate(settings.custom_webhook_rate_per_minute, burst=10),
     )
     app.state.workflow_service = WorkflowService(orchestrator)
     app.state.schedule_clock = clock = ScheduleClock.parse(settings.test_scheduler_clock)

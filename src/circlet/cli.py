@@ -26,6 +26,8 @@ from circlet.db.engine import create_database
 from circlet.db.migrate import upgrade_to_head
 from circlet.engine.orchestrator import LOCAL_RESOURCE_CLASS
 from circlet.groups import service as group_accounts
+from circlet.hooks import service as hook_admin
+from circlet.hooks.polling import parse_every
 from circlet.http.errors import ApiError
 from circlet.mirrors.git_mirror import without_credentials
 from circlet.projects import service as project_accounts
@@ -529,6 +531,7 @@ def rotate_key(database_url: DatabaseUrl = None) -> None:
                     count += await project_accounts.reseal_env_vars(session, keyring)
                     count += await project_accounts.reseal_checkout_keys(session, keyring)
                     count += await reseal_ssh_keys(session, keyring)
+                    count += await hook_admin.reseal_hook_secrets(session, keyring)
                 if count == 0:
                     return total
                 total += count
@@ -700,6 +703,64 @@ def project_create(
     print_json(in_transaction(settings, work))
     if notice:
         typer.echo(notice, err=True)
+
+
+def project_parts(slug: str) -> list[str]:
+    parts = slug.strip("/").split("/")
+    if len(parts) != 3 or not all(parts):
+        fail(f"not a project slug: {slug!r} (expected gh/ORG/NAME)")
+    return parts
+
+
+@project_app.command("hooks")
+def project_hooks(
+    slug: Annotated[str, typer.Argument(help="gh/ORG/NAME, bb/ORG/NAME or circleci/ORG-UUID/NAME.")],
+    rotate: Annotated[bool, typer.Option(help="Make a new secret (the forges must be given it).")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Print the project's webhook URLs and secret for GitHub, GitLab and Gitea/Forgejo."""
+    parts = project_parts(slug)
+    settings = settings_with(database_url)
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        organization = await accounts.find_org_by_name(session, f"{parts[0]}/{parts[1]}")
+        keyring = load_keyring(settings.home, settings.secret_key, settings.previous_secret_keys)
+        try:
+            project_id = await hook_admin.operator_project(session, organization.id, parts[2])
+        except ApiError as exc:
+            raise accounts.AccountError(exc.message) from None
+        secret = await hook_admin.hook_secret(session, keyring, project_id, rotate=rotate)
+        return hook_admin.hook_urls(settings.base_url, project_id, secret)
+
+    print_json(in_transaction(settings, work))
+
+
+@project_app.command("poll")
+def project_poll(
+    slug: Annotated[str, typer.Argument(help="gh/ORG/NAME, bb/ORG/NAME or circleci/ORG-UUID/NAME.")],
+    every: Annotated[str, typer.Option(help="How often to poll the remote: 60s, 5m, 1h.")] = "60s",
+    off: Annotated[bool, typer.Option(help="Stop polling the project.")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Poll the project's remote (`git ls-remote`) for new heads and tags, for repositories that
+    cannot send webhooks; each fires the project's triggers as a forge's push would."""
+    parts = project_parts(slug)
+    try:
+        seconds = None if off else parse_every(every)
+    except ValueError as exc:
+        fail(str(exc))
+        return
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        organization = await accounts.find_org_by_name(session, f"{parts[0]}/{parts[1]}")
+        try:
+            project_id = await hook_admin.operator_project(session, organization.id, parts[2])
+        except ApiError as exc:
+            raise accounts.AccountError(exc.message) from None
+        await hook_admin.set_polling(session, project_id, seconds)
+        return {"project_id": str(project_id), "poll_every_seconds": seconds}
+
+    print_json(in_transaction(settings_with(database_url), work))
 
 
 app.add_typer(config_app, name="config")

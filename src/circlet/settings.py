@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     runner_lease_seconds: int = Field(
         60, ge=1, description="A claimed task whose runner sends no heartbeat for this long is failed."
     )
+    custom_webhook_rate_per_minute: int = Field(
+        60,
+        ge=0,
+        description="Pipelines one custom webhook trigger may start per minute (bursts of 10) before 429; 0 "
+        "disables the limit.",
+    )
     public_url: str = Field(
         "", description="The URL people and runners reach the server at; empty means http://HOST:PORT."
     )

@@ -666,3 +666,51 @@ class WebSession(Base):
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ProjectHookSecret(Base):
+    """The secret a project's forge signs its webhook deliveries with (sealed)."""
+
+    __tablename__ = "project_hook_secrets"
+
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class HookDelivery(Base):
+    """A forge delivery (or a polled ref update) already acted on: the unique key makes a
+    redelivery, or a second server polling the same update, create nothing."""
+
+    __tablename__ = "hook_deliveries"
+    __table_args__ = (UniqueConstraint("project_id", "delivery", name="uq_hook_deliveries_project_delivery"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    delivery: Mapped[str] = mapped_column(String(255))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class TriggerWebhookSecret(Base):
+    """The secret of a custom webhook trigger's URL (sealed)."""
+
+    __tablename__ = "trigger_webhook_secrets"
+
+    trigger_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("pipeline_triggers.id", ondelete="CASCADE"), primary_key=True
+    )
+    key_id: Mapped[str] = mapped_column(String(32))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ProjectPoll(Base):
+    """A project whose remote the server polls (`git ls-remote`) instead of receiving webhooks:
+    the heads and tags it saw last, and when it is next due (claimed by moving it forward)."""
+
+    __tablename__ = "project_polls"
+
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    every_seconds: Mapped[int] = mapped_column(Integer)
+    next_poll_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    refs: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)

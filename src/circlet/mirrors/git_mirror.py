@@ -80,6 +80,7 @@ class GitMirrors:
         self._queued: dict[str, asyncio.Task[None]] = {}
         # A file at a commit never changes: the configs of recent commits are kept.
         self._files: dict[tuple[str, str, str], str] = {}
+        self._reading: dict[tuple[str, str, str], asyncio.Future[str]] = {}
 
     def path_for(self, source: RepoSource) -> Path:
         return self.root / str(source.project_id) / (hashlib.sha256(source.url.encode()).hexdigest()[:32] + ".git")
@@ -182,11 +183,55 @@ class GitMirrors:
         sha, subject, body = (text.split("\x00", 2) + ["", ""])[:3]
         return Commit(sha.strip(), subject.strip(), body.strip())
 
+    async def commit(self, path: Path, sha: str) -> Commit:
+        """The commit ``sha`` names (a tag object's commit for a tag), if the mirror has it; a forge
+        event builds the revision it pushed, never the ref's head at fetch time."""
+        if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", sha):
+            raise UnknownRef(f"invalid revision {sha!r}")
+        try:
+            text = await _git(path, "log", "-1", "--format=%H%x00%s%x00%b", f"{sha}^{{commit}}", "--")
+        except GitError:
+            raise UnknownRef(f"revision {sha} not found in the project's repository") from None
+        found, subject, body = (text.split("\x00", 2) + ["", ""])[:3]
+        return Commit(found.strip(), subject.strip(), body.strip())
+
+    async def remote_refs(self, source: RepoSource) -> dict[str, str]:
+        """The branches and tags of the project's remote (``git ls-remote``, under the same reach
+        rules as a fetch): ``refs/heads/x`` and ``refs/tags/y`` (peeled to its commit) to shas."""
+        path = self.path_for(source)
+        try:
+            url, env = await self._reach(source, path.parent)
+        except Refused as exc:
+            raise GitError(f"could not read the repository {without_credentials(source.url)}: {exc}") from None
+        try:
+            text = await _git(
+                None, "ls-remote", "--heads", "--tags", "--end-of-options", url, timeout=FETCH_TIMEOUT_SECONDS, env=env
+            )
+        except GitError as exc:
+            raise GitError(f"could not read the repository {without_credentials(source.url)}: {exc}") from None
+        refs: dict[str, str] = {}
+        for line in text.splitlines():
+            sha, _, ref = line.partition("\t")
+            if ref.endswith("^{}"):  # an annotated tag, peeled: its commit wins over the tag object
+                refs[ref[:-3]] = sha
+            elif ref not in refs:
+                refs[ref] = sha
+        return refs
+
     async def read_file(self, path: Path, sha: str, file_path: str) -> str:
+        """A file at a commit; concurrent reads of one file share one ``git show`` (a burst of
+        pipelines at one commit reads its config once)."""
         key = (str(path), sha, file_path)
         cached = self._files.get(key)
         if cached is not None:
             return cached
+        reading = self._reading.get(key)
+        if reading is None:
+            reading = self._reading[key] = asyncio.ensure_future(self._read_file(key, path, sha, file_path))
+            reading.add_done_callback(lambda _: self._reading.pop(key, None))
+        return await asyncio.shield(reading)
+
+    async def _read_file(self, key: tuple[str, str, str], path: Path, sha: str, file_path: str) -> str:
         try:
             text = await _git(path, "show", f"{sha}:{file_path}")
         except GitError:

@@ -1,4 +1,4 @@
-"""HTTP operations of the Pipeline, Pipeline Definition and Trigger tags.
+"""HTTP operations of the Pipeline tag.
 
 A trigger is two units of work around the git work: a read (who may trigger what, which refs),
 then, once the mirror has resolved the refs, one write that records the pipeline. The engine
@@ -17,7 +17,7 @@ from circlet.auth import Principal, authenticate
 from circlet.db.engine import Database
 from circlet.http.responses import json_response, message
 from circlet.http.routing import api_router, public_base_url
-from circlet.pipelines.schemas import ContinuePipeline, DefinitionBody, RunPipeline, TriggerBody, TriggerPipeline
+from circlet.pipelines.schemas import ContinuePipeline, RunPipeline, TriggerPipeline
 from circlet.pipelines.service import PipelineService
 
 router = api_router("Pipeline")
@@ -177,94 +177,3 @@ async def get_pipeline_by_number(
             session, caller, (provider, organization, project), pipeline_number, public_base_url(request)
         )
     return json_response(body)
-
-
-# -- Pipeline Definition and Trigger tags ----------------------------------------------------------
-
-DEFINITIONS = "/projects/{project_id}/pipeline-definitions"
-
-
-@router.get(DEFINITIONS, operation_id="listPipelineDefinitions", tags=["Pipeline Definition"])
-async def list_definitions(request: Request, caller: Caller, project_id: str) -> Response:
-    database, service = _parts(request)
-    async with database.reading() as session:
-        body = await service.list_definitions(session, caller, project_id)
-    return json_response(body)
-
-
-@router.post(DEFINITIONS, operation_id="createPipelineDefinition", tags=["Pipeline Definition"])
-async def create_definition(request: Request, caller: Caller, project_id: str, body: DefinitionBody) -> Response:
-    database, service = _parts(request)
-    async with database.writing() as session:
-        created = await service.create_definition(session, caller, project_id, body)
-    return json_response(created)
-
-
-@router.get(DEFINITIONS + "/{definition_id}", operation_id="getPipelineDefinition", tags=["Pipeline Definition"])
-async def get_definition(request: Request, caller: Caller, project_id: str, definition_id: uuid.UUID) -> Response:
-    database, service = _parts(request)
-    async with database.reading() as session:
-        body = await service.get_definition(session, caller, project_id, definition_id)
-    return json_response(body)
-
-
-@router.patch(DEFINITIONS + "/{definition_id}", operation_id="updatePipelineDefinition", tags=["Pipeline Definition"])
-async def update_definition(
-    request: Request, caller: Caller, project_id: str, definition_id: uuid.UUID, body: DefinitionBody
-) -> Response:
-    database, service = _parts(request)
-    async with database.writing() as session:
-        updated = await service.update_definition(session, caller, project_id, definition_id, body)
-    return json_response(updated)
-
-
-@router.delete(DEFINITIONS + "/{definition_id}", operation_id="deletePipelineDefinition", tags=["Pipeline Definition"])
-async def delete_definition(request: Request, caller: Caller, project_id: str, definition_id: uuid.UUID) -> Response:
-    database, service = _parts(request)
-    async with database.writing() as session:
-        await service.delete_definition(session, caller, project_id, definition_id)
-    return message("Pipeline definition deleted.")
-
-
-@router.get(DEFINITIONS + "/{definition_id}/triggers", operation_id="listPipelineDefinitionTriggers", tags=["Trigger"])
-async def list_triggers(request: Request, caller: Caller, project_id: str, definition_id: uuid.UUID) -> Response:
-    database, service = _parts(request)
-    async with database.reading() as session:
-        body = await service.list_triggers(session, caller, project_id, definition_id)
-    return json_response(body)
-
-
-@router.post(DEFINITIONS + "/{definition_id}/triggers", operation_id="createTrigger", tags=["Trigger"])
-async def create_trigger(
-    request: Request, caller: Caller, project_id: str, definition_id: uuid.UUID, body: TriggerBody
-) -> Response:
-    database, service = _parts(request)
-    async with database.writing() as session:
-        created = await service.create_trigger(session, caller, project_id, definition_id, body)
-    return json_response(created)
-
-
-@router.get("/projects/{project_id}/triggers/{trigger_id}", operation_id="getTrigger", tags=["Trigger"])
-async def get_trigger(request: Request, caller: Caller, project_id: str, trigger_id: uuid.UUID) -> Response:
-    database, service = _parts(request)
-    async with database.reading() as session:
-        body = await service.get_trigger(session, caller, project_id, trigger_id)
-    return json_response(body)
-
-
-@router.patch("/projects/{project_id}/triggers/{trigger_id}", operation_id="updateTrigger", tags=["Trigger"])
-async def update_trigger(
-    request: Request, caller: Caller, project_id: str, trigger_id: uuid.UUID, body: TriggerBody
-) -> Response:
-    database, service = _parts(request)
-    async with database.writing() as session:
-        updated = await service.update_trigger(session, caller, project_id, trigger_id, body)
-    return json_response(updated)
-
-
-@router.delete("/projects/{project_id}/triggers/{trigger_id}", operation_id="deleteTrigger", tags=["Trigger"])
-async def delete_trigger(request: Request, caller: Caller, project_id: str, trigger_id: uuid.UUID) -> Response:
-    database, service = _parts(request)
-    async with database.writing() as session:
-        await service.delete_trigger(session, caller, project_id, trigger_id)
-    return message("Trigger deleted.")

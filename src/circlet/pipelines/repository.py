@@ -1,59 +1,15 @@
-"""Queries on pipeline definitions, triggers, and the projects pipelines are listed over."""
+"""Queries on the projects pipelines are listed over."""
 
 from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from circlet.db.models import PipelineDefinition, PipelineTrigger, Project
+from circlet.db.models import Project
 
 
 async def project_ids_of_orgs(session: AsyncSession, org_ids: list[uuid.UUID]) -> list[uuid.UUID]:
     query = select(Project.id).where(Project.org_id.in_(org_ids))
     return list((await session.execute(query)).scalars())
-
-
-async def definitions_of(session: AsyncSession, project_id: uuid.UUID) -> list[PipelineDefinition]:
-    query = (
-        select(PipelineDefinition)
-        .where(PipelineDefinition.project_id == project_id)
-        .order_by(PipelineDefinition.created_at, PipelineDefinition.id)
-    )
-    return list((await session.execute(query)).scalars())
-
-
-async def get_definition(
-    session: AsyncSession, project_id: uuid.UUID, definition_id: uuid.UUID
-) -> PipelineDefinition | None:
-    definition = await session.get(PipelineDefinition, definition_id)
-    return definition if definition is not None and definition.project_id == project_id else None
-
-
-async def add(session: AsyncSession, row: PipelineDefinition | PipelineTrigger) -> None:
-    session.add(row)
-    await session.flush()
-
-
-async def delete_definition(session: AsyncSession, definition_id: uuid.UUID) -> None:
-    await session.execute(delete(PipelineTrigger).where(PipelineTrigger.definition_id == definition_id))
-    await session.execute(delete(PipelineDefinition).where(PipelineDefinition.id == definition_id))
-
-
-async def triggers_of(session: AsyncSession, definition_id: uuid.UUID) -> list[PipelineTrigger]:
-    query = (
-        select(PipelineTrigger)
-        .where(PipelineTrigger.definition_id == definition_id)
-        .order_by(PipelineTrigger.created_at, PipelineTrigger.id)
-    )
-    return list((await session.execute(query)).scalars())
-
-
-async def get_trigger(session: AsyncSession, project_id: uuid.UUID, trigger_id: uuid.UUID) -> PipelineTrigger | None:
-    trigger = await session.get(PipelineTrigger, trigger_id)
-    return trigger if trigger is not None and trigger.project_id == project_id else None
-
-
-async def delete_trigger(session: AsyncSession, trigger_id: uuid.UUID) -> None:
-    await session.execute(delete(PipelineTrigger).where(PipelineTrigger.id == trigger_id))

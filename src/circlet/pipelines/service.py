@@ -1,4 +1,4 @@
-"""Triggering pipelines and reading them: the Pipeline tag, pipeline definitions and triggers.
+"""Triggering pipelines and reading them: the Pipeline tag.
 
 Triggering does the git work the answer depends on (fetch the mirror, resolve the ref: an unknown
 ref is a 400) outside any transaction, records the pipeline as `pending` in one short unit of
@@ -14,10 +14,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from circlet.auth import ROLE_ADMIN, ROLE_MEMBER, Principal, require_role
+from circlet.auth import ROLE_MEMBER, Principal
 from circlet.config import ConfigInvalid
-from circlet.db.models import Organization, Pipeline, PipelineDefinition, PipelineTrigger, Project, Workflow
+from circlet.db.models import Organization, Pipeline, PipelineDefinition, Project, Workflow
 from circlet.db.types import utcnow
+from circlet.definitions.service import default_definition, find_definition
 from circlet.engine import repository as engine
 from circlet.engine import states
 from circlet.engine.compiling import Compiled, CompileRefused
@@ -31,8 +32,8 @@ from circlet.mirrors.git_mirror import Commit, GitError, GitMirrors, RepoSource,
 from circlet.orgs import repository as orgs
 from circlet.orgs.service import find_org
 from circlet.orgs.slugs import PROVIDER_NAMES, parse_project_slug, project_slug
-from circlet.pipelines import repository as definitions
-from circlet.pipelines.schemas import DefinitionBody, RunPipeline, TriggerBody, TriggerPipeline
+from circlet.pipelines import repository as pipeline_projects
+from circlet.pipelines.schemas import RunPipeline, TriggerPipeline
 from circlet.projects import repository as projects
 from circlet.projects.repository import ProjectInOrg
 from circlet.projects.service import MISSING_PROJECT, ProjectService
@@ -40,10 +41,9 @@ from circlet.users import repository as users
 from circlet.users.avatars import SYSTEM_AVATAR_KEY, avatar_url
 
 PAGE_SIZE = 20
-DEFAULT_CONFIG_PATH = ".circleci/config.yml"
-DEFAULT_DEFINITION_NAME = "default"
 MAX_PARAMETERS = 100
 MISSING_PIPELINE = "Pipeline not found."
+ACTOR_LOGIN_VALUE = "trigger_parameters.circleci.actor_login"
 PROJECT_TYPES = {"github": "github", "bitbucket": "bitbucket", "circleci": "circleci"}
 
 
@@ -61,6 +61,17 @@ class TriggerRequest:
     definition_id: uuid.UUID | None
     file_path: str
     inline_config: str | None
+
+
+@dataclass(frozen=True)
+class PipelineOrigin:
+    """What started a pipeline that no API call did (a forge event, a custom webhook): the API's
+    `trigger.type`, the actor (a circlet user, or none), and the pipeline values it sets or replaces
+    (a value of None removes one)."""
+
+    trigger_type: str
+    actor_id: uuid.UUID | None
+    values: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -95,42 +106,6 @@ def one_ref(branch: str | None, tag: str | None, what: str) -> None:
             raise BadRequest(f"{what}branch/tag: 1 to 255 characters, without spaces.")
 
 
-def definition_body(definition: PipelineDefinition, project: Project) -> dict[str, Any]:
-    config_repo = definition.config_repo_url or project.vcs_url
-    checkout_repo = definition.checkout_repo_url or project.vcs_url
-    return {
-        "id": definition.id,
-        "name": definition.name,
-        "description": definition.description,
-        "created_at": timestamp(definition.created_at),
-        "config_source": {
-            "provider": "circleci",
-            "repo": {"full_name": config_repo, "external_id": str(project.id)},
-            "file_path": definition.config_file_path,
-        },
-        "checkout_source": {
-            "provider": "circleci",
-            "repo": {"full_name": checkout_repo, "external_id": str(project.id)},
-        },
-    }
-
-
-def trigger_body(trigger: PipelineTrigger) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": trigger.id,
-        "created_at": timestamp(trigger.created_at),
-        "event_source": trigger.event_source,
-        "checkout_ref": trigger.checkout_ref,
-        "config_ref": trigger.config_ref,
-        "disabled": trigger.disabled,
-    }
-    if trigger.event_name:
-        body["event_name"] = trigger.event_name
-    if trigger.event_preset:
-        body["event_preset"] = trigger.event_preset
-    return body
-
-
 @dataclass
 class PipelineService:
     mirrors: GitMirrors
@@ -141,12 +116,17 @@ class PipelineService:
 
     # -- triggering -------------------------------------------------------------------------------
 
+    async def default_definition(self, session: AsyncSession, project: Project) -> PipelineDefinition:
+        """The definition a trigger without one builds (``definitions.service.default_definition``;
+        kept on the service for its callers)."""
+        return await default_definition(session, project)
+
     async def prepare_trigger(
         self, session: AsyncSession, principal: Principal, slug: tuple[str, str, str], body: TriggerPipeline
     ) -> TriggerRequest:
         found = await self.project_service.find(session, principal, slug, ROLE_MEMBER, "trigger pipelines")
         one_ref(body.branch, body.tag, "")
-        definition = await self.default_definition(session, found.project)
+        definition = await default_definition(session, found.project)
         branch = body.branch if body.branch is not None or body.tag is not None else found.project.default_branch
         return TriggerRequest(
             found,
@@ -175,9 +155,9 @@ class PipelineService:
                 definition_id = uuid.UUID(body.definition_id)
             except ValueError:
                 raise BadRequest("definition_id: not a UUID.") from None
-            definition = await self._definition(session, found, definition_id)
+            definition = await find_definition(session, found, definition_id)
         else:
-            definition = await self.default_definition(session, found.project)
+            definition = await default_definition(session, found.project)
         default = found.project.default_branch
         config_branch = config.branch if config else None
         config_tag = config.tag if config else None
@@ -224,8 +204,16 @@ class PipelineService:
         return Resolved(commit, config_revision)
 
     async def create_pipeline(
-        self, session: AsyncSession, principal: Principal, request: TriggerRequest, resolved: Resolved
+        self,
+        session: AsyncSession,
+        principal: Principal | None,
+        request: TriggerRequest,
+        resolved: Resolved,
+        *,
+        origin: PipelineOrigin | None = None,
     ) -> dict[str, Any]:
+        """Record the pipeline as ``pending``; ``origin`` for one that no API call started (then
+        ``principal`` may be None)."""
         project, org = request.found.project, request.found.org
         number = (await engine.next_numbers(session, project.id, pipelines=1))[0]
         now = utcnow()
@@ -251,18 +239,21 @@ class PipelineService:
             "trigger.received_at": timestamp(now),
             "event.name": "api",
             "trigger_parameters.circleci.trigger_type": "api",
-            "trigger_parameters.circleci.actor_id": str(principal.user_id),
+            "trigger_parameters.circleci.actor_id": str(principal.user_id) if principal else None,
             "config.file_path": request.file_path,
             "definition.id": str(request.definition_id) if request.definition_id else None,
         }
+        if origin is not None:
+            values.update(origin.values)
+        actor_id = origin.actor_id if origin is not None else principal.user_id if principal else None
         pipeline = Pipeline(
             id=pipeline_id,
             project_id=project.id,
             number=number,
             state=states.PIPELINE_PENDING,
             errors=[],
-            trigger_type="api",
-            actor_id=principal.user_id,
+            trigger_type=origin.trigger_type if origin is not None else "api",
+            actor_id=actor_id,
             parameters=request.parameters,
             definition_id=request.definition_id,
             vcs_url=request.url,
@@ -451,7 +442,7 @@ class PipelineService:
             org_ids = [(await find_org(session, principal, org_slug)).id]
         else:
             org_ids = sorted(principal.roles)
-        project_ids = await definitions.project_ids_of_orgs(session, org_ids)
+        project_ids = await pipeline_projects.project_ids_of_orgs(session, org_ids)
         scope = f"pipelines:{','.join(map(str, org_ids))}:{mine}" + (f":{branch}" if branch is not None else "")
         return await self._page(
             session, principal, project_ids, scope, branch, mine, page_token, base_url, with_workflows
@@ -521,7 +512,9 @@ class PipelineService:
     async def _body(
         self, session: AsyncSession, pipeline: Pipeline, found: ProjectInOrg, cache: dict[Any, Any], base_url: str
     ) -> dict[str, Any]:
-        actor = {"login": "circlet", "avatar_url": avatar_url(base_url, SYSTEM_AVATAR_KEY)}
+        # A forge's user who is no circlet user is shown by the login the forge gave.
+        login = pipeline.values.get(ACTOR_LOGIN_VALUE) or "circlet"
+        actor = {"login": login, "avatar_url": avatar_url(base_url, SYSTEM_AVATAR_KEY)}
         if pipeline.actor_id is not None:
             if pipeline.actor_id not in cache:
                 cache[pipeline.actor_id] = await users.get_user(session, pipeline.actor_id)
@@ -550,196 +543,6 @@ class PipelineService:
             "trigger": {"type": pipeline.trigger_type, "received_at": timestamp(pipeline.created_at), "actor": actor},
             "vcs": vcs,
         }
-
-    # -- pipeline definitions and triggers --------------------------------------------------------
-
-    async def default_definition(self, session: AsyncSession, project: Project) -> PipelineDefinition:
-        """Every project has a definition: `.circleci/config.yml` from the project's repository.
-        Until a write touches the project's definitions it exists only in this form, with an id
-        derived from the project's, so reads never need to write it."""
-        existing = await definitions.definitions_of(session, project.id)
-        if existing:
-            return existing[0]
-        return PipelineDefinition(
-            id=uuid.uuid5(project.id, DEFAULT_DEFINITION_NAME),
-            project_id=project.id,
-            name=DEFAULT_DEFINITION_NAME,
-            description="",
-            config_file_path=DEFAULT_CONFIG_PATH,
-            config_repo_url="",
-            checkout_repo_url="",
-            created_at=project.created_at,
-        )
-
-    async def _stored_default(self, session: AsyncSession, project: Project) -> None:
-        """Write the default definition down before the project's definitions change."""
-        definition = await self.default_definition(session, project)
-        if await definitions.get_definition(session, project.id, definition.id) is None and not (
-            await definitions.definitions_of(session, project.id)
-        ):
-            await definitions.add(session, definition)
-
-    async def _project_by_id(
-        self, session: AsyncSession, principal: Principal, project_id: str, least: str, action: str
-    ) -> ProjectInOrg:
-        try:
-            parsed = uuid.UUID(project_id)
-        except ValueError:
-            raise BadRequest("project_id: not a UUID.") from None
-        found = await self._project(session, parsed)
-        if found is None:
-            raise NotFound("Project not found.")
-        require_role(principal, found.org.id, least, missing="Project not found.", action=action)
-        return found
-
-    async def list_definitions(self, session: AsyncSession, principal: Principal, project_id: str) -> dict[str, Any]:
-        found = await self._project_by_id(session, principal, project_id, ROLE_MEMBER, "read pipeline definitions")
-        rows = await definitions.definitions_of(session, found.project.id)
-        rows = rows or [await self.default_definition(session, found.project)]
-        return {"items": [definition_body(d, found.project) for d in rows]}
-
-    async def create_definition(
-        self, session: AsyncSession, principal: Principal, project_id: str, body: DefinitionBody
-    ) -> dict[str, Any]:
-        found = await self._project_by_id(session, principal, project_id, ROLE_ADMIN, "create pipeline definitions")
-        await self._stored_default(session, found.project)
-        if not body.name or not body.name.strip() or len(body.name) > 255:
-            raise BadRequest("name: 1 to 255 characters.")
-        file_path = body.config_source.file_path if body.config_source and body.config_source.file_path else None
-        if not file_path:
-            raise BadRequest("config_source.file_path: required.")
-        check_file_path(file_path)
-        definition = PipelineDefinition(
-            id=uuid.uuid4(),
-            project_id=found.project.id,
-            name=body.name,
-            description=body.description or "",
-            config_file_path=file_path,
-            created_at=utcnow(),
-        )
-        await definitions.add(session, definition)
-        return definition_body(definition, found.project)
-
-    async def get_definition(
-        self, session: AsyncSession, principal: Principal, project_id: str, definition_id: uuid.UUID
-    ) -> dict[str, Any]:
-        found = await self._project_by_id(session, principal, project_id, ROLE_MEMBER, "read pipeline definitions")
-        definition = await self._definition(session, found, definition_id)
-        return definition_body(definition, found.project)
-
-    async def update_definition(
-        self,
-        session: AsyncSession,
-        principal: Principal,
-        project_id: str,
-        definition_id: uuid.UUID,
-        body: DefinitionBody,
-    ) -> dict[str, Any]:
-        found = await self._project_by_id(session, principal, project_id, ROLE_ADMIN, "change pipeline definitions")
-        definition = await self._definition(session, found, definition_id, write=True)
-        if body.name is not None:
-            if not body.name.strip() or len(body.name) > 255:
-                raise BadRequest("name: 1 to 255 characters.")
-            definition.name = body.name
-        if body.description is not None:
-            definition.description = body.description
-        if body.config_source is not None and body.config_source.file_path is not None:
-            check_file_path(body.config_source.file_path)
-            definition.config_file_path = body.config_source.file_path
-        await session.flush()
-        return definition_body(definition, found.project)
-
-    async def delete_definition(
-        self, session: AsyncSession, principal: Principal, project_id: str, definition_id: uuid.UUID
-    ) -> None:
-        found = await self._project_by_id(session, principal, project_id, ROLE_ADMIN, "delete pipeline definitions")
-        definition = await self._definition(session, found, definition_id, write=True)
-        await definitions.delete_definition(session, definition.id)
-
-    async def _definition(
-        self, session: AsyncSession, found: ProjectInOrg, definition_id: uuid.UUID, *, write: bool = False
-    ) -> PipelineDefinition:
-        if write:
-            await self._stored_default(session, found.project)
-        definition = await definitions.get_definition(session, found.project.id, definition_id)
-        if definition is None:
-            default = await self.default_definition(session, found.project)
-            definition = default if default.id == definition_id else None
-        if definition is None:
-            raise NotFound("Pipeline definition not found.")
-        return definition
-
-    async def list_triggers(
-        self, session: AsyncSession, principal: Principal, project_id: str, definition_id: uuid.UUID
-    ) -> dict[str, Any]:
-        found = await self._project_by_id(session, principal, project_id, ROLE_MEMBER, "read triggers")
-        definition = await self._definition(session, found, definition_id)
-        return {"items": [trigger_body(t) for t in await definitions.triggers_of(session, definition.id)]}
-
-    async def create_trigger(
-        self,
-        session: AsyncSession,
-        principal: Principal,
-        project_id: str,
-        definition_id: uuid.UUID,
-        body: TriggerBody,
-    ) -> dict[str, Any]:
-        found = await self._project_by_id(session, principal, project_id, ROLE_ADMIN, "create triggers")
-        definition = await self._definition(session, found, definition_id, write=True)
-        if body.event_source is None or body.event_source.provider is None:
-            raise BadRequest("event_source.provider: required.")
-        trigger = PipelineTrigger(
-            id=uuid.uuid4(),
-            project_id=found.project.id,
-            definition_id=definition.id,
-            event_name=body.event_name or "",
-            event_source=body.event_source.model_dump(exclude_none=True),
-            event_preset=body.event_preset or "",
-            checkout_ref=body.checkout_ref or "",
-            config_ref=body.config_ref or "",
-            disabled=bool(body.disabled),
-            created_at=utcnow(),
-        )
-        await definitions.add(session, trigger)
-        return trigger_body(trigger)
-
-    async def get_trigger(
-        self, session: AsyncSession, principal: Principal, project_id: str, trigger_id: uuid.UUID
-    ) -> dict[str, Any]:
-        found = await self._project_by_id(session, principal, project_id, ROLE_MEMBER, "read triggers")
-        return trigger_body(await self._trigger(session, found, trigger_id))
-
-    async def update_trigger(
-        self, session: AsyncSession, principal: Principal, project_id: str, trigger_id: uuid.UUID, body: TriggerBody
-    ) -> dict[str, Any]:
-        found = await self._project_by_id(session, principal, project_id, ROLE_ADMIN, "change triggers")
-        trigger = await self._trigger(session, found, trigger_id)
-        for name in ("event_name", "event_preset", "checkout_ref", "config_ref", "disabled"):
-            value = getattr(body, name)
-            if value is not None:
-                setattr(trigger, name, value)
-        if body.event_source is not None and body.event_source.webhook is not None:
-            trigger.event_source = {**trigger.event_source, "webhook": body.event_source.webhook.model_dump()}
-        await session.flush()
-        return trigger_body(trigger)
-
-    async def delete_trigger(
-        self, session: AsyncSession, principal: Principal, project_id: str, trigger_id: uuid.UUID
-    ) -> None:
-        found = await self._project_by_id(session, principal, project_id, ROLE_ADMIN, "delete triggers")
-        trigger = await self._trigger(session, found, trigger_id)
-        await definitions.delete_trigger(session, trigger.id)
-
-    async def _trigger(self, session: AsyncSession, found: ProjectInOrg, trigger_id: uuid.UUID) -> PipelineTrigger:
-        trigger = await definitions.get_trigger(session, found.project.id, trigger_id)
-        if trigger is None:
-            raise NotFound("Trigger not found.")
-        return trigger
-
-
-def check_file_path(path: str) -> None:
-    if len(path) > 1024 or path.startswith(("/", "-")) or ".." in path.split("/") or not path.isprintable():
-        raise BadRequest("config_source.file_path: a relative path inside the repository.")
 
 
 def workflow_body(workflow: Workflow, pipeline: Pipeline, slug: str) -> dict[str, Any]:

@@ -18,11 +18,12 @@ from circlet.auth import ROLE_ADMIN, ROLE_MEMBER
 from circlet.contexts.schemas import ContextOwner, CreateRestriction
 from circlet.contexts.service import ContextService
 from circlet.db.engine import Database
+from circlet.definitions.service import DefinitionService
 from circlet.groups.service import GroupService
 from circlet.http.errors import BadRequest, NotFound
+from circlet.http.routing import public_base_url
 from circlet.orgs.service import find_org
 from circlet.orgs.slugs import org_slug
-from circlet.pipelines.service import PipelineService
 from circlet.projects.schemas import AdvancedSettings
 from circlet.projects.service import ProjectService
 from circlet.runners import service as runner_classes
@@ -52,7 +53,7 @@ async def write_then_back(request: Request, back: str, work: Callable[[AsyncSess
 async def project_settings(request: Request, principal: Session, vcs: str, org: str, project: str) -> Response:
     database: Database = request.app.state.database
     projects: ProjectService = request.app.state.project_service
-    pipelines: PipelineService = request.app.state.pipeline_service
+    definition_service: DefinitionService = request.app.state.definition_service
     slug = (vcs, org, project)
     async with database.reading() as session:
         found = await projects.find(session, principal, slug)
@@ -62,8 +63,10 @@ async def project_settings(request: Request, principal: Session, vcs: str, org: 
         definitions: list[dict[str, Any]] = []
         if may(principal, found.org.id, ROLE_MEMBER):  # the API lets members read definitions
             project_id = str(found.project.id)
-            for definition in (await pipelines.list_definitions(session, principal, project_id))["items"]:
-                triggers = await pipelines.list_triggers(session, principal, project_id, definition["id"])
+            for definition in (await definition_service.list_definitions(session, principal, project_id))["items"]:
+                triggers = await definition_service.list_triggers(
+                    session, principal, project_id, definition["id"], public_base_url(request)
+                )
                 definitions.append({**definition, "triggers": triggers["items"]})
     return page(
         request,
