@@ -38,6 +38,8 @@ from circlet.http.middleware import RequestMiddleware
 from circlet.http.pagination import PageTokens
 from circlet.http.responses import json_response
 from circlet.http.routing import API_PREFIX, add_hot_routes
+from circlet.insights.endpoints import router as insights_router
+from circlet.insights.service import InsightsService
 from circlet.jobs.endpoints import router as jobs_router
 from circlet.jobs.service import JobService
 from circlet.mirrors.git_mirror import GitMirrors
@@ -50,7 +52,7 @@ from circlet.projects.service import ProjectService
 from circlet.runners.endpoints import router as runners_router
 from circlet.runners.service import RunnerService
 from circlet.secrets import Keyring, load_keyring
-from circlet.settings import Settings
+from circlet.settings import Settings, credit_rates
 from circlet.storage.service import StorageService
 from circlet.storage.sweeper import BlobSweeper
 from circlet.users.endpoints import avatars_router
@@ -71,6 +73,7 @@ ROUTERS = (
     legacy_router,
     legacy_private_router,
     runners_router,
+    insights_router,
 )
 
 
@@ -216,6 +219,9 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
         database, blobs, timedelta(days=settings.cache_retention_days), settings.blob_sweep_hours * 3600
     )
     app.state.job_service = JobService(orchestrator, app.state.project_service, settings.base_url, blobs, page_tokens)
+    app.state.insights_service = InsightsService(
+        app.state.project_service, page_tokens, credit_rates(settings.insights_credits_per_minute)
+    )
     app.state.legacy_service = LegacyService(
         app.state.job_service, settings.base_url, OutputUrlSigner(keyring.derive("output-urls"))
     )

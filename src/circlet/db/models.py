@@ -410,7 +410,12 @@ class Pipeline(Base):
 
 class Workflow(Base):
     __tablename__ = "workflows"
-    __table_args__ = (Index("ix_workflows_pipeline_created", "pipeline_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_workflows_pipeline_created", "pipeline_id", "created_at", "id"),
+        # Insights: a project's (or one workflow's) runs in a reporting window.
+        Index("ix_workflows_project_created", "project_id", "created_at"),
+        Index("ix_workflows_project_name_created", "project_id", "name", "created_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     pipeline_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"))
@@ -434,6 +439,7 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_workflow", "workflow_id"),
         Index("ix_jobs_project_number", "project_id", "number"),
+        Index("ix_jobs_project_started", "project_id", "started_at"),  # Insights' job time series
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
