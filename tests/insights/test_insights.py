@@ -10,7 +10,7 @@ minute, parallelism 2, running the workflow's whole time, so a run of d seconds 
 | 6 days            | main   | success  | 100     |
 | 5 days            | main   | failed   | 50      |
 | 5 days − 1 hour   | main   | failed   | 60      |
-| 4 days            | main   | success  | 200     |  recovers: 86400 − 50 + 200 = 86550 s after the first failure stopped
+| 4 days | main | success | 200 | recovers 86400 − 50 + 200 = 86550 s after the first failure stopped
 | 3 days            | main   | canceled | 10      |
 | 2 days            | main   | success  | 300     |
 | 1 day             | main   | running  | —       |
@@ -337,3 +337,13 @@ async def test_refusals(client: httpx.AsyncClient, database: Database, seeded: t
         response = await client.get(f"/api/v2/insights/{path}", params=params, headers=account.headers)
         assert response.status_code == 400, (path, params, response.text)
         assert response.json()["message"]
+
+
+async def test_a_workflow_without_runs_has_zero_figures(client: httpx.AsyncClient, seeded: tuple[Account, str]) -> None:
+    account, slug = seeded
+    body = await get(client, account, f"{slug}/workflows/nothing/summary")
+    assert body["metrics"]["total_runs"] == 0 and body["metrics"]["duration_metrics"]["p95"] == 0
+    assert body["metrics"]["window_start"] == "2026-09-02T12:00:00.000Z"
+    assert body["trends"]["total_runs"] == 1.0
+    page = await get(client, account, f"pages/{slug}/summary", branches="nowhere")
+    assert page["project_workflow_branch_data"] == []

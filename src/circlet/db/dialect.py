@@ -324,7 +324,9 @@ def _seconds_between_sqlite(element: seconds_between, compiler: Any, **kw: Any) 
     start, end = list(element.clauses)
     # julianday's doubles carry ~40 µs of error at today's dates: rounded to the millisecond, which
     # the stored times hold exactly, so both databases give the same seconds.
-    return f"ROUND((julianday({compiler.process(end, **kw)}) - julianday({compiler.process(start, **kw)})) * 86400.0, 3)"
+    return (
+        f"ROUND((julianday({compiler.process(end, **kw)}) - julianday({compiler.process(start, **kw)})) * 86400.0, 3)"
+    )
 
 
 @compiles(seconds_between, "postgresql")

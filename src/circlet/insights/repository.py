@@ -186,6 +186,8 @@ async def run_stats(
     stats: dict[Key, RunStats] = {}
     for row in await _counts(session, runs, keys):
         key = tuple(row[: len(keys)])
+        if not row[len(keys)]:
+            continue
         total, ok, failed, canceled, completed, first, last, last_stop, total_duration = row[len(keys) :]
         stats[key] = RunStats(
             total_runs=total,
@@ -203,6 +205,8 @@ async def run_stats(
         if found is None:
             continue
         count, low, high, total, squares, median, p95 = row[len(keys) :]
+        if not count:  # an aggregate without GROUP BY answers one row even over no rows
+            continue
         found.timed_runs = count
         found.min_duration, found.max_duration = float(low), float(high)
         found.sum_duration, found.sum_squares = float(total), float(squares)
@@ -430,7 +434,8 @@ async def branches(
     session: AsyncSession, project_id: uuid.UUID, since: datetime, workflow_name: str | None, limit: int
 ) -> list[str]:
     query = (
-        select(Pipeline.branch).distinct()
+        select(Pipeline.branch)
+        .distinct()
         .join(Workflow, Workflow.pipeline_id == Pipeline.id)
         .where(Workflow.project_id == project_id, Workflow.created_at >= since, Pipeline.branch.is_not(None))
         .order_by(Pipeline.branch)
@@ -443,7 +448,8 @@ async def branches(
 
 async def workflow_names(session: AsyncSession, project_id: uuid.UUID, since: datetime) -> list[str]:
     query = (
-        select(Workflow.name).distinct()
+        select(Workflow.name)
+        .distinct()
         .where(Workflow.project_id == project_id, Workflow.created_at >= since)
         .order_by(Workflow.name)
     )
