@@ -496,6 +496,7 @@ def _test_rows(project_id: uuid.UUID, since: datetime) -> Subquery:
             TestResult.result.label("result"),
             TestResult.created_at.label("created_at"),
             Job.id.label("job_id"),
+            seconds_between(Job.started_at, Job.stopped_at).label("job_seconds"),
         )
         .join(Job, Job.id == TestResult.job_id)
         .join(Pipeline, Pipeline.id == Job.pipeline_id)
@@ -508,79 +509,76 @@ async def flaky_tests(
     session: AsyncSession, project_id: uuid.UUID, since: datetime, flaked_since: datetime
 ) -> list[FlakyTest]:
     """Tests of a job that failed on a commit where they also passed; a flake is such a failure. Only
-    tests whose latest flake is after ``flaked_since`` are still flaky."""
+    tests whose latest flake is after ``flaked_since`` are still flaky. One pass groups the results by
+    (test, commit); the rows of the latest flakes are then found by their time."""
     rows = _test_rows(project_id, since)
     test = [rows.c.classname, rows.c.test_name, rows.c.file, rows.c.source, rows.c.job_name]
-    passed = (
-        select(*test, rows.c.revision).where(rows.c.result == "success").group_by(*test, rows.c.revision)
-    ).subquery("passed")
-    flakes = (
+    failed = rows.c.result.in_(TEST_FAILURES)
+    per_commit = (
         select(
             *test,
-            rows.c.job_id,
-            rows.c.created_at,
-            func.row_number().over(partition_by=test, order_by=[rows.c.created_at.desc(), rows.c.job_id]).label("rn"),
+            func.max(case((rows.c.result == "success", 1), else_=0)).label("passed"),
+            func.sum(case((failed, 1), else_=0)).label("failures"),
+            func.sum(case((failed, func.coalesce(rows.c.job_seconds, 0.0)), else_=0.0)).label("wasted"),
+            func.max(case((failed, rows.c.created_at), else_=None)).label("latest"),
         )
-        .join(
-            passed,
-            and_(*[passed.c[c.name] == c for c in test], passed.c.revision == rows.c.revision),
-        )
-        .where(rows.c.result.in_(TEST_FAILURES))
-        .subquery("flakes")
+        .group_by(*test, rows.c.revision)
+        .subquery("per_commit")
     )
-    f_test = [flakes.c[c.name] for c in test]
-    job_seconds = (
-        select(Job.id.label("job_id"), seconds_between(Job.started_at, Job.stopped_at).label("seconds"))
-        .where(Job.project_id == project_id)
-        .subquery("job_seconds")
-    )
+    c_test = [per_commit.c[c.name] for c in test]
     summary = (
         select(
-            *f_test,
-            func.count().label("times_flaked"),
-            func.sum(func.coalesce(job_seconds.c.seconds, 0.0)).label("time_wasted"),
-            func.max(flakes.c.created_at).label("latest"),
+            *c_test,
+            func.sum(per_commit.c.failures).label("times_flaked"),
+            func.sum(per_commit.c.wasted).label("time_wasted"),
+            func.max(per_commit.c.latest).label("latest"),
         )
-        .join(job_seconds, job_seconds.c.job_id == flakes.c.job_id)
-        .group_by(*f_test)
-        .having(func.max(flakes.c.created_at) >= flaked_since)
-        .subquery("summary")
+        .where(per_commit.c.passed == 1, per_commit.c.failures > 0)
+        .group_by(*c_test)
+        .having(func.max(per_commit.c.latest) >= flaked_since)
+        .order_by(per_commit.c.classname, per_commit.c.test_name, per_commit.c.job_name)
     )
-    latest = select(flakes).where(flakes.c.rn == 1).subquery("latest")
-    query = (
-        select(
-            *[summary.c[c.name] for c in test],
-            summary.c.times_flaked,
-            summary.c.time_wasted,
-            Job.number,
-            Pipeline.number,
-            Workflow.name,
-            Workflow.id,
-            Workflow.created_at,
+    found: list[Any] = list((await session.execute(summary)).all())
+    flaky: list[FlakyTest] = []
+    for classname, test_name, file, source, job_name, times, wasted, latest in found:
+        # The flake shown: the test's latest failure (of that job name) at the time of its latest flake.
+        detail = (
+            select(Job.number, Pipeline.number, Workflow.name, Workflow.id, Workflow.created_at)
+            .select_from(TestResult)
+            .join(Job, Job.id == TestResult.job_id)
+            .join(Workflow, Workflow.id == Job.workflow_id)
+            .join(Pipeline, Pipeline.id == Job.pipeline_id)
+            .where(
+                TestResult.project_id == project_id,
+                TestResult.created_at == latest,
+                TestResult.classname == classname,
+                TestResult.name == test_name,
+                Job.name == job_name,
+                TestResult.result.in_(TEST_FAILURES),
+            )
+            .limit(1)
         )
-        .join(latest, and_(*[latest.c[c.name] == summary.c[c.name] for c in test]))
-        .join(Job, Job.id == latest.c.job_id)
-        .join(Workflow, Workflow.id == Job.workflow_id)
-        .join(Pipeline, Pipeline.id == Job.pipeline_id)
-        .order_by(summary.c.times_flaked.desc(), summary.c.classname, summary.c.test_name, summary.c.job_name)
-    )
-    return [
-        FlakyTest(
-            classname=row[0],
-            test_name=row[1],
-            file=row[2],
-            source=row[3],
-            job_name=row[4],
-            times_flaked=row[5],
-            time_wasted=float(row[6] or 0),
-            job_number=row[7],
-            pipeline_number=row[8],
-            workflow_name=row[9],
-            workflow_id=row[10],
-            workflow_created_at=row[11],
+        row = (await session.execute(detail)).first()
+        if row is None:
+            continue
+        flaky.append(
+            FlakyTest(
+                classname=classname,
+                test_name=test_name,
+                file=file,
+                source=source,
+                job_name=job_name,
+                times_flaked=int(times),
+                time_wasted=float(wasted or 0),
+                job_number=row[0],
+                pipeline_number=row[1],
+                workflow_name=row[2],
+                workflow_id=row[3],
+                workflow_created_at=row[4],
+            )
         )
-        for row in (await session.execute(query)).all()
-    ]
+    flaky.sort(key=lambda t: (-t.times_flaked, t.classname, t.test_name, t.job_name))
+    return flaky
 
 
 @dataclass(frozen=True)
