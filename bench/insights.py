@@ -222,7 +222,9 @@ async def index_growth(path: Path) -> None:
     connection.execute("VACUUM")
     without = path.stat().st_size
     connection.close()
-    print(f"database {with_indexes / 2**20:.0f} MiB, {100 * (with_indexes / without - 1):.1f} % for the Insights indexes")
+    print(
+        f"database {with_indexes / 2**20:.0f} MiB, {100 * (with_indexes / without - 1):.1f} % for the Insights indexes"
+    )
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ from circlet.secrets import Keyring, load_keyring
 from circlet.settings import Settings, credit_rates
 from circlet.storage.service import StorageService
 from circlet.storage.sweeper import BlobSweeper
+from circlet.usage.endpoints import router as usage_router
+from circlet.usage.service import UsageService
 from circlet.users.endpoints import avatars_router
 from circlet.users.endpoints import router as users_router
 from circlet.workflows.endpoints import router as workflows_router
@@ -74,6 +76,7 @@ ROUTERS = (
     legacy_private_router,
     runners_router,
     insights_router,
+    usage_router,
 )
 
 
@@ -221,6 +224,13 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
     app.state.job_service = JobService(orchestrator, app.state.project_service, settings.base_url, blobs, page_tokens)
     app.state.insights_service = InsightsService(
         app.state.project_service, page_tokens, credit_rates(settings.insights_credits_per_minute)
+    )
+    app.state.usage_service = UsageService(
+        database,
+        blobs,
+        keyring.derive("usage-export-urls"),
+        settings.base_url,
+        credit_rates(settings.insights_credits_per_minute),
     )
     app.state.legacy_service = LegacyService(
         app.state.job_service, settings.base_url, OutputUrlSigner(keyring.derive("output-urls"))

@@ -613,3 +613,23 @@ class SerialGroupWaiter(Base):
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
     workflow_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workflows.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UsageExport(Base):
+    """A usage export an organization admin asked for: its CSV parts are blobs once it completes."""
+
+    __tablename__ = "usage_exports"
+    __table_args__ = (Index("ix_usage_exports_org", "org_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    requested_by: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    start: Mapped[datetime] = mapped_column(UTCDateTime)
+    end: Mapped[datetime] = mapped_column(UTCDateTime)
+    shared_org_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    state: Mapped[str] = mapped_column(String(16))
+    error_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    blob_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
