@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from circlet.app import create_app  # noqa: E402
 from circlet.db.models import Job, Pipeline, Project, TestResult, Workflow  # noqa: E402
 from circlet.settings import Limits, Settings  # noqa: E402
-from tests.conftest import make_account  # noqa: E402
+from circlet.users import service as accounts  # noqa: E402
 
 NOW = datetime.now(UTC)
 BRANCHES = ("main", "main", "main", "dev", "feature")
@@ -64,7 +64,7 @@ async def load(database: object, project_id: uuid.UUID, args: argparse.Namespace
         for rows in (pipelines, workflows, jobs, tests):
             rows.clear()
 
-    span = timedelta(days=90).total_seconds()
+    span = timedelta(days=args.days).total_seconds()
     for index in range(args.workflows):
         created = NOW - timedelta(seconds=span * (1 - index / args.workflows))
         pipeline_id, workflow_id = uuid.uuid4(), uuid.uuid4()
@@ -151,6 +151,7 @@ async def main() -> None:
     parser.add_argument("--workflows", type=int, default=100_000)
     parser.add_argument("--jobs-per-workflow", type=int, default=10)
     parser.add_argument("--tests-per-job", type=int, default=5)
+    parser.add_argument("--days", type=int, default=90, help="the span the runs are spread over")
     parser.add_argument("--database-url", default="")
     parser.add_argument("--requests", type=int, default=30)
     args = parser.parse_args()
@@ -165,9 +166,12 @@ async def main() -> None:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         database = app.state.database
-        account = await make_account(database, org="bench")
         async with database.writing() as session:
-            project = Project(org_id=uuid.UUID(account.org_id), name="app", name_key="app", default_branch="main")
+            organization = await accounts.ensure_org(session, "gh/bench")
+            user = await accounts.ensure_user(session, "bencher")
+            await accounts.add_member(session, organization, user, "admin")
+            token = (await accounts.mint_token(session, user)).token
+            project = Project(org_id=organization.id, name="app", name_key="app", default_branch="main")
             session.add(project)
             await session.flush()
             project_id = project.id
@@ -195,7 +199,8 @@ async def main() -> None:
             "getProjectWorkflowsPageData": f"/insights/pages/{slug}/summary",
         }
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench", headers=account.headers) as http:
+        headers = {"Circle-Token": token}
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench", headers=headers) as http:
             print(f"{'operation':42} {'p50 ms':>8} {'p99 ms':>8}")
             for name, path in operations.items():
                 times = []
@@ -207,8 +212,38 @@ async def main() -> None:
                 times.sort()
                 p99 = times[min(len(times) - 1, round(0.99 * len(times)))]
                 print(f"{name:42} {statistics.median(times):8.1f} {p99:8.1f}")
+            await usage_export(http, app)
     if not args.database_url:
         await index_growth(home / "circlet.db")
+
+
+async def usage_export(http: httpx.AsyncClient, app: object) -> None:
+    """A usage export of the last 31 days: time to completion, rows, and the process's peak RSS above
+    where it started (sampled every 10 ms)."""
+    import psutil
+
+    process = psutil.Process()
+    org_id = (await http.get("/api/v2/me/collaborations")).json()[0]["id"]
+    body = {"start": (NOW - timedelta(days=31)).isoformat(), "end": NOW.isoformat()}
+    baseline = process.memory_info().rss
+    peak = baseline
+    begun = time.perf_counter()
+    created = (await http.post(f"/api/v2/organizations/{org_id}/usage_export_job", json=body)).json()
+    while True:
+        peak = max(peak, process.memory_info().rss)
+        state = (
+            await http.get(f"/api/v2/organizations/{org_id}/usage_export_job/{created['usage_export_job_id']}")
+        ).json()
+        if state["state"] in ("completed", "failed"):
+            break
+        await asyncio.sleep(0.01)
+    seconds = time.perf_counter() - begun
+    async with app.state.database.reading() as session:  # type: ignore[attr-defined]
+        rows = (await session.execute(text("SELECT rows FROM usage_exports"))).scalar_one()
+    print(
+        f"usage export: {state['state']}, {rows:,} job runs in {seconds:.1f} s, "
+        f"peak RSS +{(peak - baseline) / 2**20:.0f} MiB (process {peak / 2**20:.0f} MiB)"
+    )
 
 
 async def index_growth(path: Path) -> None:
