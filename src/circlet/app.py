@@ -26,6 +26,9 @@ from circlet.contexts.endpoints import router as contexts_router
 from circlet.contexts.service import ContextService
 from circlet.db.engine import Database, create_database
 from circlet.db.migrate import upgrade_to_head
+from circlet.deploys.endpoints import rollback_router
+from circlet.deploys.endpoints import router as deploys_router
+from circlet.deploys.service import DeployService
 from circlet.engine.compiling import CompilePool
 from circlet.engine.loops import EngineLoops
 from circlet.engine.orchestrator import Orchestrator
@@ -77,6 +80,8 @@ ROUTERS = (
     runners_router,
     insights_router,
     usage_router,
+    deploys_router,
+    rollback_router,
 )
 
 
@@ -225,6 +230,7 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
     app.state.insights_service = InsightsService(
         app.state.project_service, page_tokens, credit_rates(settings.insights_credits_per_minute)
     )
+    app.state.deploy_service = DeployService(page_tokens, app.state.pipeline_service, app.state.workflow_service)
     app.state.usage_service = UsageService(
         database,
         blobs,

@@ -224,8 +224,14 @@ class PipelineService:
         return Resolved(commit, config_revision)
 
     async def create_pipeline(
-        self, session: AsyncSession, principal: Principal, request: TriggerRequest, resolved: Resolved
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        request: TriggerRequest,
+        resolved: Resolved,
+        extra_values: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """``extra_values``: pipeline values of the trigger's kind (a rollback's ``deploy.*``)."""
         project, org = request.found.project, request.found.org
         number = (await engine.next_numbers(session, project.id, pipelines=1))[0]
         now = utcnow()
@@ -254,6 +260,7 @@ class PipelineService:
             "trigger_parameters.circleci.actor_id": str(principal.user_id),
             "config.file_path": request.file_path,
             "definition.id": str(request.definition_id) if request.definition_id else None,
+            **(extra_values or {}),
         }
         pipeline = Pipeline(
             id=pipeline_id,
@@ -509,6 +516,11 @@ class PipelineService:
             await definitions.definitions_of(session, project.id)
         ):
             await definitions.add(session, definition)
+
+    async def project_by_id(
+        self, session: AsyncSession, principal: Principal, project_id: str, least: str, action: str
+    ) -> ProjectInOrg:
+        return await self._project_by_id(session, principal, project_id, least, action)
 
     async def _project_by_id(
         self, session: AsyncSession, principal: Principal, project_id: str, least: str, action: str
