@@ -30,7 +30,8 @@ jobs:
   undo:
     docker: [{image: x}]
     steps:
-      - run: echo << pipeline.deploy.target_version >> << pipeline.deploy.environment_name >> << pipeline.parameters.why >>
+      - run: echo << pipeline.deploy.target_version >> << pipeline.deploy.environment_name >>
+      - run: echo << pipeline.parameters.why >>
 workflows:
   rollback:
     jobs: [undo]
@@ -173,7 +174,7 @@ async def test_markers_environments_components_versions_and_rollback(
     assert task is not None and task["job"]["name"] == "undo"
     await runner.finish(task)
     config = (await client.get(f"/api/v2/pipeline/{newest['id']}/config", headers=admin.headers)).json()
-    assert config["source"] == ROLLBACK and "echo v1 prod bad" in config["compiled"]
+    assert config["source"] == ROLLBACK and "echo v1 prod" in config["compiled"] and "echo bad" in config["compiled"]
     versions = (await client.get(f"/api/v2/deploy/components/{api['id']}/versions", headers=admin.headers)).json()
     # the rollbacks' releases are pending until their jobs mark them: v2 is still live
     assert [(v["name"], v["is_live"]) for v in versions["items"]] == [("v2", True), ("v1", False)]
