@@ -290,6 +290,9 @@ async def test_flaky_tests_and_test_metrics(client: httpx.AsyncClient, seeded: t
     assert test["times-flaked"] == 1 and test["time-wasted"] == 50
     assert test["workflow-name"] == "build" and test["pipeline-number"] == 4
     assert test["workflow-created-at"] == "2026-11-26T12:00:00.000Z"
+    # CircleCI's own spelling, which its clients parse (the MCP server's find_flaky_tests among them)
+    assert flaky["total_flaky_tests"] == 1 and flaky["flaky_tests_count"] == 1
+    assert flaky["flaky_tests"] == [{key.replace("-", "_"): value for key, value in test.items()}]
 
     metrics = await get(client, account, f"{slug}/workflows/build/test-metrics")
     assert metrics["total_test_runs"] == 4

@@ -484,23 +484,31 @@ class InsightsService:
         flaky = await insights.flaky_tests(session, found.project.id, now - RETENTION, now - FLAKY_FOR)
         items = [
             {
-                "time-wasted": whole(test.time_wasted),
-                "workflow-created-at": timestamp(test.workflow_created_at),
-                "workflow-id": test.workflow_id,
+                "time_wasted": whole(test.time_wasted),
+                "workflow_created_at": timestamp(test.workflow_created_at),
+                "workflow_id": test.workflow_id,
                 "classname": test.classname,
-                "pipeline-number": test.pipeline_number,
-                "workflow-name": test.workflow_name,
-                "test-name": test.test_name,
-                "job-name": test.job_name,
-                "job-number": test.job_number,
-                "times-flaked": test.times_flaked,
+                "pipeline_number": test.pipeline_number,
+                "workflow_name": test.workflow_name,
+                "test_name": test.test_name,
+                "job_name": test.job_name,
+                "job_number": test.job_number,
+                "times_flaked": test.times_flaked,
                 "source": test.source,
                 "file": test.file,
             }
             for test in flaky
         ]
-        unique = {(t.classname, t.test_name, t.file, t.source) for t in flaky}
-        return {"flaky-tests": items, "total-flaky-tests": len(unique)}
+        unique = len({(t.classname, t.test_name, t.file, t.source) for t in flaky})
+        # CircleCI answers snake_case (what its own clients, the MCP server among them, parse); the spec
+        # writes kebab-case: both spellings, so that clients of either work (docs/compatibility.md).
+        return {
+            "flaky_tests": items,
+            "total_flaky_tests": unique,
+            "flaky_tests_count": len(items),
+            "flaky-tests": [{key.replace("_", "-"): value for key, value in item.items()} for item in items],
+            "total-flaky-tests": unique,
+        }
 
     async def test_metrics(
         self,
