@@ -41,7 +41,7 @@ BAD_BODY = "Unexpected request body provided."
 LONGEST_RANGE = timedelta(days=31)
 OLDEST_START = timedelta(days=365)
 URL_SECONDS = 3600
-BATCH = 2000
+BATCH = 5000
 COLUMNS = (
     "ORGANIZATION_ID",
     "ORGANIZATION_NAME",
@@ -103,15 +103,22 @@ def parse_id(text: str, missing: str) -> uuid.UUID:
         raise NotFound(missing) from None
 
 
-def _time(value: datetime | None) -> str:
-    return timestamp(value) if value is not None else NULL
+def _time(value: datetime | str | None) -> str:
+    if value is None:
+        return NULL
+    return value if isinstance(value, str) else timestamp(value)
 
 
 def _text(value: Any) -> str:
     return NULL if value is None else str(value)
 
 
-def csv_row(row: Sequence[Any], last_finished: Mapping[uuid.UUID, datetime], rates: Mapping[str, float]) -> list[str]:
+def csv_row(
+    row: Sequence[Any],
+    last_finished: Mapping[uuid.UUID, datetime],
+    firsts: Mapping[uuid.UUID, tuple[datetime | None, datetime | None]],
+    rates: Mapping[str, float],
+) -> list[str]:
     """One job run as the export's 48 columns."""
     (
         org_id,
@@ -131,8 +138,6 @@ def csv_row(row: Sequence[Any], last_finished: Mapping[uuid.UUID, datetime], rat
         actor_id,
         workflow_id,
         workflow_name,
-        first_queued,
-        first_started,
         workflow_stopped,
         workflow_status,
         job_name,
@@ -145,8 +150,14 @@ def csv_row(row: Sequence[Any], last_finished: Mapping[uuid.UUID, datetime], rat
         resource_class,
         executor,
         parallelism,
+        _position,
     ) = row
-    seconds = (stopped - started).total_seconds() if started and stopped else None
+    first_queued, first_started = firsts.get(workflow_id, (None, None))
+    seconds = (
+        (datetime.fromisoformat(stopped) - datetime.fromisoformat(started)).total_seconds()
+        if started and stopped
+        else None
+    )
     credits = (seconds or 0) / 60 * (parallelism or 1) * rates.get(resource_class, 0.0)
     return [
         str(org_id),
@@ -174,7 +185,7 @@ def csv_row(row: Sequence[Any], last_finished: Mapping[uuid.UUID, datetime], rat
         job_name,
         _text(job_number),
         str(job_id),
-        started.date().isoformat() if started else NULL,
+        started[:10] if started else NULL,
         _time(queued),
         _time(started),
         _time(stopped),
@@ -315,12 +326,13 @@ class UsageService:
                     raise LookupError("the export was deleted")
                 org_ids = [export.org_id, *(uuid.UUID(o) for o in export.shared_org_ids)]
                 last_finished = await usage.last_build_finished(session, org_ids)
-                with gzip.open(path, "wt", newline="", encoding="utf-8", compresslevel=6) as handle:
+                firsts = await usage.workflow_firsts(session, org_ids, export.start, export.end)
+                with gzip.open(path, "wt", newline="", encoding="utf-8", compresslevel=1) as handle:
                     writer = csv.writer(handle, quoting=csv.QUOTE_NONE, escapechar="\\", lineterminator="\n")
                     writer.writerow(COLUMNS)
-                    batches = usage.stream_job_runs(session, org_ids, export.start, export.end, BATCH)
-                    async for batch in batches:
-                        writer.writerows(csv_row(row, last_finished, self.rates) for row in batch)
+                    projects = await usage.org_project_ids(session, org_ids)
+                    async for batch in usage.job_runs(session, projects, export.start, export.end, BATCH):
+                        writer.writerows(csv_row(row, last_finished, firsts, self.rates) for row in batch)
                         rows += len(batch)
             stored = await self.blobs.put(_chunks(path))
         return stored.id, rows
