@@ -28,6 +28,9 @@ from circlet.db.engine import Database, create_database
 from circlet.db.migrate import upgrade_to_head
 from circlet.definitions.endpoints import definitions_router, triggers_router
 from circlet.definitions.service import DefinitionService
+from circlet.deploys.endpoints import rollback_router
+from circlet.deploys.endpoints import router as deploys_router
+from circlet.deploys.service import DeployService
 from circlet.engine.compiling import CompilePool
 from circlet.engine.loops import EngineLoops
 from circlet.engine.orchestrator import Orchestrator
@@ -43,6 +46,8 @@ from circlet.http.middleware import RequestMiddleware
 from circlet.http.pagination import PageTokens
 from circlet.http.responses import json_response
 from circlet.http.routing import API_PREFIX, add_hot_routes
+from circlet.insights.endpoints import router as insights_router
+from circlet.insights.service import InsightsService
 from circlet.jobs.endpoints import router as jobs_router
 from circlet.jobs.service import JobService
 from circlet.mirrors.git_mirror import GitMirrors
@@ -59,9 +64,11 @@ from circlet.schedules.endpoints import router as schedules_router
 from circlet.schedules.scheduler import Scheduler
 from circlet.schedules.service import ScheduleService
 from circlet.secrets import Keyring, load_keyring
-from circlet.settings import Settings
+from circlet.settings import Settings, credit_rates
 from circlet.storage.service import StorageService
 from circlet.storage.sweeper import BlobSweeper
+from circlet.usage.endpoints import router as usage_router
+from circlet.usage.service import UsageService
 from circlet.users.endpoints import avatars_router
 from circlet.users.endpoints import router as users_router
 from circlet.web import mount_web
@@ -86,6 +93,10 @@ ROUTERS = (
     runners_router,
     schedules_router,
     hooks_router,
+    insights_router,
+    usage_router,
+    deploys_router,
+    rollback_router,
 )
 
 
@@ -253,6 +264,17 @@ def attach_state(app: FastAPI, settings: Settings, database: Database, keyring: 
         database, blobs, timedelta(days=settings.cache_retention_days), settings.blob_sweep_hours * 3600
     )
     app.state.job_service = JobService(orchestrator, app.state.project_service, settings.base_url, blobs, page_tokens)
+    app.state.insights_service = InsightsService(
+        app.state.project_service, page_tokens, credit_rates(settings.insights_credits_per_minute)
+    )
+    app.state.deploy_service = DeployService(page_tokens, app.state.pipeline_service, app.state.workflow_service)
+    app.state.usage_service = UsageService(
+        database,
+        blobs,
+        keyring.derive("usage-export-urls"),
+        settings.base_url,
+        credit_rates(settings.insights_credits_per_minute),
+    )
     app.state.legacy_service = LegacyService(
         app.state.job_service, settings.base_url, OutputUrlSigner(keyring.derive("output-urls"))
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 from functools import cached_property
@@ -167,6 +168,11 @@ class Settings(BaseSettings):
         description="Tests only: `EPOCH:SPEED` makes the schedules' clock run SPEED times faster than real time from "
         "the Unix time EPOCH (0 stops it there). Empty: real time.",
     )
+    insights_credits_per_minute: str = Field(
+        "",
+        description="Credits a job run costs per minute and parallel run, by resource class "
+        "(`small=5,large=20`), for Insights and usage exports; a class not listed costs 0 (circlet has no billing).",
+    )
     limits: Limits = Field(default_factory=Limits)
 
     @field_validator("test_scheduler_clock")
@@ -182,6 +188,12 @@ class Settings(BaseSettings):
     @classmethod
     def _roots_are_absolute(cls, value: str) -> str:
         parse_roots(value)
+        return value
+
+    @field_validator("insights_credits_per_minute")
+    @classmethod
+    def _rates_parse(cls, value: str) -> str:
+        credit_rates(value)
         return value
 
     @field_validator("allowed_private_networks")
@@ -261,3 +273,17 @@ def normalize_database_url(url: str) -> str:
     if url.startswith("sqlite://"):
         return "sqlite+aiosqlite://" + url.split("://", 1)[1]
     return url
+
+
+def credit_rates(text: str) -> dict[str, float]:
+    """``class=rate,class=rate`` (credits per minute) into a table; raises ValueError on nonsense."""
+    rates: dict[str, float] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        name, _, rate = part.partition("=")
+        value = float(rate)
+        if not name.strip() or not math.isfinite(value) or value < 0:
+            raise ValueError(f"not a resource class rate: {part!r}")
+        rates[name.strip()] = value
+    return rates

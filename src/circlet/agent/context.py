@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from circlet.agent.backends import Backend
 from circlet.agent.isolation import JobUser
@@ -32,6 +32,8 @@ class TaskStorage(Protocol):
     """The server's storage for a task's storage steps (``TaskClient``, or a fake in tests)."""
 
     async def find_cache(self, keys: Sequence[str]) -> str | None: ...
+
+    async def record_release(self, marker: dict[str, Any]) -> tuple[int, str]: ...
 
     async def cache_exists(self, key: str) -> bool: ...
 

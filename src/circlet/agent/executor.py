@@ -22,6 +22,7 @@ from circlet.agent.containers import ContainerEngine
 from circlet.agent.context import EventSink, StepContext, StepOutcome, StepOutput, TaskStorage
 from circlet.agent.continuation import install_curl_wrapper
 from circlet.agent.isolation import JobUser
+from circlet.agent.job_tools import RELEASES_FILE
 from circlet.agent.masking import Masker
 from circlet.agent.process import ProcessGroups
 from circlet.agent.protocol import Step, Task
@@ -71,6 +72,7 @@ class TaskRunner:
         self._server_url = server_url
         self._sink = sink
         self._storage = storage
+        self._releases_sent = 0  # lines of the job's deploy markers already sent
         self._dirs = TaskDirs(work_root / f"task-{task.task_id}")
         self._groups = ProcessGroups(kill_grace)
         offer = RunnerOffer(docker, engine, job_user, refuse_host_jobs, host_job_image)
@@ -215,6 +217,7 @@ class TaskRunner:
             outcome = StepOutcome("failed", None, f"step {step.name!r} could not run: {exc.strerror or exc}")
         if self._stopped is not None or (self._job_ending and step.args.get("background") is True):
             outcome = StepOutcome("canceled", None, outcome.reason)
+        await self._send_releases(output)
         await output.finish()
         await self._sink.step_event(index, step.name, outcome.status, outcome.exit_code, started_at, now())
         log.info(
@@ -226,6 +229,24 @@ class TaskRunner:
         if outcome.status in ("failed", "timedout") and (self._failure is None or outcome.status == "timedout"):
             self._failure = outcome
         return outcome
+
+    async def _send_releases(self, output: StepOutput) -> None:
+        """The deploy markers the step's ``circleci run release`` queued, sent in order, each once."""
+        path = self._dirs.data / RELEASES_FILE
+        if self._storage is None or not path.exists():
+            return
+        lines = (await asyncio.to_thread(path.read_bytes)).splitlines()
+        for line in lines[self._releases_sent :]:
+            self._releases_sent += 1
+            try:
+                marker = json.loads(line)
+            except ValueError:
+                await output.line("circleci run release: an unreadable marker was skipped")
+                continue
+            status, text = await self._storage.record_release(marker)
+            action = marker.get("action") if isinstance(marker, dict) else None
+            verdict = f"recorded ({text})" if status < 400 else f"refused: {text}"
+            await output.line(f"circleci run release {action}: {verdict}")
 
     def _result(self) -> TaskResult:
         if self._stopped is not None:

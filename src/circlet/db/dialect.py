@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, text
+from sqlalchemy import Float, String, Table, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 
 def insert_for(session: AsyncSession, table: Table) -> Any:
@@ -301,3 +303,69 @@ class SqliteWriter:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+# -- time arithmetic for aggregates (insights) ------------------------------------------------------
+#
+# SQLite stores times as naive UTC text and has no interval type; PostgreSQL has timestamps. The
+# insights queries aggregate durations and bucket times in SQL, so the two spellings live here.
+
+
+class seconds_between(FunctionElement[float]):  # noqa: N801 - used as a SQL function
+    """``end - start`` in seconds, as a float (NULL if either is NULL)."""
+
+    type = Float()
+    inherit_cache = True
+    name = "seconds_between"
+
+
+@compiles(seconds_between, "sqlite")
+def _seconds_between_sqlite(element: seconds_between, compiler: Any, **kw: Any) -> str:
+    start, end = list(element.clauses)
+    # julianday's doubles carry ~40 µs of error at today's dates: rounded to the millisecond, which
+    # the stored times hold exactly, so both databases give the same seconds.
+    return (
+        f"ROUND((julianday({compiler.process(end, **kw)}) - julianday({compiler.process(start, **kw)})) * 86400.0, 3)"
+    )
+
+
+@compiles(seconds_between, "postgresql")
+def _seconds_between_postgresql(element: seconds_between, compiler: Any, **kw: Any) -> str:
+    start, end = list(element.clauses)
+    return f"EXTRACT(EPOCH FROM ({compiler.process(end, **kw)} - {compiler.process(start, **kw)}))::float8"
+
+
+class hour_start(FunctionElement[str]):  # noqa: N801 - used as a SQL function
+    """The start of the hour a time falls in, as ``YYYY-MM-DD HH:00:00`` text on both databases."""
+
+    type = String()
+    inherit_cache = True
+    name = "hour_start"
+
+
+class day_start(FunctionElement[str]):  # noqa: N801 - used as a SQL function
+    """The start of the day a time falls in, as ``YYYY-MM-DD 00:00:00`` text on both databases."""
+
+    type = String()
+    inherit_cache = True
+    name = "day_start"
+
+
+@compiles(hour_start, "sqlite")
+def _hour_start_sqlite(element: hour_start, compiler: Any, **kw: Any) -> str:
+    return f"strftime('%Y-%m-%d %H:00:00', {compiler.process(element.clauses, **kw)})"
+
+
+@compiles(day_start, "sqlite")
+def _day_start_sqlite(element: day_start, compiler: Any, **kw: Any) -> str:
+    return f"strftime('%Y-%m-%d 00:00:00', {compiler.process(element.clauses, **kw)})"
+
+
+@compiles(hour_start, "postgresql")
+def _hour_start_postgresql(element: hour_start, compiler: Any, **kw: Any) -> str:
+    return f"to_char(date_trunc('hour', {compiler.process(element.clauses, **kw)}), 'YYYY-MM-DD HH24:00:00')"
+
+
+@compiles(day_start, "postgresql")
+def _day_start_postgresql(element: day_start, compiler: Any, **kw: Any) -> str:
+    return f"to_char(date_trunc('day', {compiler.process(element.clauses, **kw)}), 'YYYY-MM-DD 00:00:00')"

@@ -412,7 +412,12 @@ class Pipeline(Base):
 
 class Workflow(Base):
     __tablename__ = "workflows"
-    __table_args__ = (Index("ix_workflows_pipeline_created", "pipeline_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_workflows_pipeline_created", "pipeline_id", "created_at", "id"),
+        # Insights: a project's (or one workflow's) runs in a reporting window.
+        Index("ix_workflows_project_created", "project_id", "created_at"),
+        Index("ix_workflows_project_name_created", "project_id", "name", "created_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     pipeline_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"))
@@ -436,6 +441,7 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_workflow", "workflow_id"),
         Index("ix_jobs_project_number", "project_id", "number"),
+        Index("ix_jobs_project_started", "project_id", "started_at"),  # Insights' job time series
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -714,3 +720,86 @@ class ProjectPoll(Base):
     every_seconds: Mapped[int] = mapped_column(Integer)
     next_poll_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     refs: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+
+
+class UsageExport(Base):
+    """A usage export an organization admin asked for: its CSV parts are blobs once it completes."""
+
+    __tablename__ = "usage_exports"
+    __table_args__ = (Index("ix_usage_exports_org", "org_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    requested_by: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    start: Mapped[datetime] = mapped_column(UTCDateTime)
+    end: Mapped[datetime] = mapped_column(UTCDateTime)
+    shared_org_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    state: Mapped[str] = mapped_column(String(16))
+    error_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    blob_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DeployEnvironment(Base):
+    """Where components are deployed (CircleCI's deploy environments), created by a job's first
+    deploy marker naming it."""
+
+    __tablename__ = "deploy_environments"
+    __table_args__ = (
+        UniqueConstraint("org_id", "name", name="uq_deploy_environments_org_name"),
+        Index("ix_deploy_environments_org_created", "org_id", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    labels: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DeployComponent(Base):
+    """What a project deploys (CircleCI's components), created by a job's first deploy marker naming it."""
+
+    __tablename__ = "deploy_components"
+    __table_args__ = (
+        UniqueConstraint("project_id", "name", name="uq_deploy_components_project_name"),
+        Index("ix_deploy_components_org_created", "org_id", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    labels: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DeployRelease(Base):
+    """One deploy marker: a version of a component going to an environment (and namespace)."""
+
+    __tablename__ = "deploy_releases"
+    __table_args__ = (
+        Index("ix_deploy_releases_component", "component_id", "environment_id", "created_at"),
+        Index("ix_deploy_releases_workflow_name", "workflow_id", "name"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    component_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("deploy_components.id", ondelete="CASCADE"))
+    environment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("deploy_environments.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255), default="default")  # the deploy's name in its workflow
+    version: Mapped[str] = mapped_column(String(255))
+    namespace: Mapped[str] = mapped_column(String(255), default="default")
+    status: Mapped[str] = mapped_column(String(16))
+    failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    pipeline_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    workflow_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    job_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    job_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rollback_of: Mapped[str | None] = mapped_column(String(255), nullable=True)  # the version rolled back from
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

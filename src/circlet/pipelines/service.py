@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from circlet.auth import ROLE_MEMBER, Principal
+from circlet.auth import ROLE_MEMBER, Principal, require_role
 from circlet.config import ConfigInvalid
 from circlet.db.models import Organization, Pipeline, PipelineDefinition, Project, Workflow
 from circlet.db.types import utcnow
@@ -209,11 +209,13 @@ class PipelineService:
         principal: Principal | None,
         request: TriggerRequest,
         resolved: Resolved,
+        extra_values: dict[str, Any] | None = None,
         *,
         origin: PipelineOrigin | None = None,
     ) -> dict[str, Any]:
         """Record the pipeline as ``pending``; ``origin`` for one that no API call started (then
-        ``principal`` may be None)."""
+        ``principal`` may be None); ``extra_values``: pipeline values of the trigger's kind (a
+        rollback's ``deploy.*``)."""
         project, org = request.found.project, request.found.org
         number = (await engine.next_numbers(session, project.id, pipelines=1))[0]
         now = utcnow()
@@ -242,6 +244,7 @@ class PipelineService:
             "trigger_parameters.circleci.actor_id": str(principal.user_id) if principal else None,
             "config.file_path": request.file_path,
             "definition.id": str(request.definition_id) if request.definition_id else None,
+            **(extra_values or {}),
         }
         if origin is not None:
             values.update(origin.values)
@@ -543,6 +546,21 @@ class PipelineService:
             "trigger": {"type": pipeline.trigger_type, "received_at": timestamp(pipeline.created_at), "actor": actor},
             "vcs": vcs,
         }
+
+    async def project_by_id(
+        self, session: AsyncSession, principal: Principal, project_id: str, least: str, action: str
+    ) -> ProjectInOrg:
+        """A project by its id, for a caller with at least ``least`` in its organization: 400 for an
+        id that is not a UUID, 404 for a project they may not see."""
+        try:
+            parsed = uuid.UUID(project_id)
+        except ValueError:
+            raise BadRequest("project_id: not a UUID.") from None
+        found = await self._project(session, parsed)
+        if found is None:
+            raise NotFound("Project not found.")
+        require_role(principal, found.org.id, least, missing="Project not found.", action=action)
+        return found
 
 
 def workflow_body(workflow: Workflow, pipeline: Pipeline, slug: str) -> dict[str, Any]:

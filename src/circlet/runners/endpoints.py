@@ -15,6 +15,7 @@ from circlet.auth import Principal, authenticate
 from circlet.blobs import StoredBlob
 from circlet.db.engine import Database
 from circlet.db.models import Task
+from circlet.deploys.schemas import ReleaseMarker
 from circlet.engine.wakeups import TaskSignal
 from circlet.http.errors import PayloadTooLarge
 from circlet.http.responses import json_response
@@ -283,6 +284,18 @@ async def store_test_results(
     finally:
         rows.close()
     return json_response({"tests": count}, 201)
+
+
+@router.post("/tasks/{task_id}/releases", include_in_schema=False)
+async def record_release(
+    request: Request, task_id: uuid.UUID, marker: ReleaseMarker, authorization: Authorization = None
+) -> Response:
+    """A deploy marker of the job (`circleci run release plan|update|log`), as the agent forwards it."""
+    database = request.app.state.database
+    async with database.writing() as session:
+        task = await _running_task(session, request.app.state.runner_service, authorization, task_id)
+        recorded = await request.app.state.deploy_service.record_marker(session, task.job_id, marker)
+    return json_response(recorded, 201)
 
 
 # -- CircleCI's runner API, as `circleci runner resource-class|token|instance` calls it -------------

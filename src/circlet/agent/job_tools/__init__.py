@@ -3,7 +3,8 @@
 The agent writes two small scripts into the task's ``bin/`` directory; each runs
 ``python -I -m circlet.agent.job_tools`` with the agent's own interpreter, so they work wherever the
 agent runs and a job's ``PYTHONPATH`` cannot break them. They talk to the agent only through files
-in ``$CIRCLE_INTERNAL_TASK_DATA``: the halt marker (``step halt``) and the timings (``tests split``).
+in ``$CIRCLE_INTERNAL_TASK_DATA``: the halt marker (``step halt``), the timings (``tests split``) and
+the deploy markers (``run release``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from pathlib import Path
 COMMANDS = ("circleci", "circleci-agent")
 HALT_MARKER = "halt"
 """Written by ``step halt`` into ``$CIRCLE_INTERNAL_TASK_DATA``; the agent ends the job after the step."""
+RELEASES_FILE = "releases.jsonl"
+"""Deploy markers (``run release plan|update|log``), one JSON object a line, appended by the job; the
+agent forwards the new ones to the server after each step."""
 TIMINGS_FILE = "timings.json"
 """The task's ``test_timings``, written by the agent into ``$CIRCLE_INTERNAL_TASK_DATA``."""
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from circlet.agent.durations import parse_duration
-from circlet.agent.job_tools import HALT_MARKER, TIMINGS_FILE
+from circlet.agent.job_tools import HALT_MARKER, RELEASES_FILE, TIMINGS_FILE
 from circlet.agent.job_tools.globbing import glob
 from circlet.agent.job_tools.splitting import (
     TIMINGS_TYPES,
@@ -107,6 +108,31 @@ def step_halt(_: argparse.Namespace) -> int:
     return 0
 
 
+def run_release(arguments: argparse.Namespace) -> int:
+    """``run release plan|update|log``: the marker is queued for the agent, which sends it to the
+    server when the step ends (refusals are written into the step's output)."""
+    data = task_data()
+    if data is None or not data.is_dir():
+        note("run release: not inside a circlet job (no $CIRCLE_INTERNAL_TASK_DATA)")
+        return 1
+    action = arguments.subcommand
+    if action in ("plan", "log") and not arguments.target_version:
+        note(f"run release {action}: --target-version is required")
+        return 2
+    if action == "update" and not arguments.status:
+        note("run release update: --status is required")
+        return 2
+    marker = {"action": action, "deploy_name": arguments.deploy_name or "default"}
+    for name in ("environment_name", "component_name", "target_version", "namespace", "status", "failure_reason"):
+        value = getattr(arguments, name, None)
+        if value:
+            marker[name] = value
+    with (data / RELEASES_FILE).open("a") as handle:
+        handle.write(json.dumps(marker) + "\n")
+    note(f"run release {action}: recorded for {marker['deploy_name']}; sent to circlet when this step ends")
+    return 0
+
+
 def time_default(text: str) -> float:
     try:
         return parse_duration(text)
@@ -149,6 +175,24 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     subst.set_defaults(handler=env_subst)
     step = groups.add_parser("step").add_subparsers(dest="subcommand", required=True)
     step.add_parser("halt", help="end the job successfully after the current step").set_defaults(handler=step_halt)
+    release = groups.add_parser("run").add_subparsers(dest="group", required=True)
+    actions = release.add_parser("release", help="deploy markers").add_subparsers(dest="subcommand", required=True)
+    for action, text in (
+        ("plan", "a deploy about to start (pending)"),
+        ("update", "the status of a planned deploy"),
+        ("log", "a deploy that already happened"),
+    ):
+        parser_ = actions.add_parser(action, help=text)
+        parser_.add_argument("deploy_name", nargs="?", default="default")
+        if action == "update":
+            parser_.add_argument("--status", type=str.upper, choices=("RUNNING", "SUCCESS", "FAILED", "CANCELED"))
+            parser_.add_argument("--failure-reason")
+        else:
+            parser_.add_argument("--environment-name")
+            parser_.add_argument("--component-name")
+            parser_.add_argument("--target-version")
+            parser_.add_argument("--namespace")
+        parser_.set_defaults(handler=run_release)
     return parser
 
 

@@ -224,6 +224,16 @@ class TaskClient:
         self._check(response, "/tests")
         return int(response.json().get("tests", 0))
 
+    async def record_release(self, marker: dict[str, Any]) -> tuple[int, str]:
+        """A deploy marker of the job: the server's status and its message (or the marker's status). A
+        refused marker is the job's mistake, not the task's: it is answered, not raised."""
+        response = await self._send("POST", "/releases", json=marker)
+        if response.status_code in (401, 403):
+            raise TaskLost(f"/releases answered {response.status_code}: {message_of(response)}")
+        if response.status_code < 400:
+            return response.status_code, str(response.json().get("status", ""))
+        return response.status_code, message_of(response)
+
     async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return await self._runner.send(
             method, self._base + path, self._task.task_token, give_up_after=self._task.lease_seconds, **kwargs

@@ -1,0 +1,1 @@
+"""The Insights tag: figures of workflow, job and test runs, computed from the run tables."""
