@@ -72,7 +72,7 @@ async def test_served_spec_lists_what_is_implemented(client: httpx.AsyncClient) 
     assert spec["servers"] == [{"url": "http://circlet.test/api/v2"}]
     assert set(spec["paths"]["/context"]) >= {"get", "post"}
     assert "get" in spec["paths"]["/me"]
-    assert "/insights/{project-slug}/workflows" not in spec["paths"]
+    assert "/owner/{ownerID}/context/{context}/decision" not in spec["paths"]
 
 
 @pytest.fixture
